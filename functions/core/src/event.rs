@@ -1,0 +1,293 @@
+//! Events in: CloudEvents 1.0 (structured JSON), alone or inside an EventBridge envelope.
+//!
+//! Validation is strict on what the service relies on (identity, type, tenant, time) and
+//! ignores every other attribute or extension, as the CloudEvents spec asks of consumers.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::catalog;
+
+/// Largest accepted event, serialized (SPEC §2).
+pub const MAX_EVENT_BYTES: usize = 256 * 1024;
+const MAX_ID_CHARS: usize = 128;
+const MAX_SOURCE_CHARS: usize = 1024;
+
+/// A validated event: everything matching and delivery need, nothing else.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub id: String,
+    pub source: String,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub company_id: String,
+    pub project_id: String,
+    /// RFC 3339, UTC: the event's `time`, or its receipt time when it had none.
+    pub time: String,
+    pub data: Value,
+}
+
+/// Why an event was refused: a stable `code` (for DLQ attributes and metrics), the attribute
+/// concerned, and a message a producer can act on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct EventError {
+    pub code: &'static str,
+    pub field: String,
+    pub message: String,
+}
+
+impl EventError {
+    fn new(code: &'static str, field: &str, message: impl Into<String>) -> Self {
+        Self { code, field: field.to_owned(), message: message.into() }
+    }
+
+    /// The same error located inside a batch or envelope, e.g. `[3].type`.
+    pub fn within(mut self, prefix: &str) -> Self {
+        self.field =
+            if self.field.is_empty() { prefix.to_owned() } else { format!("{prefix}.{}", self.field) };
+        self
+    }
+}
+
+/// Parses one ingest queue message body: a CloudEvent, or an EventBridge envelope whose
+/// `detail` is one.
+pub fn parse_ingest_body(body: &str, received_at: OffsetDateTime) -> Result<Event, EventError> {
+    if body.len() > MAX_EVENT_BYTES + 64 * 1024 {
+        return Err(EventError::new("too_large", "", "message is larger than an event may be"));
+    }
+    let value: Value = serde_json::from_str(body)
+        .map_err(|e| EventError::new("invalid_json", "", format!("body is not JSON: {e}")))?;
+    let Value::Object(mut object) = value else {
+        return Err(EventError::new("not_an_object", "", "body must be a JSON object"));
+    };
+    if object.contains_key("detail-type") {
+        return match object.remove("detail") {
+            Some(Value::Object(detail)) => {
+                let size = Value::Object(detail.clone()).to_string().len();
+                validate_object(detail, size, received_at).map_err(|e| e.within("detail"))
+            }
+            _ => Err(EventError::new(
+                "invalid_envelope",
+                "detail",
+                "an EventBridge envelope needs an object `detail` holding the CloudEvent",
+            )),
+        };
+    }
+    validate_object(object, body.len(), received_at)
+}
+
+/// Validates one CloudEvent given as a JSON value (an element of an API batch, say).
+pub fn validate_event(value: Value, received_at: OffsetDateTime) -> Result<Event, EventError> {
+    match value {
+        Value::Object(object) => {
+            let size = Value::Object(object.clone()).to_string().len();
+            validate_object(object, size, received_at)
+        }
+        _ => Err(EventError::new("not_an_object", "", "an event must be a JSON object")),
+    }
+}
+
+fn validate_object(
+    mut object: Map<String, Value>,
+    size: usize,
+    received_at: OffsetDateTime,
+) -> Result<Event, EventError> {
+    if size > MAX_EVENT_BYTES {
+        return Err(EventError::new("too_large", "", "an event is at most 256 KiB"));
+    }
+    match object.get("specversion") {
+        Some(Value::String(v)) if v == "1.0" => {}
+        Some(_) => {
+            return Err(EventError::new("invalid_specversion", "specversion", "must be \"1.0\""));
+        }
+        None => return Err(missing("specversion")),
+    }
+    let id = bounded_string(&object, "id", MAX_ID_CHARS)?;
+    let source = bounded_string(&object, "source", MAX_SOURCE_CHARS)?;
+    let event_type = required_string(&object, "type")?;
+    if catalog::subscribable(&event_type).is_none() {
+        return Err(EventError::new(
+            "unknown_type",
+            "type",
+            format!("`{event_type}` is not one of the subscribable event types"),
+        ));
+    }
+    let company_id = identifier(&object, "companyid")?;
+    let project_id = identifier(&object, "projectid")?;
+    let time = match object.get("time") {
+        None | Some(Value::Null) => format_utc(received_at),
+        Some(Value::String(s)) => OffsetDateTime::parse(s, &Rfc3339)
+            .map(|t| format_utc(t.to_offset(time::UtcOffset::UTC)))
+            .map_err(|_| EventError::new("invalid_time", "time", "must be an RFC 3339 timestamp"))?,
+        Some(_) => return Err(EventError::new("invalid_time", "time", "must be a string")),
+    };
+    let data = match object.remove("data") {
+        None | Some(Value::Null) => Value::Null,
+        Some(v @ Value::Object(_)) => v,
+        Some(_) => return Err(EventError::new("invalid_data", "data", "must be a JSON object or null")),
+    };
+    Ok(Event { id, source, event_type, company_id, project_id, time, data })
+}
+
+/// RFC 3339 in UTC with a `Z`, as delivered in `timestamp`.
+pub fn format_utc(t: OffsetDateTime) -> String {
+    let t = t.to_offset(time::UtcOffset::UTC);
+    t.format(&Rfc3339).unwrap_or_else(|_| t.unix_timestamp().to_string())
+}
+
+/// `[A-Za-z0-9_-]{1,64}`: company and project ids everywhere in the service.
+pub fn is_identifier(s: &str) -> bool {
+    (1..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+fn missing(field: &str) -> EventError {
+    EventError::new("missing_attribute", field, format!("`{field}` is required"))
+}
+
+fn required_string(object: &Map<String, Value>, field: &str) -> Result<String, EventError> {
+    match object.get(field) {
+        Some(Value::String(s)) => Ok(s.clone()),
+        Some(_) => Err(EventError::new("invalid_attribute", field, format!("`{field}` must be a string"))),
+        None => Err(missing(field)),
+    }
+}
+
+fn bounded_string(object: &Map<String, Value>, field: &str, max: usize) -> Result<String, EventError> {
+    let s = required_string(object, field)?;
+    let chars = s.chars().count();
+    if chars == 0 || chars > max {
+        return Err(EventError::new(
+            "invalid_attribute",
+            field,
+            format!("`{field}` must be 1 to {max} characters"),
+        ));
+    }
+    Ok(s)
+}
+
+fn identifier(object: &Map<String, Value>, field: &str) -> Result<String, EventError> {
+    let s = required_string(object, field)?;
+    if !is_identifier(&s) {
+        return Err(EventError::new(
+            "invalid_attribute",
+            field,
+            format!("`{field}` must match [A-Za-z0-9_-]{{1,64}}"),
+        ));
+    }
+    Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn now() -> OffsetDateTime {
+        OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+    }
+
+    fn sample() -> Value {
+        json!({"specversion":"1.0","id":"evt-8f2c","source":"app/companies/acme/projects/p1",
+               "type":"TODO_CREATED","time":"2026-11-28T11:00:00+01:00",
+               "companyid":"acme","projectid":"p1","datacontenttype":"application/json",
+               "data":{"previousValue":null,"currentValue":{"id":"t1","title":"Ship it"}}})
+    }
+
+    #[test]
+    fn valid_event_is_normalised_to_utc() {
+        let e = parse_ingest_body(&sample().to_string(), now()).map_err(|e| e.to_string());
+        let e = e.unwrap_or_else(|m| panic!("{m}"));
+        assert_eq!(e.id, "evt-8f2c");
+        assert_eq!(e.event_type, "TODO_CREATED");
+        assert_eq!((e.company_id.as_str(), e.project_id.as_str()), ("acme", "p1"));
+        assert_eq!(e.time, "2026-11-28T10:00:00Z");
+        assert_eq!(e.data["currentValue"]["title"], "Ship it");
+    }
+
+    #[test]
+    fn eventbridge_envelope_carries_the_event_in_detail() {
+        let body = json!({"version":"0","detail-type":"TODO_CREATED","source":"x","detail":sample()});
+        let e = parse_ingest_body(&body.to_string(), now());
+        assert_eq!(e.map(|e| e.id), Ok("evt-8f2c".to_owned()));
+        let bad = json!({"detail-type":"x","detail":"nope"});
+        assert_eq!(parse_ingest_body(&bad.to_string(), now()).map_err(|e| e.code), Err("invalid_envelope"));
+        let mut inner = sample();
+        inner["type"] = json!("NOPE");
+        let err = parse_ingest_body(&json!({"detail-type":"x","detail":inner}).to_string(), now());
+        assert_eq!(err.map_err(|e| e.field), Err("detail.type".to_owned()));
+    }
+
+    #[test]
+    fn missing_time_defaults_to_receipt_and_null_data_is_kept() {
+        let mut v = sample();
+        let o = v.as_object_mut().unwrap_or_else(|| unreachable!());
+        o.remove("time");
+        o.remove("data");
+        let e = validate_event(v, now()).map_err(|e| e.to_string());
+        let e = e.unwrap_or_else(|m| panic!("{m}"));
+        assert_eq!(e.time, "2027-01-15T08:00:00Z");
+        assert_eq!(e.data, Value::Null);
+    }
+
+    #[test]
+    fn each_rule_refuses_with_its_code_and_field() {
+        let cases: Vec<(&str, Value, &str)> = vec![
+            ("specversion", json!("0.3"), "invalid_specversion"),
+            ("id", json!(""), "invalid_attribute"),
+            ("id", json!("x".repeat(129)), "invalid_attribute"),
+            ("id", json!(5), "invalid_attribute"),
+            ("source", json!("s".repeat(1025)), "invalid_attribute"),
+            ("type", json!("WEBHOOK_HEALTH_CHECK"), "unknown_type"),
+            ("type", json!("todo_created"), "unknown_type"),
+            ("companyid", json!("ac me"), "invalid_attribute"),
+            ("companyid", json!("a".repeat(65)), "invalid_attribute"),
+            ("projectid", json!(""), "invalid_attribute"),
+            ("projectid", json!("p/1"), "invalid_attribute"),
+            ("time", json!("yesterday"), "invalid_time"),
+            ("time", json!("2026-11-28 10:00:00"), "invalid_time"),
+            ("data", json!([1, 2]), "invalid_data"),
+            ("data", json!("text"), "invalid_data"),
+        ];
+        for (field, value, code) in cases {
+            let mut v = sample();
+            v[field] = value.clone();
+            let got = validate_event(v, now()).map_err(|e| (e.code, e.field));
+            assert_eq!(got, Err((code, field.to_owned())), "{field} = {value}");
+        }
+        for field in ["specversion", "id", "source", "type", "companyid", "projectid"] {
+            let mut v = sample();
+            v.as_object_mut().map(|o| o.remove(field));
+            let got = validate_event(v, now()).map_err(|e| (e.code, e.field));
+            assert_eq!(got, Err(("missing_attribute", field.to_owned())), "{field}");
+        }
+    }
+
+    #[test]
+    fn boundaries_are_inclusive() {
+        let mut v = sample();
+        v["id"] = json!("x".repeat(128));
+        v["source"] = json!("s".repeat(1024));
+        v["companyid"] = json!("A-z_9".repeat(12) + "abcd");
+        assert!(validate_event(v, now()).is_ok());
+    }
+
+    #[test]
+    fn malformed_bodies_are_refused() {
+        assert_eq!(parse_ingest_body("{not json", now()).map_err(|e| e.code), Err("invalid_json"));
+        assert_eq!(parse_ingest_body("[1]", now()).map_err(|e| e.code), Err("not_an_object"));
+        let mut v = sample();
+        v["data"] = json!({"blob": "x".repeat(MAX_EVENT_BYTES)});
+        assert_eq!(validate_event(v, now()).map_err(|e| e.code), Err("too_large"));
+    }
+
+    #[test]
+    fn unknown_attributes_are_ignored() {
+        let mut v = sample();
+        v["traceparent"] = json!("00-abc");
+        v["subject"] = json!(42);
+        assert!(validate_event(v, now()).is_ok());
+    }
+}

@@ -1,0 +1,49 @@
+//! Queue message contracts. Every message on a work queue is one of these versioned, tagged
+//! types, so a deployment can change a contract while messages of the old shape still drain.
+
+use serde::{Deserialize, Serialize};
+
+use crate::event::Event;
+
+/// A message on the delivery queue.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind")]
+pub enum DeliveryQueueMessage {
+    /// Send one event to one webhook.
+    #[serde(rename = "delivery.v1")]
+    Delivery(Delivery),
+}
+
+/// One (event, webhook) pair to send.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Delivery {
+    /// Deterministic: the same pair (and generation) always has the same id, so attempt
+    /// records written under it survive redelivery of the SQS message.
+    pub delivery_id: String,
+    pub webhook_id: String,
+    /// The `webhook-id` header: the same for every attempt, replay and webhook of the event.
+    pub webhook_message_id: String,
+    pub event: Event,
+}
+
+impl DeliveryQueueMessage {
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    pub fn from_json(body: &str) -> Result<Self, serde_json::Error> {
+        serde_json::from_str(body)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_kinds_and_versions_are_refused() {
+        assert!(DeliveryQueueMessage::from_json(r#"{"kind":"delivery.v0"}"#).is_err());
+        assert!(DeliveryQueueMessage::from_json(r#"{"delivery_id":"d"}"#).is_err());
+        assert!(DeliveryQueueMessage::from_json("not json").is_err());
+    }
+}

@@ -1,0 +1,78 @@
+//! The API's resources as users see them (SPEC §7): API keys, webhooks and their health.
+//!
+//! Plain data with its wire form. Secrets are never part of these types: they appear in an API
+//! answer only on create and rotate, added by the handler.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{DisabledReason, Permission, Scope, Selection, WebhookStatus};
+
+/// The admin key's id: it is configured, not stored.
+pub const ADMIN_KEY_ID: &str = "key_admin";
+
+/// An API key object (never its secret).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiKey {
+    pub id: String,
+    pub name: String,
+    pub companies: Vec<String>,
+    pub permissions: Vec<Permission>,
+    pub created_at: String,
+    pub last_used_at: Option<String>,
+}
+
+impl ApiKey {
+    pub fn holds(&self, company_id: &str) -> bool {
+        self.companies.iter().any(|c| c == company_id)
+    }
+
+    pub fn may(&self, permission: Permission) -> bool {
+        self.permissions.contains(&permission)
+    }
+}
+
+/// A webhook's configuration and state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Webhook {
+    pub id: String,
+    pub owner_key_id: String,
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub url: String,
+    pub events: Vec<String>,
+    pub scopes: Vec<Scope>,
+    pub headers: BTreeMap<String, String>,
+    pub status: WebhookStatus,
+    pub disabled_reason: Option<DisabledReason>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl Webhook {
+    pub fn selection(&self) -> Selection {
+        Selection { events: self.events.clone(), scopes: self.scopes.clone() }
+    }
+}
+
+/// Failure counters of a webhook (SPEC §6), plus drops by reason.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Health {
+    pub consecutive_failures: u32,
+    pub failing_since: Option<String>,
+    pub last_success_at: Option<String>,
+    pub last_failure_at: Option<String>,
+    pub last_status_code: Option<u16>,
+    pub last_error: Option<String>,
+    pub dropped: BTreeMap<String, u64>,
+}
+
+/// A webhook as the API returns it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookView {
+    #[serde(flatten)]
+    pub webhook: Webhook,
+    pub health: Health,
+    pub parked: u64,
+}

@@ -1,0 +1,11 @@
+use delivery::Deliverer;
+use lambda_runtime::{LambdaEvent, service_fn};
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    webhooks_aws::telemetry::init();
+    let deliverer = Deliverer {};
+    let deliverer = &deliverer;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<_>| async move { deliverer.handle(event).await }))
+        .await
+}
