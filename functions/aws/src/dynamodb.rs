@@ -1,0 +1,629 @@
+//! DynamoDB adapters: API keys, webhooks and the match index (SubscriptionsTable).
+//!
+//! Item layout of SubscriptionsTable (one table, typed by `pk` prefix):
+//!
+//! | item | pk | sk | gsi1 | gsi2 |
+//! |---|---|---|---|---|
+//! | API key | `KEY#<id>` | `KEY` | `KEYS` / `<created>#<id>` | |
+//! | key lookup by secret | `KEYHASH#<sha256>` | `KEYHASH` | | |
+//! | webhook | `WH#<id>` | `WH` | `OWNER#<key>` / `<created>#<id>` | `WEBHOOKS` / `<created>#<id>` |
+//! | match index entry | `IDX#<partition>` | `<webhook id>` | | |
+//!
+//! A webhook and its index entries are written in one transaction, so the matcher (which
+//! reads only the index, never the webhook) sees a change whole, from the moment the API call
+//! returns.
+
+use std::collections::{BTreeSet, HashMap};
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, ConditionCheck, Delete, KeysAndAttributes, Put, TransactWriteItem, Update,
+};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::{Deserialize, Serialize};
+use webhooks_core::model::{Scope, WebhookStatus};
+use webhooks_core::resources::{ApiKey, Webhook};
+
+/// DynamoDB refuses a transaction of more than 100 actions.
+const MAX_TRANSACTION_ACTIONS: usize = 100;
+/// BatchGetItem reads at most 100 keys per call.
+const MAX_BATCH_GET: usize = 100;
+
+/// Why a store operation did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A condition did not hold: the item changed, exists already, or is gone.
+    #[error("the item was changed concurrently or does not exist")]
+    Conflict,
+    /// The owner key already has the most webhooks it may have.
+    #[error("the webhook limit of the key is reached")]
+    LimitReached,
+    /// A cursor that this store did not hand out.
+    #[error("invalid cursor")]
+    InvalidCursor,
+    /// DynamoDB could not be reached or refused the request.
+    #[error("dynamodb {operation} failed")]
+    Unavailable {
+        operation: &'static str,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+fn unavailable<E: std::error::Error + Send + Sync + 'static>(operation: &'static str) -> impl FnOnce(E) -> StoreError {
+    move |e| StoreError::Unavailable { operation, source: Box::new(e) }
+}
+
+/// A page of a list and the cursor of the next one.
+#[derive(Debug, Clone)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+/// An API key as stored: the object, its secret's hash and its webhook count.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StoredKey {
+    #[serde(flatten)]
+    pub key: ApiKey,
+    pub secret_sha256: String,
+    #[serde(default)]
+    pub webhook_count: u32,
+}
+
+/// One signing secret of a webhook as stored; `expires_at` (Unix seconds) is set on the
+/// previous secret during a rotation's grace period.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredSecret {
+    pub secret: String,
+    pub expires_at: Option<i64>,
+}
+
+impl std::fmt::Debug for StoredSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredSecret").field("secret", &"<redacted>").field("expires_at", &self.expires_at).finish()
+    }
+}
+
+/// A webhook as stored: the resource, its secrets, a version for optimistic concurrency and
+/// the index partitions it is written in (so a change knows which entries to remove).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StoredWebhook {
+    #[serde(flatten)]
+    pub webhook: Webhook,
+    pub secrets: Vec<StoredSecret>,
+    pub version: u64,
+    pub partitions: BTreeSet<String>,
+}
+
+/// What the matcher reads of a webhook: enough to decide a match, nothing else.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexEntry {
+    pub webhook_id: String,
+    pub owner_key_id: String,
+    pub events: Vec<String>,
+    pub scopes: Vec<Scope>,
+}
+
+/// Keys, webhooks and the match index in SubscriptionsTable.
+#[derive(Debug, Clone)]
+pub struct DynamoDbSubscriptions {
+    client: Client,
+    table: String,
+}
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+fn key_of(pk: String, sk: &str) -> HashMap<String, AttributeValue> {
+    HashMap::from([("pk".to_owned(), s(pk)), ("sk".to_owned(), s(sk))])
+}
+
+fn to_item<T: Serialize>(
+    value: &T,
+    extra: &[(&str, String)],
+) -> Result<HashMap<String, AttributeValue>, StoreError> {
+    let mut item: HashMap<String, AttributeValue> =
+        serde_dynamo::to_item(value).map_err(unavailable("serialize"))?;
+    // Absent optionals are left out rather than stored as NULL: smaller items, simpler reads.
+    item.retain(|_, v| !matches!(v, AttributeValue::Null(_)));
+    for (k, v) in extra {
+        item.insert((*k).to_owned(), s(v.clone()));
+    }
+    Ok(item)
+}
+
+fn from_item<T: for<'de> Deserialize<'de>>(item: HashMap<String, AttributeValue>) -> Result<T, StoreError> {
+    serde_dynamo::from_item(item).map_err(unavailable("deserialize"))
+}
+
+fn encode_cursor(key: Option<&HashMap<String, AttributeValue>>) -> Option<String> {
+    let key = key?;
+    let plain: HashMap<&str, &str> =
+        key.iter().filter_map(|(k, v)| v.as_s().ok().map(|v| (k.as_str(), v.as_str()))).collect();
+    serde_json::to_vec(&plain).ok().map(|json| URL_SAFE_NO_PAD.encode(json))
+}
+
+fn decode_cursor(cursor: &str) -> Result<HashMap<String, AttributeValue>, StoreError> {
+    let json = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| StoreError::InvalidCursor)?;
+    let plain: HashMap<String, String> = serde_json::from_slice(&json).map_err(|_| StoreError::InvalidCursor)?;
+    Ok(plain.into_iter().map(|(k, v)| (k, s(v))).collect())
+}
+
+fn webhook_pk(id: &str) -> String {
+    format!("WH#{id}")
+}
+
+fn key_pk(id: &str) -> String {
+    format!("KEY#{id}")
+}
+
+fn index_pk(partition: &str) -> String {
+    format!("IDX#{partition}")
+}
+
+/// Whether a transaction failed on a condition (as opposed to being unreachable); returns the
+/// index of the first failed action when DynamoDB says which.
+fn cancelled_at<R>(
+    err: &SdkError<aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError, R>,
+) -> Option<Option<usize>> {
+    let service = err.as_service_error()?;
+    match service {
+        aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(c) => {
+            Some(c.cancellation_reasons().iter().position(|r| r.code() == Some("ConditionalCheckFailed")))
+        }
+        _ => None,
+    }
+}
+
+impl DynamoDbSubscriptions {
+    pub fn new(client: Client, table: String) -> Self {
+        Self { client, table }
+    }
+
+    fn put(&self, item: HashMap<String, AttributeValue>, condition: Option<&str>) -> Result<TransactWriteItem, StoreError> {
+        let put = Put::builder().table_name(&self.table).set_item(Some(item));
+        let put = match condition {
+            Some(c) => put.condition_expression(c),
+            None => put,
+        };
+        Ok(TransactWriteItem::builder().put(put.build().map_err(unavailable("build"))?).build())
+    }
+
+    fn delete(&self, key: HashMap<String, AttributeValue>, condition: Option<&str>) -> Result<TransactWriteItem, StoreError> {
+        let delete = Delete::builder().table_name(&self.table).set_key(Some(key));
+        let delete = match condition {
+            Some(c) => delete.condition_expression(c),
+            None => delete,
+        };
+        Ok(TransactWriteItem::builder().delete(delete.build().map_err(unavailable("build"))?).build())
+    }
+
+    async fn transact(&self, actions: Vec<TransactWriteItem>) -> Result<(), (StoreError, Option<usize>)> {
+        self.client.transact_write_items().set_transact_items(Some(actions)).send().await.map_err(|e| {
+            match cancelled_at(&e) {
+                Some(at) => (StoreError::Conflict, at),
+                None => (unavailable("TransactWriteItems")(e), None),
+            }
+        })?;
+        Ok(())
+    }
+
+    async fn get(&self, pk: String, sk: &str) -> Result<Option<HashMap<String, AttributeValue>>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key_of(pk, sk)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(unavailable("GetItem"))?;
+        Ok(out.item)
+    }
+
+    // ------------------------------------------------------------------ API keys
+
+    /// Stores a new key and its lookup-by-secret entry, atomically.
+    pub async fn create_key(&self, stored: &StoredKey) -> Result<(), StoreError> {
+        let key = &stored.key;
+        let item = to_item(stored, &[
+            ("pk", key_pk(&key.id)),
+            ("sk", "KEY".to_owned()),
+            ("gsi1pk", "KEYS".to_owned()),
+            ("gsi1sk", format!("{}#{}", key.created_at, key.id)),
+        ])?;
+        let lookup = HashMap::from([
+            ("pk".to_owned(), s(format!("KEYHASH#{}", stored.secret_sha256))),
+            ("sk".to_owned(), s("KEYHASH")),
+            ("key_id".to_owned(), s(key.id.clone())),
+        ]);
+        self.transact(vec![
+            self.put(item, Some("attribute_not_exists(pk)"))?,
+            self.put(lookup, Some("attribute_not_exists(pk)"))?,
+        ])
+        .await
+        .map_err(|(e, _)| e)
+    }
+
+    /// The key whose secret hashes to `secret_sha256`, read strongly consistent so that a
+    /// rotated or deleted key is refused at once.
+    pub async fn key_by_secret_hash(&self, secret_sha256: &str) -> Result<Option<StoredKey>, StoreError> {
+        let Some(lookup) = self.get(format!("KEYHASH#{secret_sha256}"), "KEYHASH").await? else {
+            return Ok(None);
+        };
+        let Some(key_id) = lookup.get("key_id").and_then(|v| v.as_s().ok()) else {
+            return Ok(None);
+        };
+        let key = self.get_key(key_id).await?;
+        // The lookup entry may outlive a rotation by a moment: the key item decides.
+        Ok(key.filter(|k| webhooks_core::signing::constant_time_eq(k.secret_sha256.as_bytes(), secret_sha256.as_bytes())))
+    }
+
+    pub async fn get_key(&self, id: &str) -> Result<Option<StoredKey>, StoreError> {
+        self.get(key_pk(id), "KEY").await?.map(from_item).transpose()
+    }
+
+    /// Keys in creation order.
+    pub async fn list_keys(&self, limit: i32, cursor: Option<&str>) -> Result<Page<ApiKey>, StoreError> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name("gsi1")
+            .key_condition_expression("gsi1pk = :pk")
+            .expression_attribute_values(":pk", s("KEYS"))
+            .limit(limit)
+            .set_exclusive_start_key(cursor.map(decode_cursor).transpose()?)
+            .send()
+            .await
+            .map_err(unavailable("Query"))?;
+        let items = out.items.unwrap_or_default().into_iter().map(from_item::<StoredKey>).map(|k| k.map(|k| k.key)).collect::<Result<_, _>>()?;
+        Ok(Page { items, next_cursor: encode_cursor(out.last_evaluated_key.as_ref()) })
+    }
+
+    /// Replaces a key's name, companies and permissions; `Conflict` if it is gone.
+    pub async fn update_key(&self, key: &ApiKey) -> Result<(), StoreError> {
+        let companies = serde_dynamo::to_attribute_value(&key.companies).map_err(unavailable("serialize"))?;
+        let permissions = serde_dynamo::to_attribute_value(&key.permissions).map_err(unavailable("serialize"))?;
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key_of(key_pk(&key.id), "KEY")))
+            .update_expression("SET #n = :n, companies = :c, permissions = :p")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_names("#n", "name")
+            .expression_attribute_values(":n", s(key.name.clone()))
+            .expression_attribute_values(":c", companies)
+            .expression_attribute_values(":p", permissions)
+            .send()
+            .await
+            .map_err(|e| match e.as_service_error() {
+                Some(se) if se.is_conditional_check_failed_exception() => StoreError::Conflict,
+                _ => unavailable("UpdateItem")(e),
+            })?;
+        Ok(())
+    }
+
+    /// Swaps a key's secret: the old one stops working in the same transaction.
+    pub async fn rotate_key(&self, stored: &StoredKey, new_sha256: &str) -> Result<(), StoreError> {
+        let update = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(key_of(key_pk(&stored.key.id), "KEY")))
+            .update_expression("SET secret_sha256 = :new")
+            .condition_expression("secret_sha256 = :old")
+            .expression_attribute_values(":new", s(new_sha256))
+            .expression_attribute_values(":old", s(stored.secret_sha256.clone()))
+            .build()
+            .map_err(unavailable("build"))?;
+        let lookup = HashMap::from([
+            ("pk".to_owned(), s(format!("KEYHASH#{new_sha256}"))),
+            ("sk".to_owned(), s("KEYHASH")),
+            ("key_id".to_owned(), s(stored.key.id.clone())),
+        ]);
+        self.transact(vec![
+            TransactWriteItem::builder().update(update).build(),
+            self.delete(key_of(format!("KEYHASH#{}", stored.secret_sha256), "KEYHASH"), None)?,
+            self.put(lookup, Some("attribute_not_exists(pk)"))?,
+        ])
+        .await
+        .map_err(|(e, _)| e)
+    }
+
+    /// Deletes a key and its lookup entry (its webhooks are deleted by the caller).
+    pub async fn delete_key(&self, stored: &StoredKey) -> Result<(), StoreError> {
+        self.transact(vec![
+            self.delete(key_of(key_pk(&stored.key.id), "KEY"), Some("attribute_exists(pk)"))?,
+            self.delete(key_of(format!("KEYHASH#{}", stored.secret_sha256), "KEYHASH"), None)?,
+        ])
+        .await
+        .map_err(|(e, _)| e)
+    }
+
+    /// Records that a key was used (best effort, called at most once a minute per key).
+    pub async fn touch_key(&self, id: &str, at: &str) -> Result<(), StoreError> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key_of(key_pk(id), "KEY")))
+            .update_expression("SET last_used_at = :t")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":t", s(at))
+            .send()
+            .await
+            .map_err(unavailable("UpdateItem"))?;
+        Ok(())
+    }
+
+    /// The keys among `ids` that still exist: one BatchGetItem per 100 ids.
+    pub async fn keys_by_ids(&self, ids: &BTreeSet<String>) -> Result<HashMap<String, StoredKey>, StoreError> {
+        let mut found = HashMap::new();
+        let ids: Vec<&String> = ids.iter().collect();
+        for chunk in ids.chunks(MAX_BATCH_GET) {
+            let keys: Vec<_> = chunk.iter().map(|id| key_of(key_pk(id), "KEY")).collect();
+            let mut request = Some(
+                KeysAndAttributes::builder().set_keys(Some(keys)).consistent_read(true).build().map_err(unavailable("build"))?,
+            );
+            while let Some(req) = request.take() {
+                let out = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, req)
+                    .send()
+                    .await
+                    .map_err(unavailable("BatchGetItem"))?;
+                for item in out.responses.and_then(|mut r| r.remove(&self.table)).unwrap_or_default() {
+                    let key: StoredKey = from_item(item)?;
+                    found.insert(key.key.id.clone(), key);
+                }
+                request = out.unprocessed_keys.and_then(|mut u| u.remove(&self.table)).filter(|k| !k.keys().is_empty());
+            }
+        }
+        Ok(found)
+    }
+
+    // ------------------------------------------------------------------ webhooks
+
+    fn webhook_item(&self, stored: &StoredWebhook) -> Result<HashMap<String, AttributeValue>, StoreError> {
+        let w = &stored.webhook;
+        let order = format!("{}#{}", w.created_at, w.id);
+        to_item(stored, &[
+            ("pk", webhook_pk(&w.id)),
+            ("sk", "WH".to_owned()),
+            ("gsi1pk", format!("OWNER#{}", w.owner_key_id)),
+            ("gsi1sk", order.clone()),
+            ("gsi2pk", "WEBHOOKS".to_owned()),
+            ("gsi2sk", order),
+        ])
+    }
+
+    fn index_item(&self, webhook: &Webhook, partition: &str) -> Result<HashMap<String, AttributeValue>, StoreError> {
+        let entry = IndexEntry {
+            webhook_id: webhook.id.clone(),
+            owner_key_id: webhook.owner_key_id.clone(),
+            events: webhook.events.clone(),
+            scopes: webhook.scopes.clone(),
+        };
+        to_item(&entry, &[("pk", index_pk(partition)), ("sk", webhook.id.clone())])
+    }
+
+    /// Writes a webhook with its index entries, checking the owner key still exists and stays
+    /// within `max_per_key` webhooks.
+    pub async fn create_webhook(&self, stored: &StoredWebhook, max_per_key: u32) -> Result<(), StoreError> {
+        let count = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(key_of(key_pk(&stored.webhook.owner_key_id), "KEY")))
+            .update_expression("SET webhook_count = if_not_exists(webhook_count, :zero) + :one")
+            .condition_expression("attribute_exists(pk) AND (attribute_not_exists(webhook_count) OR webhook_count < :max)")
+            .expression_attribute_values(":zero", AttributeValue::N("0".into()))
+            .expression_attribute_values(":one", AttributeValue::N("1".into()))
+            .expression_attribute_values(":max", AttributeValue::N(max_per_key.to_string()))
+            .build()
+            .map_err(unavailable("build"))?;
+        let mut actions = vec![
+            TransactWriteItem::builder().update(count).build(),
+            self.put(self.webhook_item(stored)?, Some("attribute_not_exists(pk)"))?,
+        ];
+        for partition in &stored.partitions {
+            actions.push(self.put(self.index_item(&stored.webhook, partition)?, None)?);
+        }
+        match self.write_in_transactions(actions).await {
+            Err((StoreError::Conflict, Some(0))) => Err(StoreError::LimitReached),
+            other => other.map_err(|(e, _)| e),
+        }
+    }
+
+    /// Writes actions in one transaction, or, beyond DynamoDB's 100 actions, the index entries
+    /// first and the rest last (the webhook item is the last word: a retry rewrites all).
+    async fn write_in_transactions(&self, mut actions: Vec<TransactWriteItem>) -> Result<(), (StoreError, Option<usize>)> {
+        if actions.len() <= MAX_TRANSACTION_ACTIONS {
+            return self.transact(actions).await;
+        }
+        // The first two actions are the conditional ones; index entries follow.
+        let head: Vec<_> = actions.drain(..2).collect();
+        while actions.len() > MAX_TRANSACTION_ACTIONS - head.len() {
+            let rest = actions.split_off(MAX_TRANSACTION_ACTIONS);
+            self.transact(std::mem::replace(&mut actions, rest)).await.map_err(|(e, _)| (e, None))?;
+        }
+        let mut last = head;
+        last.extend(actions);
+        self.transact(last).await
+    }
+
+    pub async fn get_webhook(&self, id: &str) -> Result<Option<StoredWebhook>, StoreError> {
+        self.get(webhook_pk(id), "WH").await?.map(from_item).transpose()
+    }
+
+    /// Several webhooks by id, strongly consistent: one BatchGetItem per 100 ids.
+    pub async fn webhooks_by_ids(&self, ids: &BTreeSet<String>) -> Result<HashMap<String, StoredWebhook>, StoreError> {
+        let mut found = HashMap::new();
+        let ids: Vec<&String> = ids.iter().collect();
+        for chunk in ids.chunks(MAX_BATCH_GET) {
+            let keys: Vec<_> = chunk.iter().map(|id| key_of(webhook_pk(id), "WH")).collect();
+            let mut request = Some(
+                KeysAndAttributes::builder().set_keys(Some(keys)).consistent_read(true).build().map_err(unavailable("build"))?,
+            );
+            while let Some(req) = request.take() {
+                let out = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, req)
+                    .send()
+                    .await
+                    .map_err(unavailable("BatchGetItem"))?;
+                for item in out.responses.and_then(|mut r| r.remove(&self.table)).unwrap_or_default() {
+                    let w: StoredWebhook = from_item(item)?;
+                    found.insert(w.webhook.id.clone(), w);
+                }
+                request = out.unprocessed_keys.and_then(|mut u| u.remove(&self.table)).filter(|k| !k.keys().is_empty());
+            }
+        }
+        Ok(found)
+    }
+
+    /// A page of webhooks, oldest first: one owner's, or everyone's; optionally one status.
+    pub async fn list_webhooks(
+        &self,
+        owner: Option<&str>,
+        status: Option<WebhookStatus>,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page<StoredWebhook>, StoreError> {
+        let (index, pk_name, pk) = match owner {
+            Some(owner) => ("gsi1", "gsi1pk", format!("OWNER#{owner}")),
+            None => ("gsi2", "gsi2pk", "WEBHOOKS".to_owned()),
+        };
+        let mut start = cursor.map(decode_cursor).transpose()?;
+        let mut items = Vec::new();
+        // Filtering by status happens after DynamoDB's limit: keep reading until the page is
+        // full or the list ends, and hand out the cursor of the last item taken.
+        loop {
+            let mut query = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(index)
+                .key_condition_expression("#pk = :pk")
+                .expression_attribute_names("#pk", pk_name)
+                .expression_attribute_values(":pk", s(pk.clone()))
+                .limit((limit - items.len()) as i32)
+                .set_exclusive_start_key(start.take());
+            if let Some(status) = status {
+                query = query
+                    .filter_expression("#status = :status")
+                    .expression_attribute_names("#status", "status")
+                    .expression_attribute_values(":status", s(status.as_str()));
+            }
+            let out = query.send().await.map_err(unavailable("Query"))?;
+            for item in out.items.unwrap_or_default() {
+                items.push(from_item::<StoredWebhook>(item)?);
+            }
+            match out.last_evaluated_key {
+                Some(key) if items.len() < limit => start = Some(key),
+                Some(_) => {
+                    let next = items.last().map(|w| {
+                        let order = format!("{}#{}", w.webhook.created_at, w.webhook.id);
+                        let mut key = key_of(webhook_pk(&w.webhook.id), "WH");
+                        key.insert(pk_name.to_owned(), s(pk.clone()));
+                        key.insert(pk_name.replace("pk", "sk"), s(order));
+                        key
+                    });
+                    return Ok(Page { items, next_cursor: encode_cursor(next.as_ref()) });
+                }
+                None => return Ok(Page { items, next_cursor: None }),
+            }
+        }
+    }
+
+    /// Replaces a webhook (if still at `previous.version`) and moves its index entries to
+    /// `next.partitions`, atomically.
+    pub async fn update_webhook(&self, previous: &StoredWebhook, next: &StoredWebhook) -> Result<(), StoreError> {
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(self.webhook_item(next)?))
+            .condition_expression("version = :v")
+            .expression_attribute_values(":v", AttributeValue::N(previous.version.to_string()));
+        let mut actions = vec![TransactWriteItem::builder().put(put.build().map_err(unavailable("build"))?).build()];
+        // The owner must still exist; conditional actions come first (write_in_transactions).
+        actions.push(self.condition_exists(&next.webhook.owner_key_id)?);
+        for partition in &next.partitions {
+            actions.push(self.put(self.index_item(&next.webhook, partition)?, None)?);
+        }
+        for stale in previous.partitions.difference(&next.partitions) {
+            actions.push(self.delete(key_of(index_pk(stale), &next.webhook.id), None)?);
+        }
+        self.write_in_transactions(actions).await.map_err(|(e, _)| e)
+    }
+
+    fn condition_exists(&self, owner_key_id: &str) -> Result<TransactWriteItem, StoreError> {
+        let check = ConditionCheck::builder()
+            .table_name(&self.table)
+            .set_key(Some(key_of(key_pk(owner_key_id), "KEY")))
+            .condition_expression("attribute_exists(pk)")
+            .build()
+            .map_err(unavailable("build"))?;
+        Ok(TransactWriteItem::builder().condition_check(check).build())
+    }
+
+    /// Deletes a webhook, its index entries, and gives its slot back to the owner key.
+    pub async fn delete_webhook(&self, stored: &StoredWebhook) -> Result<(), StoreError> {
+        let w = &stored.webhook;
+        let mut actions = vec![self.delete(key_of(webhook_pk(&w.id), "WH"), Some("attribute_exists(pk)"))?];
+        // The owner key may be gone already (key deletion deletes its webhooks after it).
+        let release = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(key_of(key_pk(&w.owner_key_id), "KEY")))
+            .update_expression("SET webhook_count = webhook_count - :one")
+            .condition_expression("webhook_count > :zero")
+            .expression_attribute_values(":one", AttributeValue::N("1".into()))
+            .expression_attribute_values(":zero", AttributeValue::N("0".into()))
+            .build()
+            .map_err(unavailable("build"))?;
+        let owner_exists = self.get_key(&w.owner_key_id).await?.is_some();
+        if owner_exists {
+            actions.push(TransactWriteItem::builder().update(release).build());
+        }
+        for partition in &stored.partitions {
+            actions.push(self.delete(key_of(index_pk(partition), &w.id), None)?);
+        }
+        if actions.len() > MAX_TRANSACTION_ACTIONS {
+            // Index entries first: an entry without its webhook only costs a dropped match.
+            let rest = actions.split_off(2);
+            for chunk in rest.chunks(MAX_TRANSACTION_ACTIONS) {
+                self.transact(chunk.to_vec()).await.map_err(|(e, _)| e)?;
+            }
+        }
+        self.transact(actions).await.map_err(|(e, _)| e)
+    }
+
+    // ------------------------------------------------------------------ matching
+
+    /// Every index entry of one partition, all pages, strongly consistent.
+    pub async fn index_entries(&self, partition: &str) -> Result<Vec<IndexEntry>, StoreError> {
+        let mut entries = Vec::new();
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk")
+                .expression_attribute_values(":pk", s(index_pk(partition)))
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(unavailable("Query"))?;
+            for item in out.items.unwrap_or_default() {
+                entries.push(from_item(item)?);
+            }
+            match out.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => return Ok(entries),
+            }
+        }
+    }
+}

@@ -1,0 +1,16 @@
+//! Adapters of the webhook service: DynamoDB, SQS and the HTTP sender, named by technology,
+//! plus configuration from the environment and telemetry set-up.
+//!
+//! Adapters only persist and transport; every decision lives in `webhooks-core`.
+
+pub mod batch;
+pub mod config;
+pub mod dynamodb;
+pub mod sqs;
+pub mod telemetry;
+
+/// Loads the shared AWS SDK configuration once per execution environment. Region, credentials
+/// and endpoint (`AWS_ENDPOINT_URL`, used by the local stack) all come from the environment.
+pub async fn sdk_config() -> aws_config::SdkConfig {
+    aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
+}
