@@ -1,0 +1,463 @@
+//! Helpers for the integration tests: the local stack (emulated AWS running the functions'
+//! real binaries), clients pointed at it, and the template as data.
+//!
+//! `make test` starts one shared stack and names its `stack.json` in `WEBHOOKS_STACK_FILE`;
+//! tests that need settings of their own, or that break things on purpose, start a private
+//! stack with [`Stack::private`].
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use aws_sdk_sqs::config::{BehaviorVersion, Credentials, Region};
+use serde::Deserialize;
+use serde_json::Value;
+
+/// What the local stack wrote to its `stack.json`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct StackInfo {
+    pub api_url: String,
+    pub emulator_url: String,
+    pub region: String,
+    pub ingest_queue_url: String,
+    pub ingest_dlq_url: String,
+    pub delivery_queue_url: String,
+    pub delivery_dlq_url: String,
+    pub alerts_topic_arn: Option<String>,
+    pub admin_key: Option<String>,
+    pub control_url: String,
+    pub queues: BTreeMap<String, String>,
+    pub tables: BTreeMap<String, String>,
+    pub lambda_reserved_env: Vec<String>,
+}
+
+/// A running local stack: the shared one, or a private one stopped when dropped.
+#[derive(Debug)]
+pub struct Stack {
+    pub info: StackInfo,
+    pub state_dir: PathBuf,
+    runner: Option<Child>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+/// The repository root (where `template.yaml` is).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+}
+
+impl Stack {
+    /// The stack `make test` started, or a private one when run outside `make test`.
+    pub async fn shared() -> Result<Self> {
+        match std::env::var("WEBHOOKS_STACK_FILE") {
+            Ok(file) => {
+                let info = read_info(Path::new(&file))?;
+                let state_dir = Path::new(&file).parent().map(Path::to_path_buf).unwrap_or_default();
+                Ok(Self { info, state_dir, runner: None, _dir: None })
+            }
+            Err(_) => Self::private(&[], &[]).await,
+        }
+    }
+
+    /// Starts a stack of its own, with extra environment variables and template parameter
+    /// overrides, on free ports. Waits until `/health` answers.
+    pub async fn private(env: &[(&str, &str)], parameters: &[(&str, &str)]) -> Result<Self> {
+        let dir = tempfile::Builder::new().prefix("webhooks-stack-").tempdir()?;
+        let state_dir = dir.path().to_path_buf();
+        let root = repo_root();
+        let log = std::fs::File::create(state_dir.join("runner.log"))?;
+        let mut cmd = Command::new(root.join(".venv/bin/python"));
+        cmd.current_dir(&root)
+            .args(["-m", "local_stack", "--state-dir"])
+            .arg(&state_dir)
+            .env("PYTHONPATH", root.join("infra"))
+            .env("WEBHOOKS_HTTP_PORT", "0")
+            .env("WEBHOOKS_EMULATOR_PORT", "0")
+            .env_remove("WEBHOOKS_STACK_FILE")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        if !parameters.is_empty() {
+            cmd.arg("--parameter-overrides");
+            cmd.args(parameters.iter().map(|(k, v)| format!("{k}={v}")));
+        }
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut runner = cmd.spawn().context("starting the local stack")?;
+        let file = state_dir.join("stack.json");
+        let started = Instant::now();
+        while !file.exists() {
+            if let Some(status) = runner.try_wait()? {
+                let log = std::fs::read_to_string(state_dir.join("runner.log")).unwrap_or_default();
+                bail!("local stack exited ({status}):\n{log}");
+            }
+            if started.elapsed() > Duration::from_secs(120) {
+                bail!("local stack did not start within 120 s");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let info = read_info(&file)?;
+        let stack = Self { info, state_dir, runner: Some(runner), _dir: Some(dir) };
+        stack.wait_healthy().await?;
+        Ok(stack)
+    }
+
+    async fn wait_healthy(&self) -> Result<()> {
+        let url = format!("{}/health", self.info.api_url);
+        let started = Instant::now();
+        loop {
+            if let Ok(r) = reqwest::get(&url).await {
+                if r.status().is_success() {
+                    return Ok(());
+                }
+            }
+            if started.elapsed() > Duration::from_secs(30) {
+                bail!("{url} did not answer 200 within 30 s");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn sdk_config(&self) -> aws_config::SdkConfig {
+        aws_config::defaults(BehaviorVersion::latest())
+            .endpoint_url(&self.info.emulator_url)
+            .region(Region::new(self.info.region.clone()))
+            .credentials_provider(Credentials::new("test", "test", None, None, "local-stack"))
+            .load()
+            .await
+    }
+
+    /// An SQS client for the emulator.
+    pub async fn sqs(&self) -> aws_sdk_sqs::Client {
+        aws_sdk_sqs::Client::new(&self.sdk_config().await)
+    }
+
+    /// A DynamoDB client for the emulator.
+    pub async fn dynamodb(&self) -> aws_sdk_dynamodb::Client {
+        aws_sdk_dynamodb::Client::new(&self.sdk_config().await)
+    }
+
+    /// The function processes the runner supervises: `{binary: [{slot, pid, busy, ...}]}`.
+    pub async fn processes(&self) -> Result<BTreeMap<String, Vec<Process>>> {
+        #[derive(Deserialize)]
+        struct Status {
+            functions: BTreeMap<String, Vec<Process>>,
+        }
+        let status: Status = reqwest::get(format!("{}/status", self.info.control_url)).await?.json().await?;
+        Ok(status.functions)
+    }
+
+    /// Everything the function processes of `binary` have logged so far.
+    pub fn function_logs(&self, binary: &str) -> String {
+        let mut out = String::new();
+        if let Ok(entries) = std::fs::read_dir(self.state_dir.join("logs")) {
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if name.starts_with(&format!("{binary}-")) {
+                    out.push_str(&std::fs::read_to_string(entry.path()).unwrap_or_default());
+                }
+            }
+        }
+        out
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        if let Some(runner) = &mut self.runner {
+            let _ = Command::new("kill").args(["-TERM", &runner.id().to_string()]).status();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = runner.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = runner.kill();
+            let _ = runner.wait();
+        }
+    }
+}
+
+/// One supervised function process.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Process {
+    pub slot: u32,
+    pub pid: Option<u32>,
+    pub busy: bool,
+    pub restarts: u32,
+}
+
+fn read_info(file: &Path) -> Result<StackInfo> {
+    let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("parsing {}", file.display()))
+}
+
+/// `template.yaml` as JSON, short tags turned into their long form (`{"Ref": ..}`), decoded by
+/// the same parser the AWS tooling uses.
+pub fn template() -> Result<Value> {
+    let root = repo_root();
+    let out = Command::new(root.join(".venv/bin/python"))
+        .current_dir(&root)
+        .args([
+            "-c",
+            "import json; from cfnlint.decode import decode; t, e = decode('template.yaml'); \
+             assert not e, e; print(json.dumps(t))",
+        ])
+        .output()
+        .context("decoding template.yaml")?;
+    if !out.status.success() {
+        bail!("decoding template.yaml failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(serde_json::from_slice(&out.stdout)?)
+}
+
+/// The logical ids of the template's resources of `resource_type`.
+pub fn resources_of_type(template: &Value, resource_type: &str) -> Vec<(String, Value)> {
+    template["Resources"]
+        .as_object()
+        .map(|r| {
+            r.iter()
+                .filter(|(_, v)| v["Type"] == resource_type)
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The environment variable names the template gives a function (Globals merged in).
+pub fn template_env_names(template: &Value, function_logical_id: &str) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    for vars in [
+        &template["Globals"]["Function"]["Environment"]["Variables"],
+        &template["Resources"][function_logical_id]["Properties"]["Environment"]["Variables"],
+    ] {
+        if let Some(vars) = vars.as_object() {
+            names.extend(vars.keys().cloned());
+        }
+    }
+    names
+}
+
+/// Sends a signal to a process (`STOP`, `CONT`, `KILL`, ...).
+pub fn signal(pid: u32, signal: &str) -> Result<()> {
+    let status = Command::new("kill").arg(format!("-{signal}")).arg(pid.to_string()).status()?;
+    if !status.success() {
+        bail!("kill -{signal} {pid} failed");
+    }
+    Ok(())
+}
+
+/// Polls `check` until it returns `Some`, at most `timeout`.
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Option<T>>>,
+{
+    let started = Instant::now();
+    loop {
+        if let Some(v) = check().await? {
+            return Ok(v);
+        }
+        if started.elapsed() > timeout {
+            bail!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A unique suffix for names and markers, so tests sharing a stack never collide.
+pub fn unique(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or_default();
+    format!("{prefix}-{}-{nanos}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+}
+
+// ---------------------------------------------------------------------------- the API
+
+/// A client of the configuration API.
+#[derive(Debug, Clone)]
+pub struct Api {
+    pub base: String,
+    http: reqwest::Client,
+}
+
+/// A response: status and JSON body (`Value::Null` when empty or not JSON).
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub body: Value,
+}
+
+impl Reply {
+    /// The error code of an error response.
+    pub fn code(&self) -> &str {
+        self.body["error"]["code"].as_str().unwrap_or_default()
+    }
+}
+
+impl Api {
+    pub fn new(stack: &Stack) -> Self {
+        Self { base: stack.info.api_url.clone(), http: reqwest::Client::new() }
+    }
+
+    /// A request with an optional bearer key and a JSON body (`application/json`).
+    pub async fn call(&self, method: &str, path: &str, key: Option<&str>, body: Option<Value>) -> Result<Reply> {
+        let bytes = body.map(|b| b.to_string().into_bytes());
+        self.raw(method, path, key, bytes.as_ref().map(|_| "application/json"), bytes.clone()).await
+    }
+
+    /// A request with any content type and body.
+    pub async fn raw(
+        &self,
+        method: &str,
+        path: &str,
+        key: Option<&str>,
+        content_type: Option<&str>,
+        body: Option<Vec<u8>>,
+    ) -> Result<Reply> {
+        let method = reqwest::Method::from_bytes(method.as_bytes())?;
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(key) = key {
+            req = req.bearer_auth(key);
+        }
+        if let Some(ct) = content_type {
+            req = req.header("content-type", ct);
+        }
+        if let Some(body) = body {
+            req = req.body(body);
+        }
+        let response = req.send().await?;
+        let status = response.status().as_u16();
+        let bytes = response.bytes().await?;
+        Ok(Reply { status, body: serde_json::from_slice(&bytes).unwrap_or(Value::Null) })
+    }
+
+    /// Creates an API key with the admin key; returns (id, secret).
+    pub async fn create_key(&self, admin: &str, companies: &[&str], permissions: &[&str]) -> Result<(String, String)> {
+        let r = self
+            .call(
+                "POST",
+                "/v1/api-keys",
+                Some(admin),
+                Some(serde_json::json!({"name": unique("key"), "companies": companies, "permissions": permissions})),
+            )
+            .await?;
+        if r.status != 201 {
+            bail!("creating a key: {} {}", r.status, r.body);
+        }
+        Ok((r.body["id"].as_str().unwrap_or_default().to_owned(), r.body["key"].as_str().unwrap_or_default().to_owned()))
+    }
+
+    /// Creates a webhook; returns the created object (with its `secret`).
+    pub async fn create_webhook(&self, key: &str, body: Value) -> Result<Value> {
+        let r = self.call("POST", "/v1/webhooks", Some(key), Some(body)).await?;
+        if r.status != 201 {
+            bail!("creating a webhook: {} {}", r.status, r.body);
+        }
+        Ok(r.body)
+    }
+
+    /// Publishes CloudEvents as a batch through `POST /v1/events`.
+    pub async fn publish(&self, key: &str, events: &[Value]) -> Result<Reply> {
+        let body = serde_json::to_vec(events)?;
+        self.raw("POST", "/v1/events", Some(key), Some("application/cloudevents-batch+json"), Some(body)).await
+    }
+}
+
+/// A CloudEvent for tests.
+pub fn cloud_event(id: &str, event_type: &str, company: &str, project: &str) -> Value {
+    serde_json::json!({
+        "specversion": "1.0", "id": id, "source": format!("app/companies/{company}/projects/{project}"),
+        "type": event_type, "time": "2026-11-28T10:00:00Z", "companyid": company, "projectid": project,
+        "datacontenttype": "application/json", "data": {"currentValue": {"id": id}}
+    })
+}
+
+// ---------------------------------------------------------------------------- receivers
+
+/// One request a receiver got.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub headers: http::HeaderMap,
+    pub body: Vec<u8>,
+    pub at: Instant,
+}
+
+impl Received {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
+    }
+
+    pub fn header(&self, name: &str) -> &str {
+        self.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default()
+    }
+}
+
+/// A real HTTP receiver on `127.0.0.1:0` that records every request and answers with the
+/// statuses it is given (then 200).
+#[derive(Debug, Clone)]
+pub struct Receiver {
+    pub url: String,
+    received: std::sync::Arc<std::sync::Mutex<Vec<Received>>>,
+    plan: std::sync::Arc<std::sync::Mutex<std::collections::VecDeque<u16>>>,
+}
+
+impl Receiver {
+    pub async fn start() -> Result<Self> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("http://{}/hook", listener.local_addr()?);
+        let receiver = Self { url, received: Default::default(), plan: Default::default() };
+        let state = receiver.clone();
+        let app = axum::Router::new().fallback(move |headers: http::HeaderMap, body: axum::body::Bytes| {
+            let state = state.clone();
+            async move {
+                let status = state.plan.lock().map(|mut p| p.pop_front()).ok().flatten().unwrap_or(200);
+                if let Ok(mut r) = state.received.lock() {
+                    r.push(Received { headers, body: body.to_vec(), at: Instant::now() });
+                }
+                http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::OK)
+            }
+        });
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Ok(receiver)
+    }
+
+    /// Answer the next requests with these statuses, in order.
+    pub fn respond_with(&self, statuses: &[u16]) {
+        if let Ok(mut p) = self.plan.lock() {
+            p.extend(statuses);
+        }
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.received.lock().map(|r| r.clone()).unwrap_or_default()
+    }
+
+    /// Waits until at least `n` requests arrived.
+    pub async fn wait_for(&self, n: usize, timeout: Duration) -> Result<Vec<Received>> {
+        eventually(timeout, &format!("{n} requests at {}", self.url), || async {
+            let r = self.received();
+            Ok((r.len() >= n).then_some(r))
+        })
+        .await
+    }
+
+    /// The `event_id`s received, each verified with the official Standard Webhooks library
+    /// against `secret`.
+    pub fn verified_event_ids(&self, secret: &str) -> Result<Vec<String>> {
+        let verifier = standardwebhooks::Webhook::new(secret).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        let mut ids = Vec::new();
+        for r in self.received() {
+            verifier.verify(&r.body, &r.headers).map_err(|e| anyhow::anyhow!("signature refused: {e:?}"))?;
+            ids.push(r.json()["event_id"].as_str().unwrap_or_default().to_owned());
+        }
+        Ok(ids)
+    }
+}

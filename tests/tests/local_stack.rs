@@ -1,0 +1,330 @@
+//! The local stack runs the functions as AWS does: resources from the template, real binaries
+//! behind a Lambda Runtime API, an HTTP API front, and SQS event source mappings with partial
+//! batch responses and DLQ redrive.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use aws_sdk_sqs::types::QueueAttributeName;
+use serde_json::Value;
+use webhooks_tests::{
+    Stack, eventually, resources_of_type, signal, template, template_env_names, unique,
+};
+
+/// Resolves `{"Ref": Parameter}` to the parameter's default, leaves plain values alone.
+fn value_or_parameter_default(template: &Value, v: &Value) -> Value {
+    match v.get("Ref").and_then(Value::as_str) {
+        Some(name) => template["Parameters"][name]["Default"].clone(),
+        None => v.clone(),
+    }
+}
+
+fn as_i64(v: &Value) -> Option<i64> {
+    v.as_i64().or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+}
+
+#[tokio::test]
+async fn every_queue_of_the_template_exists_with_its_attributes() -> Result<()> {
+    // GIVEN the stack created from the template
+    let stack = Stack::shared().await?;
+    let template = template()?;
+    let sqs = stack.sqs().await;
+    let queues = resources_of_type(&template, "AWS::SQS::Queue");
+    assert!(queues.len() >= 4, "template has the ingest and delivery queues and their DLQs");
+
+    for (logical_id, resource) in queues {
+        // WHEN we read the queue's attributes from the emulator
+        let url = stack.info.queues.get(&logical_id).with_context(|| format!("{logical_id} missing"))?;
+        let attrs = sqs
+            .get_queue_attributes()
+            .queue_url(url)
+            .attribute_names(QueueAttributeName::All)
+            .send()
+            .await?
+            .attributes
+            .unwrap_or_default();
+        let attr = |name: QueueAttributeName| attrs.get(&name).cloned().unwrap_or_default();
+        let props = &resource["Properties"];
+
+        // THEN they are the template's
+        let expected_visibility = as_i64(&props["VisibilityTimeout"]).unwrap_or(30);
+        assert_eq!(attr(QueueAttributeName::VisibilityTimeout), expected_visibility.to_string(), "{logical_id}");
+        if let Some(retention) = as_i64(&props["MessageRetentionPeriod"]) {
+            assert_eq!(attr(QueueAttributeName::MessageRetentionPeriod), retention.to_string(), "{logical_id}");
+        }
+        if let Some(size) = as_i64(&props["MaximumMessageSize"]) {
+            assert_eq!(attr(QueueAttributeName::MaximumMessageSize), size.to_string(), "{logical_id}");
+        }
+        match props.get("RedrivePolicy") {
+            Some(policy) => {
+                let actual: Value = serde_json::from_str(&attr(QueueAttributeName::RedrivePolicy))?;
+                let expected_count = as_i64(&value_or_parameter_default(&template, &policy["maxReceiveCount"]));
+                assert_eq!(as_i64(&actual["maxReceiveCount"]), expected_count, "{logical_id} maxReceiveCount");
+                let dlq_id = policy["deadLetterTargetArn"]["Fn::GetAtt"][0].as_str().unwrap_or_default();
+                let dlq_url = stack.info.queues.get(dlq_id).with_context(|| format!("{dlq_id} missing"))?;
+                let dlq_name = dlq_url.rsplit('/').next().unwrap_or_default();
+                let target = actual["deadLetterTargetArn"].as_str().unwrap_or_default();
+                assert!(target.ends_with(&format!(":{dlq_name}")), "{logical_id} redrives to {target}, not {dlq_id}");
+            }
+            None => assert!(attr(QueueAttributeName::RedrivePolicy).is_empty(), "{logical_id} has no redrive"),
+        }
+    }
+    // AND the well-known queues are the ones stack.json names
+    assert_eq!(stack.info.queues.get("IngestQueue"), Some(&stack.info.ingest_queue_url));
+    assert_eq!(stack.info.queues.get("IngestDeadLetterQueue"), Some(&stack.info.ingest_dlq_url));
+    assert_eq!(stack.info.queues.get("DeliveryQueue"), Some(&stack.info.delivery_queue_url));
+    assert_eq!(stack.info.queues.get("DeliveryDeadLetterQueue"), Some(&stack.info.delivery_dlq_url));
+    Ok(())
+}
+
+#[tokio::test]
+async fn every_table_of_the_template_exists_with_its_keys_indexes_and_ttl() -> Result<()> {
+    let stack = Stack::shared().await?;
+    let template = template()?;
+    let dynamodb = stack.dynamodb().await;
+    let tables = resources_of_type(&template, "AWS::DynamoDB::Table");
+    assert!(tables.len() >= 2, "at least subscriptions and failure counters");
+
+    for (logical_id, resource) in tables {
+        let name = stack.info.tables.get(&logical_id).with_context(|| format!("{logical_id} missing"))?;
+        let props = &resource["Properties"];
+        let table = dynamodb.describe_table().table_name(name).send().await?.table.context("no table")?;
+
+        let keys: BTreeSet<(String, String)> = table
+            .key_schema()
+            .iter()
+            .map(|k| (k.attribute_name().to_owned(), k.key_type().as_str().to_owned()))
+            .collect();
+        let expected_keys: BTreeSet<(String, String)> = props["KeySchema"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|k| (k["AttributeName"].as_str().unwrap_or_default().to_owned(), k["KeyType"].as_str().unwrap_or_default().to_owned()))
+            .collect();
+        assert_eq!(keys, expected_keys, "{logical_id} key schema");
+
+        let indexes: BTreeSet<String> =
+            table.global_secondary_indexes().iter().filter_map(|i| i.index_name().map(str::to_owned)).collect();
+        let expected_indexes: BTreeSet<String> = props["GlobalSecondaryIndexes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|i| i["IndexName"].as_str().map(str::to_owned))
+            .collect();
+        assert_eq!(indexes, expected_indexes, "{logical_id} indexes");
+
+        let ttl = dynamodb.describe_time_to_live().table_name(name).send().await?;
+        let ttl = ttl.time_to_live_description();
+        match props["TimeToLiveSpecification"]["AttributeName"].as_str() {
+            Some(attribute) => {
+                assert_eq!(ttl.and_then(|t| t.attribute_name()), Some(attribute), "{logical_id} TTL attribute");
+                assert_eq!(
+                    ttl.and_then(|t| t.time_to_live_status()).map(|s| s.as_str().to_owned()),
+                    Some("ENABLED".to_owned()),
+                    "{logical_id} TTL status"
+                );
+            }
+            None => assert!(
+                ttl.and_then(|t| t.attribute_name()).is_none(),
+                "{logical_id} has no TTL in the template"
+            ),
+        }
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn health_reaches_the_real_subscriptions_binary_through_the_http_front() -> Result<()> {
+    let stack = Stack::shared().await?;
+    let response = reqwest::get(format!("{}/health", stack.info.api_url)).await?;
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await?;
+    assert_eq!(body, serde_json::json!({"status": "ok"}));
+    Ok(())
+}
+
+#[tokio::test]
+async fn each_function_process_gets_exactly_the_template_environment_names() -> Result<()> {
+    // GIVEN the template and the processes the runner started
+    let stack = Stack::shared().await?;
+    let template = template()?;
+    let reserved: BTreeSet<String> =
+        stack.info.lambda_reserved_env.iter().cloned().chain(["AWS_ENDPOINT_URL".to_owned()]).collect();
+    let functions = resources_of_type(&template, "AWS::Serverless::Function");
+    assert_eq!(functions.len(), 3);
+    let processes = stack.processes().await?;
+
+    for (logical_id, resource) in functions {
+        let binary = resource["Metadata"]["BuildProperties"]["Binary"].as_str().unwrap_or_default();
+        let expected = template_env_names(&template, &logical_id);
+        let running = processes.get(binary).with_context(|| format!("no processes for {binary}"))?;
+        assert!(running.len() >= 2, "{binary}: several processes per function");
+        for process in running {
+            let pid = process.pid.context("process has no pid")?;
+            // WHEN we read what the kernel says the process was given
+            let environ = std::fs::read(format!("/proc/{pid}/environ"))?;
+            let names: BTreeSet<String> = environ
+                .split(|b| *b == 0)
+                .filter(|kv| !kv.is_empty())
+                .filter_map(|kv| String::from_utf8_lossy(kv).split('=').next().map(str::to_owned))
+                .filter(|name| !reserved.contains(name))
+                .collect();
+            // THEN, Lambda's own variables aside, it is exactly the template's list
+            assert_eq!(names, expected, "{binary} (pid {pid})");
+        }
+    }
+    Ok(())
+}
+
+/// Waits for a message whose body contains `marker` on `queue_url`, without hiding other
+/// tests' messages (visibility 0), and returns its `reason` attribute.
+async fn wait_for_marker(stack: &Stack, queue_url: &str, marker: &str, timeout: Duration) -> Result<Option<String>> {
+    let sqs = stack.sqs().await;
+    eventually(timeout, &format!("{marker} in {queue_url}"), || {
+        let sqs = sqs.clone();
+        async move {
+            let received = sqs
+                .receive_message()
+                .queue_url(queue_url)
+                .max_number_of_messages(10)
+                .visibility_timeout(0)
+                .wait_time_seconds(1)
+                .message_attribute_names("All")
+                .send()
+                .await?;
+            for m in received.messages() {
+                if m.body().unwrap_or_default().contains(marker) {
+                    let reason = m
+                        .message_attributes()
+                        .and_then(|a| a.get("reason"))
+                        .and_then(|v| v.string_value())
+                        .map(str::to_owned);
+                    return Ok(Some(reason));
+                }
+            }
+            Ok(None)
+        }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn an_ingest_message_reaches_the_matcher_through_the_event_source_mapping() -> Result<()> {
+    // GIVEN the shared stack
+    let stack = Stack::shared().await?;
+    let marker = unique("not-json");
+    // WHEN a malformed message is put on the ingest queue
+    stack.sqs().await.send_message().queue_url(&stack.info.ingest_queue_url).message_body(&marker).send().await?;
+    // THEN the matcher received it and dead-lettered it with its reason
+    let reason = wait_for_marker(&stack, &stack.info.ingest_dlq_url, &marker, Duration::from_secs(20)).await?;
+    assert_eq!(reason.as_deref(), Some("invalid_json"));
+    assert!(stack.function_logs("matcher").contains("event rejected"));
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_record_reported_failed_comes_back_after_its_visibility_and_then_reaches_the_dlq() -> Result<()> {
+    // GIVEN a private stack whose delivery queue retries fast and gives up after 3 receives
+    let stack = Stack::private(&[], &[]).await?;
+    let sqs = stack.sqs().await;
+    sqs.set_queue_attributes()
+        .queue_url(&stack.info.delivery_queue_url)
+        .attributes(QueueAttributeName::VisibilityTimeout, "1")
+        .send()
+        .await?;
+    let policy: Value = serde_json::from_str(
+        &sqs.get_queue_attributes()
+            .queue_url(&stack.info.delivery_queue_url)
+            .attribute_names(QueueAttributeName::RedrivePolicy)
+            .send()
+            .await?
+            .attributes
+            .unwrap_or_default()
+            .get(&QueueAttributeName::RedrivePolicy)
+            .cloned()
+            .unwrap_or_default(),
+    )?;
+    let redrive = serde_json::json!({"deadLetterTargetArn": policy["deadLetterTargetArn"], "maxReceiveCount": 3});
+    sqs.set_queue_attributes()
+        .queue_url(&stack.info.delivery_queue_url)
+        .attributes(QueueAttributeName::RedrivePolicy, redrive.to_string())
+        .send()
+        .await?;
+
+    // WHEN a message delivery cannot process (poison) is queued
+    let marker = unique("poison");
+    let sent = Instant::now();
+    let message_id = sqs
+        .send_message()
+        .queue_url(&stack.info.delivery_queue_url)
+        .message_body(format!("{{\"kind\":\"{marker}\"}}"))
+        .send()
+        .await?
+        .message_id
+        .unwrap_or_default();
+
+    // THEN it is moved to the DLQ by the queue's own redrive
+    wait_for_marker(&stack, &stack.info.delivery_dlq_url, &marker, Duration::from_secs(30)).await?;
+    // AND the function saw it once per receive, a visibility timeout apart
+    let receives = stack.function_logs("delivery").matches(&message_id).count();
+    assert_eq!(receives, 3, "delivered to the function once per receive before redrive");
+    assert!(sent.elapsed() >= Duration::from_secs(2), "receives were spaced by the 1 s visibility");
+    // AND it is gone from the work queue
+    let left = sqs
+        .get_queue_attributes()
+        .queue_url(&stack.info.delivery_queue_url)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+        .send()
+        .await?
+        .attributes
+        .unwrap_or_default();
+    assert!(left.values().all(|v| v == "0"), "work queue is empty: {left:?}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_killed_function_process_is_replaced_and_its_batch_is_not_lost() -> Result<()> {
+    // GIVEN a private stack whose ingest queue redelivers after 1 s
+    let stack = Stack::private(&[], &[]).await?;
+    let sqs = stack.sqs().await;
+    sqs.set_queue_attributes()
+        .queue_url(&stack.info.ingest_queue_url)
+        .attributes(QueueAttributeName::VisibilityTimeout, "1")
+        .send()
+        .await?;
+    // AND every matcher process frozen, so the next batch is stuck inside one of them
+    let before = stack.processes().await?.remove("matcher").context("no matcher processes")?;
+    let pids: Vec<u32> = before.iter().filter_map(|p| p.pid).collect();
+    for pid in &pids {
+        signal(*pid, "STOP")?;
+    }
+
+    // WHEN a message arrives and the process holding it is killed
+    let marker = unique("kill-me");
+    sqs.send_message().queue_url(&stack.info.ingest_queue_url).message_body(&marker).send().await?;
+    let busy = eventually(Duration::from_secs(20), "a busy matcher", || async {
+        let now = stack.processes().await?.remove("matcher").unwrap_or_default();
+        Ok(now.into_iter().find(|p| p.busy).and_then(|p| p.pid))
+    })
+    .await?;
+    signal(busy, "KILL")?;
+    for pid in pids.iter().filter(|p| **p != busy) {
+        signal(*pid, "CONT")?;
+    }
+
+    // THEN a new process takes its slot
+    let replaced = eventually(Duration::from_secs(20), "a replacement process", || async {
+        let now = stack.processes().await?.remove("matcher").unwrap_or_default();
+        Ok(now.iter().any(|p| p.restarts >= 1 && p.pid.is_some_and(|pid| pid != busy)).then_some(()))
+    })
+    .await;
+    if let Err(e) = replaced {
+        bail!("{e}: {:?}", stack.processes().await?);
+    }
+    // AND the message is still processed: it reaches the DLQ with the matcher's verdict
+    let reason = wait_for_marker(&stack, &stack.info.ingest_dlq_url, &marker, Duration::from_secs(30)).await?;
+    assert_eq!(reason.as_deref(), Some("invalid_json"));
+    Ok(())
+}
