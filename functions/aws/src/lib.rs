@@ -4,8 +4,10 @@
 //! Adapters only persist and transport; every decision lives in `webhooks-core`.
 
 pub mod batch;
+pub mod claims;
 pub mod config;
 pub mod dynamodb;
+pub mod http;
 pub mod sqs;
 pub mod telemetry;
 
@@ -13,4 +15,16 @@ pub mod telemetry;
 /// and endpoint (`AWS_ENDPOINT_URL`, used by the local stack) all come from the environment.
 pub async fn sdk_config() -> aws_config::SdkConfig {
     aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
+}
+
+/// An error and its causes on one line, for logs (the SDK's top-level messages say little).
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
 }

@@ -7,9 +7,11 @@
 
 pub mod catalog;
 pub mod event;
+pub mod ids;
 pub mod matching;
 pub mod message;
 pub mod model;
+pub mod payload;
 pub mod resources;
 pub mod retry;
 pub mod signing;

@@ -4,7 +4,7 @@ use lambda_runtime::{LambdaEvent, service_fn};
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     webhooks_aws::telemetry::init();
-    let deliverer = Deliverer {};
+    let deliverer = Deliverer::from_env().await?;
     let deliverer = &deliverer;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<_>| async move { deliverer.handle(event).await }))
         .await

@@ -1,14 +1,22 @@
 use lambda_runtime::{LambdaEvent, service_fn};
 use matcher::Matcher;
+use webhooks_aws::claims::DynamoDbEventClaims;
 use webhooks_aws::config::required;
-use webhooks_aws::sqs::SqsIngestDeadLetters;
+use webhooks_aws::dynamodb::DynamoDbSubscriptions;
+use webhooks_aws::sqs::{SqsBatchSender, SqsIngestDeadLetters};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     webhooks_aws::telemetry::init();
     let sdk = webhooks_aws::sdk_config().await;
     let sqs = aws_sdk_sqs::Client::new(&sdk);
-    let matcher = Matcher { dead_letters: SqsIngestDeadLetters::new(sqs, required("INGEST_DLQ_URL")?) };
+    let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
+    let matcher = Matcher {
+        dead_letters: SqsIngestDeadLetters::new(sqs.clone(), required("INGEST_DLQ_URL")?),
+        subscriptions: DynamoDbSubscriptions::new(dynamodb.clone(), required("SUBSCRIPTIONS_TABLE")?),
+        claims: DynamoDbEventClaims::new(dynamodb, required("EVENTS_TABLE")?),
+        deliveries: SqsBatchSender::new(sqs, required("DELIVERY_QUEUE_URL")?),
+    };
     let matcher = &matcher;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<_>| async move { matcher.handle(event).await }))
         .await

@@ -1,19 +1,105 @@
 //! The configuration API behind API Gateway (HTTP API, payload 2.0): routing with axum inside
-//! `lambda_http`. Handlers only translate HTTP to use cases and back.
+//! `lambda_http`. Handlers only translate HTTP to store and queue calls and back; validation and
+//! matching rules live in `webhooks-core`.
 
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
 use serde_json::{Value, json};
+use webhooks_aws::config::{ConfigError, flag, optional, parsed, required};
+use webhooks_aws::dynamodb::DynamoDbSubscriptions;
+use webhooks_aws::sqs::SqsBatchSender;
+use webhooks_core::catalog;
+use webhooks_core::validation::UrlPolicy;
+
+pub mod auth;
+pub mod body;
+pub mod error;
+pub mod events;
+pub mod keys;
+pub mod lists;
+pub mod webhooks;
+
+/// Settings of the API, read once per execution environment.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// Lowercase hex SHA-256 of the admin key; `None` = no admin key.
+    pub admin_key_sha256: Option<String>,
+    pub url_policy: UrlPolicy,
+    pub max_webhooks_per_key: u32,
+}
+
+/// The default of `WEBHOOKS_MAX_WEBHOOKS_PER_KEY` (SPEC §7).
+pub const DEFAULT_MAX_WEBHOOKS_PER_KEY: u32 = 100;
+
+impl ApiConfig {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let admin_key_sha256 = optional("WEBHOOKS_ADMIN_KEY_SHA256").map(|h| h.to_ascii_lowercase());
+        if let Some(h) = &admin_key_sha256 {
+            if h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(ConfigError::Invalid {
+                    name: "WEBHOOKS_ADMIN_KEY_SHA256",
+                    reason: "expected 64 hex characters".into(),
+                });
+            }
+        }
+        Ok(Self {
+            admin_key_sha256,
+            url_policy: UrlPolicy { allow_http: flag("WEBHOOKS_ALLOW_HTTP", false)? },
+            max_webhooks_per_key: parsed("WEBHOOKS_MAX_WEBHOOKS_PER_KEY", DEFAULT_MAX_WEBHOOKS_PER_KEY, |v| {
+                v.parse().map_err(|_| "expected a whole number".to_owned())
+            })?,
+        })
+    }
+}
 
 /// Shared state of the API, built once per execution environment.
-#[derive(Debug, Clone, Default)]
-pub struct AppState {}
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub store: DynamoDbSubscriptions,
+    pub ingest: SqsBatchSender,
+    pub config: ApiConfig,
+}
 
-/// The whole API as one router, testable with `oneshot` and served by `lambda_http::run`.
+impl AppState {
+    /// Clients and settings from the environment the template gives the function.
+    pub async fn from_env() -> Result<Self, ConfigError> {
+        let sdk = webhooks_aws::sdk_config().await;
+        Ok(Self {
+            store: DynamoDbSubscriptions::new(aws_sdk_dynamodb::Client::new(&sdk), required("SUBSCRIPTIONS_TABLE")?),
+            ingest: SqsBatchSender::new(aws_sdk_sqs::Client::new(&sdk), required("INGEST_QUEUE_URL")?),
+            config: ApiConfig::from_env()?,
+        })
+    }
+}
+
+/// The whole API as one router, served by `lambda_http::run`.
 pub fn app(state: AppState) -> Router {
-    Router::new().route("/health", get(health)).with_state(state)
+    Router::new()
+        .route("/health", get(health))
+        .route("/v1/me", get(keys::me))
+        .route("/v1/event-types", get(event_types))
+        .route("/v1/api-keys", post(keys::create).get(keys::list))
+        .route("/v1/api-keys/{id}", axum::routing::patch(keys::update).delete(keys::delete))
+        .route("/v1/api-keys/{id}/rotate", post(keys::rotate))
+        .route("/v1/webhooks", post(webhooks::create).get(webhooks::list))
+        .route("/v1/webhooks/{id}", get(webhooks::get).patch(webhooks::update).delete(webhooks::delete))
+        .route("/v1/events", post(events::publish))
+        .fallback(not_found)
+        // Sizes are checked by the handlers, after authentication (SPEC §7's check order).
+        .layer(DefaultBodyLimit::disable())
+        .with_state(state)
 }
 
 async fn health() -> Json<Value> {
     Json(json!({"status": "ok"}))
+}
+
+async fn not_found() -> error::ApiError {
+    error::ApiError::NotFound
+}
+
+async fn event_types(_caller: auth::Caller) -> Json<Value> {
+    Json(json!({"data": catalog::SUBSCRIBABLE.as_slice()}))
 }

@@ -1,0 +1,88 @@
+//! `POST /v1/events`: CloudEvents in, one or a batch, all or nothing. Events are validated and
+//! checked against the key's companies before anything is enqueued; they are matched later,
+//! by the matcher, exactly like events arriving on the ingest queue.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+use webhooks_core::event::{EventError, format_utc, validate_event};
+use webhooks_core::model::Permission;
+
+use crate::AppState;
+use crate::body::media_type;
+use crate::error::ApiError;
+
+/// Largest request (SPEC §7).
+const MAX_REQUEST_BYTES: usize = 1024 * 1024;
+/// Most events in one batch (SPEC §7).
+const MAX_BATCH_EVENTS: usize = 100;
+
+fn invalid(e: EventError) -> ApiError {
+    ApiError::validation(e.field, e.message)
+}
+
+pub async fn publish(
+    State(state): State<AppState>,
+    caller: crate::auth::Caller,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let key = caller.require(Permission::Publish)?.key.clone();
+    let batch = match media_type(&headers).as_deref() {
+        Some("application/cloudevents+json") => false,
+        Some("application/cloudevents-batch+json") => true,
+        _ => {
+            return Err(ApiError::UnsupportedMediaType(
+                "send application/cloudevents+json (one event) or application/cloudevents-batch+json (an array)".into(),
+            ));
+        }
+    };
+    if body.len() > MAX_REQUEST_BYTES {
+        return Err(ApiError::PayloadTooLarge("a request is at most 1 MiB".into()));
+    }
+    let value: Value =
+        serde_json::from_slice(&body).map_err(|e| ApiError::validation("", format!("the body is not valid JSON: {e}")))?;
+    let items = match (batch, value) {
+        (false, v) => vec![v],
+        (true, Value::Array(items)) if items.len() > MAX_BATCH_EVENTS => {
+            return Err(ApiError::PayloadTooLarge("a batch holds at most 100 events".into()));
+        }
+        (true, Value::Array(items)) if items.is_empty() => {
+            return Err(ApiError::validation("", "a batch holds 1 to 100 events"));
+        }
+        (true, Value::Array(items)) => items,
+        (true, _) => return Err(ApiError::validation("", "a batch is a JSON array of events")),
+    };
+
+    let now = OffsetDateTime::now_utc();
+    let mut events = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let event = validate_event(item.clone(), now).map_err(|e| if batch { e.within(&format!("[{i}]")) } else { e });
+        events.push(event.map_err(invalid)?);
+    }
+    if let Some((i, e)) = events.iter().enumerate().find(|(_, e)| !key.holds(&e.company_id)) {
+        let field = if batch { format!("[{i}].companyid") } else { "companyid".to_owned() };
+        return Err(ApiError::Forbidden(format!("{field}: the key does not hold company `{}`", e.company_id)));
+    }
+
+    // The receipt time becomes the event's time when it has none, so it does not drift to
+    // whenever the matcher reads it.
+    let bodies: Vec<String> = items
+        .into_iter()
+        .map(|mut item| {
+            if item.get("time").is_none_or(Value::is_null) {
+                item["time"] = json!(format_utc(now));
+            }
+            item.to_string()
+        })
+        .collect();
+    let unsent = state.ingest.send_all(&bodies).await;
+    if !unsent.is_empty() {
+        tracing::error!(unsent = unsent.len(), total = bodies.len(), "events could not all be enqueued");
+        return Err(ApiError::Unavailable("events could not all be enqueued".into()));
+    }
+    Ok((StatusCode::ACCEPTED, Json(json!({"accepted": events.len()}))))
+}

@@ -1,0 +1,217 @@
+//! Webhooks: create, list, read, change, delete. A key sees only the webhooks it owns (others
+//! are 404, so existence is not leaked); the admin key sees all.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+use webhooks_aws::dynamodb::{StoredSecret, StoredWebhook};
+use webhooks_core::event::format_utc;
+use webhooks_core::ids::random_base62;
+use webhooks_core::matching::partitions_for_webhook;
+use webhooks_core::model::{Permission, Scope, WebhookStatus};
+use webhooks_core::resources::{ApiKey, Health, Webhook, WebhookView};
+use webhooks_core::signing::SigningSecret;
+use webhooks_core::validation::{parse_webhook_create, parse_webhook_patch};
+
+use crate::AppState;
+use crate::auth::Caller;
+use crate::body;
+use crate::error::ApiError;
+use crate::lists::list_limit;
+
+/// The webhook as the API shows it, with its health and parked count.
+pub fn view(stored: &StoredWebhook) -> WebhookView {
+    WebhookView { webhook: stored.webhook.clone(), health: Health::default(), parked: 0 }
+}
+
+/// 403 when a scope names a company the owner key does not hold (checked after 400s).
+fn check_scope_companies(scopes: &[Scope], owner: &ApiKey) -> Result<(), ApiError> {
+    match scopes.iter().position(|s| !owner.holds(&s.company_id)) {
+        Some(i) => Err(ApiError::Forbidden(format!(
+            "scopes[{i}].company_id: the key does not hold company `{}`",
+            scopes[i].company_id
+        ))),
+        None => Ok(()),
+    }
+}
+
+fn secret_error(e: webhooks_core::signing::SecretError) -> ApiError {
+    ApiError::Unavailable(Box::new(e))
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let owner = caller.require(Permission::Manage)?.key.clone();
+    let input = parse_webhook_create(&body::json(&headers, &body)?, state.config.url_policy)?;
+    check_scope_companies(&input.scopes, &owner)?;
+    let secret = SigningSecret::generate().map_err(secret_error)?;
+    let now = format_utc(OffsetDateTime::now_utc());
+    let webhook = Webhook {
+        id: random_base62("wh_", 24).map_err(|e| ApiError::Unavailable(Box::new(e)))?,
+        owner_key_id: owner.id.clone(),
+        name: input.name,
+        description: input.description,
+        url: input.url.to_string(),
+        events: input.events,
+        scopes: input.scopes,
+        headers: input.headers,
+        status: WebhookStatus::Active,
+        disabled_reason: None,
+        created_at: now.clone(),
+        updated_at: now,
+    };
+    let partitions = partitions_for_webhook(&webhook.selection(), &owner.companies);
+    let stored = StoredWebhook {
+        webhook,
+        secrets: vec![StoredSecret { secret: secret.to_string(), expires_at: None }],
+        version: 1,
+        partitions,
+    };
+    state.store.create_webhook(&stored, state.config.max_webhooks_per_key).await?;
+    tracing::info!(webhook_id = %stored.webhook.id, owner_key_id = %owner.id, "webhook created");
+    let mut out = json!(view(&stored));
+    out["secret"] = json!(secret.to_string());
+    Ok((StatusCode::CREATED, Json(out)))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct WebhookListParams {
+    status: Option<String>,
+    limit: Option<String>,
+    cursor: Option<String>,
+    owner_key_id: Option<String>,
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(params): Query<WebhookListParams>,
+) -> Result<Json<Value>, ApiError> {
+    let owner = match &caller {
+        Caller::Admin => params.owner_key_id.clone(),
+        key => Some(key.require(Permission::Manage)?.key.id.clone()),
+    };
+    let status = match params.status.as_deref() {
+        None | Some("") => None,
+        Some("active") => Some(WebhookStatus::Active),
+        Some("disabled") => Some(WebhookStatus::Disabled),
+        Some(_) => return Err(ApiError::validation("status", "status must be `active` or `disabled`")),
+    };
+    let limit = list_limit(params.limit.as_deref())?;
+    let page = state.store.list_webhooks(owner.as_deref(), status, limit, params.cursor.as_deref()).await?;
+    let data: Vec<WebhookView> = page.items.iter().map(view).collect();
+    Ok(Json(json!({"data": data, "next_cursor": page.next_cursor})))
+}
+
+/// The webhook if the caller may see it: its owner (with `manage`) or the admin; else 404.
+pub async fn visible(state: &AppState, caller: &Caller, id: &str) -> Result<StoredWebhook, ApiError> {
+    let owner = match caller {
+        Caller::Admin => None,
+        key => Some(key.require(Permission::Manage)?.key.id.clone()),
+    };
+    let stored = state.store.get_webhook(id).await?.ok_or(ApiError::NotFound)?;
+    match owner {
+        Some(owner) if owner != stored.webhook.owner_key_id => Err(ApiError::NotFound),
+        _ => Ok(stored),
+    }
+}
+
+pub async fn get(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let stored = visible(&state, &caller, &id).await?;
+    Ok(Json(json!(view(&stored))))
+}
+
+pub async fn update(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let previous = visible(&state, &caller, &id).await?;
+    let patch = parse_webhook_patch(&body::json(&headers, &body)?, state.config.url_policy)?;
+    let owner = match &caller {
+        Caller::Key(k) => k.key.clone(),
+        Caller::Admin => state.store.get_key(&previous.webhook.owner_key_id).await?.ok_or(ApiError::NotFound)?.key,
+    };
+    if let Some(scopes) = &patch.scopes {
+        check_scope_companies(scopes, &owner)?;
+    }
+    let mut next = previous.clone();
+    let w = &mut next.webhook;
+    if let Some(url) = patch.url {
+        w.url = url.to_string();
+    }
+    if let Some(name) = patch.name {
+        w.name = name;
+    }
+    if let Some(description) = patch.description {
+        w.description = description;
+    }
+    if let Some(events) = patch.events {
+        w.events = events;
+    }
+    if let Some(scopes) = patch.scopes {
+        w.scopes = scopes;
+    }
+    if let Some(headers) = patch.headers {
+        w.headers = headers;
+    }
+    w.updated_at = format_utc(OffsetDateTime::now_utc());
+    next.version = previous.version + 1;
+    next.partitions = partitions_for_webhook(&next.webhook.selection(), &owner.companies);
+    state.store.update_webhook(&previous, &next).await?;
+    tracing::info!(webhook_id = %id, "webhook updated");
+    Ok(Json(json!(view(&next))))
+}
+
+pub async fn delete(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+    let stored = visible(&state, &caller, &id).await?;
+    state.store.delete_webhook(&stored).await?;
+    tracing::info!(webhook_id = %id, "webhook deleted");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Every webhook of an owner, all pages.
+async fn all_of_owner(state: &AppState, owner: &str) -> Result<Vec<StoredWebhook>, ApiError> {
+    let mut all = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = state.store.list_webhooks(Some(owner), None, crate::lists::MAX_LIMIT, cursor.as_deref()).await?;
+        all.extend(page.items);
+        match page.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => return Ok(all),
+        }
+    }
+}
+
+/// After a key's companies changed: webhooks without scopes follow them.
+pub async fn reindex_owner(state: &AppState, key: &ApiKey) -> Result<(), ApiError> {
+    for previous in all_of_owner(state, &key.id).await? {
+        let partitions = partitions_for_webhook(&previous.webhook.selection(), &key.companies);
+        if partitions != previous.partitions {
+            let mut next = previous.clone();
+            next.partitions = partitions;
+            next.version = previous.version + 1;
+            state.store.update_webhook(&previous, &next).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Deletes every webhook of a (deleted) key.
+pub async fn delete_all_of_owner(state: &AppState, owner: &str) -> Result<(), ApiError> {
+    for stored in all_of_owner(state, owner).await? {
+        state.store.delete_webhook(&stored).await?;
+    }
+    Ok(())
+}
