@@ -33,6 +33,9 @@ pub struct StackInfo {
     pub lambda_reserved_env: Vec<String>,
 }
 
+/// The settings `make test` gives the shared stack (infra/run-tests.sh): fast retries.
+pub const TEST_SETTINGS: &[(&str, &str)] = &[("WEBHOOKS_RETRY_SCHEDULE", "1s"), ("WEBHOOKS_DELIVERY_TIMEOUT", "2s")];
+
 /// A running local stack: the shared one, or a private one stopped when dropped.
 #[derive(Debug)]
 pub struct Stack {
@@ -56,7 +59,7 @@ impl Stack {
                 let state_dir = Path::new(&file).parent().map(Path::to_path_buf).unwrap_or_default();
                 Ok(Self { info, state_dir, runner: None, _dir: None })
             }
-            Err(_) => Self::private(&[], &[]).await,
+            Err(_) => Self::private(TEST_SETTINGS, &[]).await,
         }
     }
 

@@ -1,0 +1,287 @@
+//! The pipeline end to end on the local stack: events in (HTTP, SQS, EventBridge envelope),
+//! matched precisely, delivered signed to real receivers that verify with the official
+//! Standard Webhooks library.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use serde_json::{Value, json};
+use webhooks_core::signing::webhook_message_id;
+use webhooks_tests::{Api, Receiver, Stack, cloud_event, unique};
+
+/// Time the receivers get to show an extra delivery that should not have happened, after the
+/// expected ones arrived.
+const QUIET_PERIOD: Duration = Duration::from_millis(1500);
+const ARRIVAL: Duration = Duration::from_secs(20);
+
+struct Hook {
+    receiver: Receiver,
+    secret: String,
+    id: String,
+}
+
+async fn hook(api: &Api, key: &str, selection: Value) -> Result<Hook> {
+    let receiver = Receiver::start().await?;
+    let mut body = selection;
+    body["url"] = json!(receiver.url);
+    let created = api.create_webhook(key, body).await?;
+    Ok(Hook {
+        receiver,
+        secret: created["secret"].as_str().context("secret")?.to_owned(),
+        id: created["id"].as_str().context("id")?.to_owned(),
+    })
+}
+
+/// Waits for `expected` at every hook, then a quiet period, then asserts exact sets.
+async fn assert_exact(hooks: &BTreeMap<&str, &Hook>, expected: &BTreeMap<&str, Vec<&str>>) -> Result<()> {
+    for (name, h) in hooks {
+        let n = expected.get(name).map_or(0, Vec::len);
+        if n > 0 {
+            h.receiver.wait_for(n, ARRIVAL).await.with_context(|| format!("webhook {name}"))?;
+        }
+    }
+    tokio::time::sleep(QUIET_PERIOD).await;
+    for (name, h) in hooks {
+        let got: BTreeSet<String> = h.receiver.verified_event_ids(&h.secret)?.into_iter().collect();
+        let want: BTreeSet<String> = expected.get(name).into_iter().flatten().map(|s| (*s).to_owned()).collect();
+        assert_eq!(got, want, "webhook {name} received exactly its events");
+        assert_eq!(h.receiver.received().len(), want.len(), "webhook {name}: each event once");
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn every_webhook_receives_exactly_its_events_signed() -> Result<()> {
+    // GIVEN a key holding two companies and another holding one of them
+    let stack = Stack::shared().await?;
+    let api = Api::new(&stack);
+    let admin = stack.info.admin_key.clone().context("admin key")?;
+    let (acme, globex) = (unique("acme"), unique("globex"));
+    let (_, a) = api.create_key(&admin, &[&acme, &globex], &["manage", "publish"]).await?;
+    let (_, b) = api.create_key(&admin, &[&acme], &["manage"]).await?;
+
+    // AND webhooks with different selections
+    let w1 = hook(&api, &a, json!({"events": ["TODO_CREATED"], "scopes": [{"company_id": acme, "project_id": "p1"}]})).await?;
+    let w2 = hook(&api, &a, json!({"scopes": [{"company_id": globex}]})).await?;
+    let w3 = hook(&api, &a, json!({"events": ["COMMENT_CREATED", "TODO_CREATED"],
+        "scopes": [{"company_id": acme, "project_id": "p2"}, {"company_id": globex, "project_id": "g1"}]})).await?;
+    let w4 = hook(&api, &a, json!({})).await?;
+    let w5 = hook(&api, &b, json!({"events": ["TODO_CREATED"], "headers": {"X-Tenant": "b"}})).await?;
+
+    // WHEN events arrive by HTTP (one batch), by SQS and by an EventBridge envelope
+    let e = |n: &str| unique(n);
+    let (e1, e2, e3, e4, e5, e6, e7, e8) = (e("e1"), e("e2"), e("e3"), e("e4"), e("e5"), e("e6"), e("e7"), e("e8"));
+    let published = api
+        .publish(&a, &[
+            cloud_event(&e1, "TODO_CREATED", &acme, "p1"),
+            cloud_event(&e2, "TODO_CREATED", &acme, "p2"),
+            cloud_event(&e3, "COMMENT_CREATED", &globex, "g1"),
+            cloud_event(&e4, "TAG_CREATED", &globex, "g2"),
+            cloud_event(&e5, "TODO_DELETED", &acme, "p1"),
+            cloud_event(&e6, "COMMENT_CREATED", &acme, "p9"),
+        ])
+        .await?;
+    assert_eq!(published.status, 202, "{}", published.body);
+    let sqs = stack.sqs().await;
+    sqs.send_message()
+        .queue_url(&stack.info.ingest_queue_url)
+        .message_body(cloud_event(&e7, "TODO_CREATED", &acme, "p1").to_string())
+        .send()
+        .await?;
+    let envelope = json!({"version": "0", "id": "eb-1", "detail-type": "TAG_DELETED", "source": "app",
+        "detail": cloud_event(&e8, "TAG_DELETED", &globex, "g9")});
+    sqs.send_message().queue_url(&stack.info.ingest_queue_url).message_body(envelope.to_string()).send().await?;
+
+    // THEN each webhook receives exactly the events that are for it, each verified
+    let hooks = BTreeMap::from([("w1", &w1), ("w2", &w2), ("w3", &w3), ("w4", &w4), ("w5", &w5)]);
+    let expected = BTreeMap::from([
+        ("w1", vec![e1.as_str(), e7.as_str()]),
+        ("w2", vec![e3.as_str(), e4.as_str(), e8.as_str()]),
+        ("w3", vec![e2.as_str(), e3.as_str()]),
+        ("w4", vec![e1.as_str(), e2.as_str(), e3.as_str(), e4.as_str(), e5.as_str(), e6.as_str(), e7.as_str(), e8.as_str()]),
+        ("w5", vec![e1.as_str(), e2.as_str(), e7.as_str()]),
+    ]);
+    assert_exact(&hooks, &expected).await?;
+
+    // AND the request is the documented one
+    let r = w1.receiver.received().into_iter().find(|r| r.json()["event_id"] == e1.as_str()).context("e1 at w1")?;
+    let source = format!("app/companies/{acme}/projects/p1");
+    assert_eq!(r.header("webhook-id"), webhook_message_id(&source, &e1));
+    assert_eq!(r.header("content-type"), "application/json");
+    assert!(r.header("user-agent").starts_with("granular-webhooks/"));
+    assert_eq!(
+        r.json(),
+        json!({"type": "TODO_CREATED", "timestamp": "2026-11-28T10:00:00Z", "event_id": e1, "company_id": acme,
+               "project_id": "p1", "webhook_id": w1.id, "data": {"currentValue": {"id": e1}}})
+    );
+    // AND the same event carries the same webhook-id to every webhook
+    let at_w4 = w4.receiver.received().into_iter().find(|r| r.json()["event_id"] == e1.as_str()).context("e1 at w4")?;
+    assert_eq!(at_w4.header("webhook-id"), r.header("webhook-id"));
+    // AND custom headers are sent
+    assert!(w5.receiver.received().iter().all(|r| r.header("x-tenant") == "b"));
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_webhook_change_applies_to_the_very_next_event() -> Result<()> {
+    let stack = Stack::shared().await?;
+    let api = Api::new(&stack);
+    let admin = stack.info.admin_key.clone().context("admin key")?;
+    let acme = unique("acme");
+    let (_, key) = api.create_key(&admin, &[&acme], &["manage", "publish"]).await?;
+    let w = hook(&api, &key, json!({"events": ["TODO_CREATED"]})).await?;
+
+    // GIVEN the webhook switched from TODO_CREATED to TODO_DELETED
+    let r = api.call("PATCH", &format!("/v1/webhooks/{}", w.id), Some(&key), Some(json!({"events": ["TODO_DELETED"]}))).await?;
+    assert_eq!(r.status, 200);
+    // WHEN both kinds are published right after
+    let (created, deleted) = (unique("created"), unique("deleted"));
+    api.publish(&key, &[cloud_event(&created, "TODO_CREATED", &acme, "p"), cloud_event(&deleted, "TODO_DELETED", &acme, "p")]).await?;
+    // THEN only the new selection is delivered
+    assert_exact(&BTreeMap::from([("w", &w)]), &BTreeMap::from([("w", vec![deleted.as_str()])])).await?;
+
+    // AND after deletion nothing more arrives
+    assert_eq!(api.call("DELETE", &format!("/v1/webhooks/{}", w.id), Some(&key), None).await?.status, 204);
+    api.publish(&key, &[cloud_event(&unique("late"), "TODO_DELETED", &acme, "p")]).await?;
+    tokio::time::sleep(QUIET_PERIOD).await;
+    assert_eq!(w.receiver.received().len(), 1);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_duplicate_event_fans_out_once() -> Result<()> {
+    let stack = Stack::shared().await?;
+    let api = Api::new(&stack);
+    let admin = stack.info.admin_key.clone().context("admin key")?;
+    let acme = unique("acme");
+    let (_, key) = api.create_key(&admin, &[&acme], &["manage", "publish"]).await?;
+    let w = hook(&api, &key, json!({})).await?;
+
+    // WHEN the same (source, id) arrives twice in one batch, again by HTTP, and again by SQS
+    let id = unique("dup");
+    let event = cloud_event(&id, "TODO_CREATED", &acme, "p1");
+    assert_eq!(api.publish(&key, &[event.clone(), event.clone()]).await?.status, 202);
+    assert_eq!(api.publish(&key, std::slice::from_ref(&event)).await?.status, 202);
+    stack.sqs().await.send_message().queue_url(&stack.info.ingest_queue_url).message_body(event.to_string()).send().await?;
+
+    // THEN the webhook receives it once
+    assert_exact(&BTreeMap::from([("w", &w)]), &BTreeMap::from([("w", vec![id.as_str()])])).await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_malformed_message_is_dead_lettered_and_its_batch_mates_are_delivered() -> Result<()> {
+    let stack = Stack::shared().await?;
+    let api = Api::new(&stack);
+    let admin = stack.info.admin_key.clone().context("admin key")?;
+    let acme = unique("acme");
+    let (_, key) = api.create_key(&admin, &[&acme], &["manage"]).await?;
+    let w = hook(&api, &key, json!({})).await?;
+
+    // WHEN one batch carries a malformed event between two good ones
+    let (good1, good2, bad) = (unique("good"), unique("good"), unique("bad"));
+    let mut malformed = cloud_event(&bad, "NOT_A_TYPE", &acme, "p1");
+    malformed["marker"] = json!(bad);
+    let entries = [cloud_event(&good1, "TODO_CREATED", &acme, "p1"), malformed, cloud_event(&good2, "TAG_CREATED", &acme, "p2")]
+        .iter()
+        .enumerate()
+        .map(|(i, body)| {
+            aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder().id(i.to_string()).message_body(body.to_string()).build()
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let sqs = stack.sqs().await;
+    sqs.send_message_batch().queue_url(&stack.info.ingest_queue_url).set_entries(Some(entries)).send().await?;
+
+    // THEN the good ones are delivered
+    assert_exact(&BTreeMap::from([("w", &w)]), &BTreeMap::from([("w", vec![good1.as_str(), good2.as_str()])])).await?;
+    // AND the bad one is in the ingest DLQ with its reason and detail
+    let found = webhooks_tests::eventually(ARRIVAL, "the malformed event in the DLQ", || {
+        let sqs = sqs.clone();
+        let dlq = stack.info.ingest_dlq_url.clone();
+        let bad = bad.clone();
+        async move {
+            let out = sqs
+                .receive_message()
+                .queue_url(dlq)
+                .max_number_of_messages(10)
+                .visibility_timeout(0)
+                .wait_time_seconds(1)
+                .message_attribute_names("All")
+                .send()
+                .await?;
+            Ok(out.messages().iter().find(|m| m.body().is_some_and(|b| b.contains(&bad))).map(|m| {
+                let attr = |n: &str| {
+                    m.message_attributes().and_then(|a| a.get(n)).and_then(|v| v.string_value()).unwrap_or_default().to_owned()
+                };
+                (attr("reason"), attr("detail"))
+            }))
+        }
+    })
+    .await?;
+    assert_eq!(found.0, "unknown_type");
+    assert!(found.1.starts_with("type:"), "{}", found.1);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_failed_attempt_is_retried_with_the_same_webhook_id() -> Result<()> {
+    let stack = Stack::shared().await?;
+    let api = Api::new(&stack);
+    let admin = stack.info.admin_key.clone().context("admin key")?;
+    let acme = unique("acme");
+    let (_, key) = api.create_key(&admin, &[&acme], &["manage", "publish"]).await?;
+    let w = hook(&api, &key, json!({})).await?;
+    // GIVEN a receiver that fails twice, then recovers
+    w.receiver.respond_with(&[500, 503]);
+
+    let id = unique("retry");
+    api.publish(&key, &[cloud_event(&id, "TODO_CREATED", &acme, "p1")]).await?;
+
+    // THEN it gets three attempts, spaced by the 1 s schedule, all with one webhook-id
+    let got = w.receiver.wait_for(3, ARRIVAL).await?;
+    let ids: BTreeSet<&str> = got.iter().map(|r| r.header("webhook-id")).collect();
+    assert_eq!(ids.len(), 1);
+    for pair in got.windows(2) {
+        assert!(pair[1].at - pair[0].at >= Duration::from_millis(700), "retries are spaced by the schedule");
+    }
+    tokio::time::sleep(QUIET_PERIOD).await;
+    assert_eq!(w.receiver.received().len(), 3, "no attempt after the success");
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_owner_keys_companies_decide_what_flows() -> Result<()> {
+    // GIVEN a publisher for two companies, and an owner key holding only acme with a webhook
+    // for everything it holds
+    let stack = Stack::shared().await?;
+    let api = Api::new(&stack);
+    let admin = stack.info.admin_key.clone().context("admin key")?;
+    let (acme, globex) = (unique("acme"), unique("globex"));
+    let (_, publisher) = api.create_key(&admin, &[&acme, &globex], &["publish"]).await?;
+    let (owner_id, owner) = api.create_key(&admin, &[&acme], &["manage"]).await?;
+    let all = hook(&api, &owner, json!({})).await?;
+    let pinned = hook(&api, &owner, json!({"scopes": [{"company_id": acme, "project_id": "p1"}]})).await?;
+
+    // WHEN the key gains globex and loses acme
+    let r = api.call("PATCH", &format!("/v1/api-keys/{owner_id}"), Some(&admin), Some(json!({"companies": [globex]}))).await?;
+    assert_eq!(r.status, 200);
+    let (to_acme, to_globex) = (unique("acme-ev"), unique("globex-ev"));
+    api.publish(&publisher, &[cloud_event(&to_acme, "TODO_CREATED", &acme, "p1"), cloud_event(&to_globex, "TODO_CREATED", &globex, "g")])
+        .await?;
+
+    // THEN the webhook without scopes follows the key to globex, and nothing of acme flows
+    assert_exact(
+        &BTreeMap::from([("all", &all), ("pinned", &pinned)]),
+        &BTreeMap::from([("all", vec![to_globex.as_str()])]),
+    )
+    .await?;
+
+    // AND once the key is deleted, its webhooks are gone and nothing flows
+    assert_eq!(api.call("DELETE", &format!("/v1/api-keys/{owner_id}"), Some(&admin), None).await?.status, 204);
+    assert_eq!(api.call("GET", &format!("/v1/webhooks/{}", all.id), Some(&admin), None).await?.status, 404);
+    api.publish(&publisher, &[cloud_event(&unique("after"), "TODO_CREATED", &globex, "g")]).await?;
+    tokio::time::sleep(QUIET_PERIOD).await;
+    assert_eq!(all.receiver.received().len(), 1);
+    Ok(())
+}
