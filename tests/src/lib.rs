@@ -142,6 +142,38 @@ impl Stack {
         aws_sdk_dynamodb::Client::new(&self.sdk_config().await)
     }
 
+    /// An SNS client for the emulator.
+    pub async fn sns(&self) -> aws_sdk_sns::Client {
+        aws_sdk_sns::Client::new(&self.sdk_config().await)
+    }
+
+    /// A new queue subscribed to the alerts topic (raw delivery: the alert JSON is the body,
+    /// its attributes the message's). Returns the queue URL.
+    pub async fn subscribe_to_alerts(&self) -> Result<String> {
+        let topic = self.info.alerts_topic_arn.clone().context("the template has an alerts topic")?;
+        let sqs = self.sqs().await;
+        let url = sqs.create_queue().queue_name(unique("alerts")).send().await?.queue_url.context("queue url")?;
+        let arn = sqs
+            .get_queue_attributes()
+            .queue_url(&url)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+            .send()
+            .await?
+            .attributes
+            .and_then(|mut a| a.remove(&aws_sdk_sqs::types::QueueAttributeName::QueueArn))
+            .context("queue arn")?;
+        self.sns()
+            .await
+            .subscribe()
+            .topic_arn(topic)
+            .protocol("sqs")
+            .endpoint(arn)
+            .attributes("RawMessageDelivery", "true")
+            .send()
+            .await?;
+        Ok(url)
+    }
+
     /// The function processes the runner supervises: `{binary: [{slot, pid, busy, ...}]}`.
     pub async fn processes(&self) -> Result<BTreeMap<String, Vec<Process>>> {
         #[derive(Deserialize)]
@@ -409,7 +441,7 @@ impl Received {
 pub struct Receiver {
     pub url: String,
     received: std::sync::Arc<std::sync::Mutex<Vec<Received>>>,
-    plan: std::sync::Arc<std::sync::Mutex<std::collections::VecDeque<u16>>>,
+    plan: std::sync::Arc<std::sync::Mutex<std::collections::VecDeque<(u16, Option<String>)>>>,
 }
 
 impl Receiver {
@@ -421,11 +453,16 @@ impl Receiver {
         let app = axum::Router::new().fallback(move |headers: http::HeaderMap, body: axum::body::Bytes| {
             let state = state.clone();
             async move {
-                let status = state.plan.lock().map(|mut p| p.pop_front()).ok().flatten().unwrap_or(200);
+                let (status, retry_after) = state.plan.lock().map(|mut p| p.pop_front()).ok().flatten().unwrap_or((200, None));
                 if let Ok(mut r) = state.received.lock() {
                     r.push(Received { headers, body: body.to_vec(), at: Instant::now() });
                 }
-                http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::OK)
+                let status = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::OK);
+                let mut response = axum::response::IntoResponse::into_response(status);
+                if let Some(v) = retry_after.and_then(|v| http::HeaderValue::from_str(&v).ok()) {
+                    response.headers_mut().insert("retry-after", v);
+                }
+                response
             }
         });
         tokio::spawn(async move { axum::serve(listener, app).await });
@@ -435,7 +472,14 @@ impl Receiver {
     /// Answer the next requests with these statuses, in order.
     pub fn respond_with(&self, statuses: &[u16]) {
         if let Ok(mut p) = self.plan.lock() {
-            p.extend(statuses);
+            p.extend(statuses.iter().map(|s| (*s, None)));
+        }
+    }
+
+    /// Answer the next request with `status` and a `Retry-After` header.
+    pub fn respond_with_retry_after(&self, status: u16, retry_after: &str) {
+        if let Ok(mut p) = self.plan.lock() {
+            p.push_back((status, Some(retry_after.to_owned())));
         }
     }
 

@@ -96,6 +96,13 @@ pub struct StoredWebhook {
     pub secrets: Vec<StoredSecret>,
     pub version: u64,
     pub partitions: BTreeSet<String>,
+    /// The alert of a deactivation, until it is published (at least once, even across a
+    /// crash between the deactivation and the publish).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alert_pending: Option<String>,
+    /// When it was last disabled (Unix milliseconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disabled_at_ms: Option<i64>,
 }
 
 /// What the matcher reads of a webhook: enough to decide a match, nothing else.
@@ -140,14 +147,14 @@ fn from_item<T: for<'de> Deserialize<'de>>(item: HashMap<String, AttributeValue>
     serde_dynamo::from_item(item).map_err(unavailable("deserialize"))
 }
 
-fn encode_cursor(key: Option<&HashMap<String, AttributeValue>>) -> Option<String> {
+pub(crate) fn encode_cursor(key: Option<&HashMap<String, AttributeValue>>) -> Option<String> {
     let key = key?;
     let plain: HashMap<&str, &str> =
         key.iter().filter_map(|(k, v)| v.as_s().ok().map(|v| (k.as_str(), v.as_str()))).collect();
     serde_json::to_vec(&plain).ok().map(|json| URL_SAFE_NO_PAD.encode(json))
 }
 
-fn decode_cursor(cursor: &str) -> Result<HashMap<String, AttributeValue>, StoreError> {
+pub(crate) fn decode_cursor(cursor: &str) -> Result<HashMap<String, AttributeValue>, StoreError> {
     let json = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| StoreError::InvalidCursor)?;
     let plain: HashMap<String, String> = serde_json::from_slice(&json).map_err(|_| StoreError::InvalidCursor)?;
     Ok(plain.into_iter().map(|(k, v)| (k, s(v))).collect())

@@ -1,10 +1,15 @@
-//! The HTTP sender: one pooled reqwest client per execution environment, built for calling
-//! URLs that customers control: no redirects, no proxy from the environment, a total timeout,
-//! bounded response reads.
+//! The HTTP sender: one pooled reqwest client per execution environment, the only way the
+//! service calls URLs that customers control (deliveries, health checks, tests). Its egress
+//! rules (no refused address, checked before connecting; no redirects; no proxy from the
+//! environment) are in [`crate::egress`], with the error codes of a failed send; this module adds
+//! a connect and a total timeout and bounded response reads.
 
 use std::time::{Duration, Instant};
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use webhooks_core::ssrf::AllowedTargets;
+
+use crate::egress::{self, Refusal};
 
 /// Response bodies are read up to this much (SPEC §5); the rest is not downloaded.
 pub const MAX_RESPONSE_BYTES: usize = 64 * 1024;
@@ -21,7 +26,8 @@ pub const USER_AGENT: &str = concat!("granular-webhooks/", env!("CARGO_PKG_VERSI
 pub struct SendOutcome {
     /// The HTTP status, when a response arrived.
     pub status: Option<u16>,
-    /// Why it failed without a (complete) response: `timeout`, `connect`, `blocked_address`, ...
+    /// Why it failed without a (complete) response: `blocked_address`, `dns_failed`, `timeout`,
+    /// `connection_failed`, ... (listed in [`crate::egress`]).
     pub error: Option<String>,
     /// Up to `MAX_RESPONSE_BYTES` of the response body.
     pub body: Vec<u8>,
@@ -40,36 +46,41 @@ impl SendOutcome {
 #[error("could not build the HTTP client")]
 pub struct ClientBuildError(#[source] reqwest::Error);
 
-/// Sends signed deliveries.
+/// Sends signed deliveries, health checks and tests.
 #[derive(Debug, Clone)]
 pub struct HttpSender {
     client: reqwest::Client,
+    allowed: AllowedTargets,
     timeout: Duration,
 }
 
 impl HttpSender {
-    /// `timeout` covers the whole request and response (`WEBHOOKS_DELIVERY_TIMEOUT`).
-    pub fn new(timeout: Duration) -> Result<Self, ClientBuildError> {
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
+    /// `timeout` covers the whole request and response (`WEBHOOKS_DELIVERY_TIMEOUT`); `allowed`
+    /// are the only non-global networks it may reach (`WEBHOOKS_ALLOWED_TARGETS`).
+    pub fn new(timeout: Duration, allowed: AllowedTargets) -> Result<Self, ClientBuildError> {
+        let client = egress::client_builder(allowed.clone())
             .connect_timeout(CONNECT_TIMEOUT.min(timeout))
             .pool_idle_timeout(POOL_IDLE_TIMEOUT)
             .user_agent(USER_AGENT)
             .build()
             .map_err(ClientBuildError)?;
-        Ok(Self { client, timeout })
+        Ok(Self { client, allowed, timeout })
     }
 
-    /// POSTs `body` to `url` with `headers`; never fails, the outcome says what happened.
+    /// POSTs `body` to `url` with `headers`; never fails, the outcome says what happened. A
+    /// refused target is a failed attempt (`blocked_address`, `dns_failed`, `invalid_url`) for
+    /// which no connection was made.
     pub async fn post(&self, url: &str, headers: HeaderMap, body: String) -> SendOutcome {
         let started = Instant::now();
         let mut outcome = SendOutcome { status: None, error: None, body: Vec::new(), retry_after: None, duration_ms: 0 };
         let exchange = async {
-            let mut response = self.client.post(url).headers(headers).body(body).send().await?;
+            // The same parsed URL goes to reqwest, so the literal checked is the one connected to.
+            let target = egress::parse_target(url, &self.allowed).map_err(Failure::Refused)?;
+            let mut response = self.client.post(target).headers(headers).body(body).send().await?;
             outcome.status = Some(response.status().as_u16());
             outcome.retry_after =
                 response.headers().get("retry-after").and_then(|v| v.to_str().ok()).map(str::to_owned);
+            // Stop at the limit: the rest is never downloaded, the connection is dropped.
             while let Some(chunk) = response.chunk().await? {
                 let room = MAX_RESPONSE_BYTES - outcome.body.len();
                 outcome.body.extend_from_slice(&chunk[..chunk.len().min(room)]);
@@ -77,11 +88,11 @@ impl HttpSender {
                     break;
                 }
             }
-            Ok::<(), reqwest::Error>(())
+            Ok::<(), Failure>(())
         };
         match tokio::time::timeout(self.timeout, exchange).await {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => outcome.error = Some(classify(&e)),
+            Ok(Err(e)) => outcome.error = Some(e.code().to_owned()),
             Err(_) => outcome.error = Some("timeout".to_owned()),
         }
         outcome.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
@@ -89,17 +100,45 @@ impl HttpSender {
     }
 }
 
-fn classify(e: &reqwest::Error) -> String {
-    if e.is_timeout() {
-        "timeout".into()
+/// Why a send failed.
+#[derive(Debug)]
+enum Failure {
+    /// Refused before reqwest saw the URL (an IP literal, or a URL that does not parse).
+    Refused(Refusal),
+    Http(reqwest::Error),
+}
+
+impl From<reqwest::Error> for Failure {
+    fn from(e: reqwest::Error) -> Self {
+        Self::Http(e)
+    }
+}
+
+impl Failure {
+    fn code(&self) -> &'static str {
+        match self {
+            Self::Refused(r) => r.code(),
+            Self::Http(e) => classify(e),
+        }
+    }
+}
+
+fn classify(e: &reqwest::Error) -> &'static str {
+    // A refusal of the resolver comes back wrapped in reqwest's and hyper's connect errors.
+    if let Some(refusal) = egress::find_refusal(e) {
+        refusal.code()
+    } else if e.is_timeout() {
+        "timeout"
     } else if e.is_connect() {
-        "connection_failed".into()
+        "connection_failed"
     } else if e.is_body() || e.is_decode() {
-        "response_incomplete".into()
+        "response_incomplete"
+    } else if e.is_builder() {
+        "invalid_url"
     } else if e.is_request() {
-        "request_failed".into()
+        "request_failed"
     } else {
-        "http_error".into()
+        "http_error"
     }
 }
 

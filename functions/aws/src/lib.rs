@@ -7,8 +7,11 @@ pub mod batch;
 pub mod claims;
 pub mod config;
 pub mod dynamodb;
+pub mod egress;
 pub mod http;
+pub mod sns;
 pub mod sqs;
+pub mod state;
 pub mod telemetry;
 
 /// Loads the shared AWS SDK configuration once per execution environment. Region, credentials

@@ -12,6 +12,18 @@ pub enum DeliveryQueueMessage {
     /// Send one event to one webhook.
     #[serde(rename = "delivery.v1")]
     Delivery(Delivery),
+    /// Re-send a webhook's parked deliveries, oldest first, one page per message: the page's
+    /// handler queues the next page, so a replay of any size never outgrows one invocation.
+    #[serde(rename = "replay.v1")]
+    Replay(Replay),
+}
+
+/// One page of a replay.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Replay {
+    pub webhook_id: String,
+    /// Where the previous page ended; `None` for the first page.
+    pub after: Option<String>,
 }
 
 /// One (event, webhook) pair to send.
@@ -24,6 +36,26 @@ pub struct Delivery {
     /// The `webhook-id` header: the same for every attempt, replay and webhook of the event.
     pub webhook_message_id: String,
     pub event: Event,
+    /// 0 for the matcher's fan-out; each replay or redelivery is a new generation, so it gets
+    /// a fresh attempt budget under a new delivery id while keeping the `webhook-id`.
+    #[serde(default)]
+    pub generation: u32,
+    /// When it was queued (Unix milliseconds): a manual disable parks deliveries queued
+    /// before it and drops those matched after.
+    #[serde(default)]
+    pub queued_at: i64,
+}
+
+impl Delivery {
+    /// The same event for the same webhook, as a new delivery (fresh attempts).
+    pub fn next_generation(&self, generation: u32, queued_at: i64) -> Self {
+        Self {
+            delivery_id: crate::signing::delivery_id(&self.webhook_message_id, &self.webhook_id, generation),
+            generation,
+            queued_at,
+            ..self.clone()
+        }
+    }
 }
 
 impl DeliveryQueueMessage {

@@ -46,6 +46,26 @@ pub fn health_check_body(event_id: &str, timestamp: &str, webhook_id: &str) -> S
     .unwrap_or_default()
 }
 
+/// The headers of a signed delivery request (SPEC §5), custom headers first so they can
+/// never replace the ones the signature depends on.
+pub fn request_headers(
+    custom: &std::collections::BTreeMap<String, String>,
+    webhook_message_id: &str,
+    timestamp: i64,
+    body: &str,
+    secrets: &[crate::signing::SigningSecret],
+) -> Vec<(String, String)> {
+    let mut headers: Vec<(String, String)> = custom.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    headers.push(("content-type".into(), "application/json".into()));
+    headers.push(("webhook-id".into(), webhook_message_id.to_owned()));
+    headers.push(("webhook-timestamp".into(), timestamp.to_string()));
+    headers.push((
+        "webhook-signature".into(),
+        crate::signing::signature_header(secrets, webhook_message_id, timestamp, body.as_bytes()),
+    ));
+    headers
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -76,3 +76,34 @@ pub struct WebhookView {
     pub health: Health,
     pub parked: u64,
 }
+
+/// One entry of a webhook's delivery log (SPEC §7): an attempt, or a parking.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogEntry {
+    pub event_id: String,
+    pub source: Option<String>,
+    pub webhook_message_id: String,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    /// `None` for a parking.
+    pub attempt: Option<u32>,
+    /// `succeeded`, `pending` (failed, retry at `next_attempt_at`), `failed` (no retry left) or
+    /// `parked`.
+    pub status: String,
+    pub status_code: Option<u16>,
+    pub error: Option<String>,
+    /// The first KiB of a failure's response body.
+    pub response_body: Option<String>,
+    pub duration_ms: Option<u64>,
+    pub attempted_at: String,
+    pub next_attempt_at: Option<String>,
+}
+
+/// Log entry statuses.
+pub mod log_status {
+    pub const SUCCEEDED: &str = "succeeded";
+    pub const PENDING: &str = "pending";
+    pub const FAILED: &str = "failed";
+    pub const PARKED: &str = "parked";
+    pub const ALL: [&str; 4] = [SUCCEEDED, PENDING, FAILED, PARKED];
+}

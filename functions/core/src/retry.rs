@@ -166,6 +166,18 @@ pub fn next_delay(
     delay.min(MAX_RETRY_DELAY)
 }
 
+/// A retention such as `WEBHOOKS_PARK_TTL` or `WEBHOOKS_LOG_TTL`: `<n>d`, or any duration
+/// `parse_duration` takes.
+pub fn parse_retention(s: &str) -> Result<Duration, String> {
+    match s.trim().strip_suffix('d') {
+        Some(days) => match days.parse::<u64>() {
+            Ok(d) if d >= 1 => Ok(Duration::from_secs(d * 86_400)),
+            _ => Err(format!("{s:?} is not a number of days (e.g. 7d)")),
+        },
+        None => parse_duration(s),
+    }
+}
+
 fn ceil_to_seconds(d: Duration) -> Duration {
     if d.subsec_nanos() == 0 { d } else { Duration::from_secs(d.as_secs().saturating_add(1)) }
 }
@@ -173,6 +185,16 @@ fn ceil_to_seconds(d: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retention_takes_days_or_durations() {
+        assert_eq!(parse_retention("7d"), Ok(Duration::from_secs(7 * 86_400)));
+        assert_eq!(parse_retention("3d"), Ok(Duration::from_secs(3 * 86_400)));
+        assert_eq!(parse_retention("90m"), Ok(Duration::from_secs(5_400)));
+        assert!(parse_retention("0d").is_err());
+        assert!(parse_retention("xd").is_err());
+        assert!(parse_retention("").is_err());
+    }
 
     type TestResult = Result<(), Box<dyn std::error::Error>>;
 

@@ -1,11 +1,12 @@
 //! The delivery function: sends each queued (event, webhook) pair as a signed POST (Standard
-//! Webhooks), all records of a batch concurrently over one pooled client.
+//! Webhooks), all records of a batch concurrently over one pooled client, and keeps the
+//! promise of SPEC §6: exact attempts, retries by visibility timeout, failure counters, trip
+//! and probe, deactivation with one alert, parking, and replay.
 //!
-//! A failed attempt is retried by SQS: the message's visibility is set to the next delay of
-//! the retry schedule and the record is reported failed; nothing sleeps inside the function.
-//! The webhook and its owner key are read (strongly consistent) before every attempt, so a
-//! deleted webhook, a revoked key or a key that lost the event's company stops the flow, queued
-//! retries included.
+//! The webhook, its owner key and its counters are read (strongly consistent) once per batch,
+//! so a deleted webhook, a revoked key or a key that lost the event's company stops the flow,
+//! queued retries included. Decisions are `webhooks_core::reliability`'s; this module only
+//! reads, sends and records.
 //!
 //! A record it cannot decode is poison: it is reported as failed and never deleted, so SQS
 //! moves it to the delivery DLQ after `maxReceiveCount` receives, where it stays visible and
@@ -19,22 +20,39 @@ use futures_util::future::join_all;
 use lambda_runtime::LambdaEvent;
 use reqwest::header::HeaderMap;
 use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 use tracing::{Instrument, error, info, info_span, warn};
-use webhooks_aws::config::{ConfigError, parsed, required};
+use webhooks_aws::config::{ConfigError, flag, optional, parsed, required};
 use webhooks_aws::dynamodb::{DynamoDbSubscriptions, StoredKey, StoredWebhook};
-use webhooks_aws::http::{HttpSender, insert};
-use webhooks_aws::sqs::SqsRetryScheduler;
+use webhooks_aws::http::{HttpSender, SendOutcome, insert};
+use webhooks_aws::sns::SnsAlerts;
+use webhooks_aws::sqs::{SqsBatchSender, SqsRetryScheduler};
+use webhooks_aws::state::{DynamoDbDeliveryState, HealthRecord, LOGGED_RESPONSE_BYTES, ParkGuard, ParkOutcome};
+use webhooks_core::event::format_utc;
 use webhooks_core::ids::random_unit;
-use webhooks_core::message::{Delivery, DeliveryQueueMessage};
+use webhooks_core::matching::is_tripped;
+use webhooks_core::message::{Delivery, DeliveryQueueMessage, Replay};
 use webhooks_core::model::{DisabledReason, DropReason, WebhookStatus};
-use webhooks_core::payload::delivery_body;
-use webhooks_core::retry::{RetrySchedule, next_delay, parse_duration, parse_retry_after};
-use webhooks_core::signing::{SigningSecret, signature_header};
+use webhooks_core::payload::{delivery_body, request_headers};
+use webhooks_core::reliability::{AttemptResult, NextStep, after_attempt, attempt_number, expired, receive_limit_near};
+use webhooks_core::resources::{LogEntry, log_status};
+use webhooks_core::retry::{RetrySchedule, parse_duration, parse_retention, parse_retry_after};
+use webhooks_core::signing::SigningSecret;
 
 /// Default of `WEBHOOKS_MAX_ATTEMPTS` (SPEC §6).
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 5;
 /// Default of `WEBHOOKS_DELIVERY_TIMEOUT` (SPEC §5).
 pub const DEFAULT_DELIVERY_TIMEOUT: Duration = Duration::from_secs(10);
+/// The template's default `MaxReceiveCount`, used when `MAX_RECEIVE_COUNT` is not given.
+pub const DEFAULT_MAX_RECEIVE_COUNT: u32 = 12;
+/// Parked deliveries re-sent per replay message: one page fits easily in one invocation.
+const REPLAY_PAGE: i32 = 100;
+/// `last_success_at` is refreshed at most this often while a webhook is healthy: a
+/// first-attempt success then writes only its log entry. After any failure the next success
+/// always writes (it resets the streak), so deactivation decisions stay exact.
+const LAST_SUCCESS_RESOLUTION_SECONDS: i64 = 60;
+/// A probe keeps its slot this long past its next retry, in case that receive is late.
+const PROBE_LEASE_MARGIN_SECONDS: i64 = 60;
 
 /// Settings of delivery, read once per execution environment.
 #[derive(Debug, Clone)]
@@ -42,10 +60,16 @@ pub struct DeliveryConfig {
     pub max_attempts: u32,
     pub schedule: RetrySchedule,
     pub timeout: Duration,
+    pub max_receive_count: u32,
+    pub park_limit: u64,
+    pub park_ttl: Duration,
+    pub log_ttl: Duration,
+    pub log_successes: bool,
 }
 
 impl DeliveryConfig {
     pub fn from_env() -> Result<Self, ConfigError> {
+        let number = |v: &str| v.parse::<u64>().map_err(|_| "expected a whole number".to_owned());
         Ok(Self {
             max_attempts: parsed("WEBHOOKS_MAX_ATTEMPTS", DEFAULT_MAX_ATTEMPTS, |v| match v.parse::<u32>() {
                 Ok(n) if (1..=10).contains(&n) => Ok(n),
@@ -53,6 +77,13 @@ impl DeliveryConfig {
             })?,
             schedule: parsed("WEBHOOKS_RETRY_SCHEDULE", RetrySchedule::default(), RetrySchedule::parse)?,
             timeout: parsed("WEBHOOKS_DELIVERY_TIMEOUT", DEFAULT_DELIVERY_TIMEOUT, parse_duration)?,
+            max_receive_count: parsed("MAX_RECEIVE_COUNT", DEFAULT_MAX_RECEIVE_COUNT, |v| {
+                number(v).and_then(|n| u32::try_from(n).map_err(|e| e.to_string()))
+            })?,
+            park_limit: parsed("WEBHOOKS_PARK_LIMIT", 10_000, number)?,
+            park_ttl: parsed("WEBHOOKS_PARK_TTL", Duration::from_secs(7 * 86_400), parse_retention)?,
+            log_ttl: parsed("WEBHOOKS_LOG_TTL", Duration::from_secs(3 * 86_400), parse_retention)?,
+            log_successes: flag("WEBHOOKS_LOG_SUCCESSES", true)?,
         })
     }
 }
@@ -61,9 +92,27 @@ impl DeliveryConfig {
 #[derive(Debug, Clone)]
 pub struct Deliverer {
     pub subscriptions: DynamoDbSubscriptions,
+    pub state: DynamoDbDeliveryState,
     pub retries: SqsRetryScheduler,
+    pub queue: SqsBatchSender,
+    pub alerts: Option<SnsAlerts>,
     pub sender: HttpSender,
     pub config: DeliveryConfig,
+}
+
+/// What one batch read about its webhooks.
+struct Loaded {
+    webhooks: HashMap<String, StoredWebhook>,
+    owners: HashMap<String, StoredKey>,
+    health: HashMap<String, HealthRecord>,
+}
+
+fn now() -> OffsetDateTime {
+    OffsetDateTime::now_utc()
+}
+
+fn parse_time(s: &str) -> Option<i64> {
+    OffsetDateTime::parse(s, &Rfc3339).ok().map(OffsetDateTime::unix_timestamp)
 }
 
 impl Deliverer {
@@ -71,13 +120,23 @@ impl Deliverer {
     pub async fn from_env() -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
         let sdk = webhooks_aws::sdk_config().await;
         let config = DeliveryConfig::from_env()?;
+        let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
+        let sqs = aws_sdk_sqs::Client::new(&sdk);
+        let subscriptions_table = required("SUBSCRIPTIONS_TABLE")?;
+        let queue_url = required("DELIVERY_QUEUE_URL")?;
+        let allowed = webhooks_core::ssrf::AllowedTargets::parse(&optional("WEBHOOKS_ALLOWED_TARGETS").unwrap_or_default())?;
         Ok(Self {
-            subscriptions: DynamoDbSubscriptions::new(
-                aws_sdk_dynamodb::Client::new(&sdk),
-                required("SUBSCRIPTIONS_TABLE")?,
+            subscriptions: DynamoDbSubscriptions::new(dynamodb.clone(), subscriptions_table.clone()),
+            state: DynamoDbDeliveryState::new(
+                dynamodb,
+                subscriptions_table,
+                required("HEALTH_TABLE")?,
+                required("DELIVERIES_TABLE")?,
             ),
-            retries: SqsRetryScheduler::new(aws_sdk_sqs::Client::new(&sdk), required("DELIVERY_QUEUE_URL")?),
-            sender: HttpSender::new(config.timeout)?,
+            retries: SqsRetryScheduler::new(sqs.clone(), queue_url.clone()),
+            queue: SqsBatchSender::new(sqs, queue_url),
+            alerts: optional("ALERTS_TOPIC_ARN").map(|arn| SnsAlerts::new(aws_sdk_sns::Client::new(&sdk), arn)),
+            sender: HttpSender::new(config.timeout, allowed)?,
             config,
         })
     }
@@ -85,46 +144,63 @@ impl Deliverer {
     /// Handles one SQS batch; the response lists the records SQS must hand back later.
     pub async fn handle(&self, event: LambdaEvent<SqsEvent>) -> Result<SqsBatchResponse, lambda_runtime::Error> {
         let mut failed = Vec::new();
-        let mut work = Vec::new();
+        let mut deliveries = Vec::new();
+        let mut replays = Vec::new();
         for record in &event.payload.records {
             let message_id = record.message_id.clone().unwrap_or_default();
             match DeliveryQueueMessage::from_json(record.body.as_deref().unwrap_or_default()) {
-                Ok(DeliveryQueueMessage::Delivery(d)) => work.push((record, d)),
+                Ok(DeliveryQueueMessage::Delivery(d)) => deliveries.push((record, d)),
+                Ok(DeliveryQueueMessage::Replay(r)) => replays.push((record, r)),
                 Err(e) => {
                     error!(message_id = %message_id, error = %e, "undecodable delivery message; left for the DLQ");
                     failed.push(message_id);
                 }
             }
         }
-        if work.is_empty() {
+        for (record, replay) in &replays {
+            let span = info_span!("replay", webhook_id = %replay.webhook_id);
+            if let Err(e) = self.replay(replay).instrument(span).await {
+                warn!(webhook_id = %replay.webhook_id, error = %e, "replay page failed; retried");
+                failed.push(record.message_id.clone().unwrap_or_default());
+            }
+        }
+        if deliveries.is_empty() {
             return Ok(webhooks_aws::batch::retry_only(failed));
         }
 
-        // One read of every webhook and owner key of the batch, strongly consistent.
-        let webhook_ids: BTreeSet<String> = work.iter().map(|(_, d)| d.webhook_id.clone()).collect();
-        let loaded = match self.subscriptions.webhooks_by_ids(&webhook_ids).await {
-            Ok(webhooks) => {
-                let owner_ids: BTreeSet<String> = webhooks.values().map(|w| w.webhook.owner_key_id.clone()).collect();
-                self.subscriptions.keys_by_ids(&owner_ids).await.map(|owners| (webhooks, owners))
-            }
-            Err(e) => Err(e),
-        };
-        let (webhooks, owners) = match loaded {
-            Ok(both) => both,
+        let ids: BTreeSet<String> = deliveries.iter().map(|(_, d)| d.webhook_id.clone()).collect();
+        let loaded = match self.load(&ids).await {
+            Ok(loaded) => loaded,
             Err(e) => {
                 // No attempt was made: the records come back after their visibility timeout.
-                error!(error = %webhooks_aws::error_chain(&e), "could not read webhooks; batch retried");
-                failed.extend(work.iter().map(|(r, _)| r.message_id.clone().unwrap_or_default()));
+                error!(error = %e, "could not read webhooks; batch retried");
+                failed.extend(deliveries.iter().map(|(r, _)| r.message_id.clone().unwrap_or_default()));
                 return Ok(webhooks_aws::batch::retry_only(failed));
             }
         };
+        // Alerts of earlier deactivations not yet published (a crash, a publish that failed)
+        // go first; their webhooks' records wait until they are out.
+        let mut unalerted = BTreeSet::new();
+        for w in loaded.webhooks.values() {
+            if let Some(alert) = &w.alert_pending {
+                if !self.publish_alert(w, alert).await {
+                    unalerted.insert(w.webhook.id.clone());
+                }
+            }
+        }
 
-        let outcomes = join_all(work.iter().map(|(record, d)| {
+        let outcomes = join_all(deliveries.iter().map(|(record, d)| {
             let span = info_span!("delivery", webhook_id = %d.webhook_id, event_id = %d.event.id, delivery_id = %d.delivery_id);
-            self.deliver(record, d, &webhooks, &owners).instrument(span)
+            async {
+                if unalerted.contains(&d.webhook_id) {
+                    return true;
+                }
+                self.deliver(record, d, &loaded).await
+            }
+            .instrument(span)
         }))
         .await;
-        for ((record, _), retry) in work.iter().zip(outcomes) {
+        for ((record, _), retry) in deliveries.iter().zip(outcomes) {
             if retry {
                 failed.push(record.message_id.clone().unwrap_or_default());
             }
@@ -132,74 +208,350 @@ impl Deliverer {
         Ok(webhooks_aws::batch::retry_only(failed))
     }
 
+    async fn load(&self, ids: &BTreeSet<String>) -> Result<Loaded, String> {
+        let chain = |e: webhooks_aws::dynamodb::StoreError| webhooks_aws::error_chain(&e);
+        let webhooks = self.subscriptions.webhooks_by_ids(ids).await.map_err(chain)?;
+        let owner_ids: BTreeSet<String> = webhooks.values().map(|w| w.webhook.owner_key_id.clone()).collect();
+        let owners = self.subscriptions.keys_by_ids(&owner_ids).await.map_err(chain)?;
+        let health = self.state.health_of(ids).await.map_err(chain)?;
+        Ok(Loaded { webhooks, owners, health })
+    }
+
     /// Delivers one record; `true` when SQS must hand it back later.
-    async fn deliver(
-        &self,
-        record: &SqsMessage,
-        d: &Delivery,
-        webhooks: &HashMap<String, StoredWebhook>,
-        owners: &HashMap<String, StoredKey>,
-    ) -> bool {
-        let Some(stored) = webhooks.get(&d.webhook_id) else {
-            dropped(DropReason::WebhookDeleted);
-            return false;
+    async fn deliver(&self, record: &SqsMessage, d: &Delivery, loaded: &Loaded) -> bool {
+        let result = self.try_deliver(record, d, loaded).await;
+        result.unwrap_or_else(|e| {
+            warn!(error = %e, "delivery step failed; retried");
+            true
+        })
+    }
+
+    async fn try_deliver(&self, record: &SqsMessage, d: &Delivery, loaded: &Loaded) -> Result<bool, String> {
+        let chain = |e: webhooks_aws::dynamodb::StoreError| webhooks_aws::error_chain(&e);
+        let Some(stored) = loaded.webhooks.get(&d.webhook_id) else {
+            metric_drop(DropReason::WebhookDeleted);
+            return Ok(false);
         };
         let w = &stored.webhook;
-        if !owners.get(&w.owner_key_id).is_some_and(|o| o.key.holds(&d.event.company_id)) {
-            dropped(DropReason::OwnerRevoked);
-            return false;
+        if !loaded.owners.get(&w.owner_key_id).is_some_and(|o| o.key.holds(&d.event.company_id)) {
+            return self.drop_delivery(d, DropReason::OwnerRevoked).await;
         }
-        if w.status != WebhookStatus::Active {
-            if w.disabled_reason == Some(DisabledReason::Manual) {
-                dropped(DropReason::ManualDisabled);
-                return false;
+        let health = loaded.health.get(&w.id).cloned().unwrap_or_default();
+        let t = now();
+        let now_s = t.unix_timestamp();
+        let mut probe = false;
+        match (w.status, w.disabled_reason) {
+            (WebhookStatus::Disabled, Some(DisabledReason::Manual))
+                if stored.disabled_at_ms.is_none_or(|disabled| d.queued_at >= disabled) =>
+            {
+                // Matched after a manual disable: dropped. Queued before it: parked below.
+                return self.drop_delivery(d, DropReason::ManualDisabled).await;
             }
-            // Kept on the queue, never lost, until the webhook is enabled again.
-            return self.schedule_retry(record, u32::MAX, None).await;
+            (WebhookStatus::Disabled, _) => {
+                if self.park(d, ParkGuard::WebhookDisabled).await? {
+                    return Ok(false);
+                }
+            }
+            (WebhookStatus::Active, _) if is_tripped(health.health.consecutive_failures, self.config.max_attempts) => {
+                let until = now_s + self.config.timeout.as_secs() as i64 + PROBE_LEASE_MARGIN_SECONDS;
+                probe = self.state.claim_probe(&w.id, &d.delivery_id, until, now_s).await.map_err(chain)?;
+                if !probe && self.park(d, ParkGuard::Tripped(self.config.max_attempts)).await? {
+                    return Ok(false);
+                }
+            }
+            (WebhookStatus::Active, _) => {}
         }
 
-        let now = OffsetDateTime::now_utc().unix_timestamp();
+        let receive_count = receive_count(record);
+        if receive_limit_near(receive_count, self.config.max_receive_count) {
+            // Receives that made no attempt (throttles, crashes) used up the queue's redrive
+            // budget: keep the delivery rather than let it reach the DLQ.
+            self.park(d, ParkGuard::Always).await?;
+            return Ok(false);
+        }
+        let recorded = if receive_count > 1 { self.state.attempts(&d.delivery_id).await.map_err(chain)? } else { None };
+        let attempt = attempt_number(receive_count, recorded.map(|(n, _)| n));
+        let first_attempt_at = recorded.map_or(now_s, |(_, first)| first);
+        if attempt > self.config.max_attempts {
+            // Its last attempt was counted but the parking did not happen (a crash).
+            self.park(d, ParkGuard::Always).await?;
+            return Ok(false);
+        }
+
+        let outcome = self.send(stored, d, now_s).await;
+        let result = attempt_result(&outcome);
+        let at = format_utc(now());
+        if result == AttemptResult::Succeeded {
+            info!(attempt, status = outcome.status, duration_ms = outcome.duration_ms, probe, "delivered");
+            self.on_success(stored, &health, &at).await.map_err(chain)?;
+            if self.config.log_successes {
+                let entry = self.entry(d, Some(attempt), log_status::SUCCEEDED, &outcome, &at, None);
+                self.log(d, &entry).await?;
+            }
+            return Ok(false);
+        }
+
+        warn!(attempt, status = outcome.status, error = outcome.error.as_deref(), duration_ms = outcome.duration_ms, "attempt failed");
+        let counted = self.state.record_attempt(&d.delivery_id, attempt, first_attempt_at, now_s).await.map_err(chain)?;
+        let after = if counted {
+            let error = outcome.error.clone().unwrap_or_else(|| format!("HTTP {}", outcome.status.unwrap_or(0)));
+            self.state.record_failure(&w.id, &at, outcome.status, &error).await.map_err(chain)?
+        } else {
+            health
+        };
+        let success_since_first = after.health.last_success_at.as_deref().and_then(parse_time).is_some_and(|s| s >= first_attempt_at);
+        let step = after_attempt(
+            result,
+            attempt,
+            self.config.max_attempts,
+            success_since_first,
+            &self.config.schedule,
+            random_unit().unwrap_or(0.5),
+        );
+        match step {
+            NextStep::Delivered => Ok(false),
+            NextStep::Retry { delay, .. } => {
+                let next_at = format_utc(now() + delay);
+                let entry = self.entry(d, Some(attempt), log_status::PENDING, &outcome, &at, Some(next_at));
+                self.log(d, &entry).await?;
+                if probe {
+                    let until = now_s + delay.as_secs() as i64 + PROBE_LEASE_MARGIN_SECONDS;
+                    self.state.claim_probe(&w.id, &d.delivery_id, until, now_s).await.map_err(chain)?;
+                }
+                if let Some(handle) = record.receipt_handle.as_deref() {
+                    if let Err(e) = self.retries.retry_in(handle, delay.as_secs()).await {
+                        // The queue's own visibility timeout applies instead: later, not lost.
+                        warn!(error = %webhooks_aws::error_chain(&e), "could not schedule the retry");
+                    }
+                }
+                Ok(true)
+            }
+            NextStep::Park { deactivate } => {
+                let entry = self.entry(d, Some(attempt), log_status::FAILED, &outcome, &at, None);
+                self.log(d, &entry).await?;
+                if let Some(reason) = deactivate {
+                    let owner_companies = loaded.owners.get(&w.owner_key_id).map(|o| o.key.companies.clone()).unwrap_or_default();
+                if !self.deactivate(stored, reason, &after, &at, &owner_companies).await? {
+                        return Ok(true);
+                    }
+                }
+                if probe {
+                    self.state.release_probe(&w.id, &d.delivery_id).await.map_err(chain)?;
+                }
+                self.park(d, ParkGuard::Always).await?;
+                Ok(false)
+            }
+        }
+    }
+
+    /// The signed POST.
+    async fn send(&self, stored: &StoredWebhook, d: &Delivery, now_s: i64) -> SendOutcome {
         let secrets: Vec<SigningSecret> = stored
             .secrets
             .iter()
-            .filter(|s| s.expires_at.is_none_or(|t| t > now))
+            .filter(|s| s.expires_at.is_none_or(|t| t > now_s))
             .filter_map(|s| SigningSecret::parse(&s.secret).ok())
             .collect();
-        let body = delivery_body(&d.event, &w.id);
+        let body = delivery_body(&d.event, &stored.webhook.id);
         let mut headers = HeaderMap::new();
-        for (name, value) in &w.headers {
-            insert(&mut headers, name, value);
+        for (name, value) in request_headers(&stored.webhook.headers, &d.webhook_message_id, now_s, &body, &secrets) {
+            insert(&mut headers, &name, &value);
         }
-        insert(&mut headers, "content-type", "application/json");
-        insert(&mut headers, "webhook-id", &d.webhook_message_id);
-        insert(&mut headers, "webhook-timestamp", &now.to_string());
-        insert(&mut headers, "webhook-signature", &signature_header(&secrets, &d.webhook_message_id, now, body.as_bytes()));
-
-        let attempt = receive_count(record);
-        let outcome = self.sender.post(&w.url, headers, body).await;
-        if outcome.succeeded() {
-            info!(attempt, status = outcome.status, duration_ms = outcome.duration_ms, "delivered");
-            return false;
-        }
-        warn!(attempt, status = outcome.status, error = outcome.error.as_deref(), duration_ms = outcome.duration_ms, "attempt failed");
-        let retry_after = match outcome.status {
-            Some(429 | 503) => outcome.retry_after.as_deref().and_then(|v| parse_retry_after(v, OffsetDateTime::now_utc())),
-            _ => None,
-        };
-        self.schedule_retry(record, attempt.saturating_add(1), retry_after).await
+        self.sender.post(&stored.webhook.url, headers, body).await
     }
 
-    /// Sets the record's visibility to the delay before `next_attempt`; always `true`.
-    async fn schedule_retry(&self, record: &SqsMessage, next_attempt: u32, retry_after: Option<Duration>) -> bool {
-        let unit = random_unit().unwrap_or(0.5);
-        let delay = next_delay(&self.config.schedule, next_attempt, unit, retry_after);
-        if let Some(handle) = record.receipt_handle.as_deref() {
-            if let Err(e) = self.retries.retry_in(handle, delay.as_secs()).await {
-                // The queue's own visibility timeout applies instead: later, not lost.
-                warn!(error = %webhooks_aws::error_chain(&e), "could not schedule the retry");
+    /// After a success: end a failure streak (and a trip: replay what was parked), or refresh
+    /// `last_success_at` now and then. A first-attempt success of a healthy webhook writes
+    /// nothing here.
+    async fn on_success(&self, stored: &StoredWebhook, health: &HealthRecord, at: &str) -> Result<(), webhooks_aws::dynamodb::StoreError> {
+        let h = &health.health;
+        let stale = h.last_success_at.as_deref().and_then(parse_time).is_none_or(|t| now().unix_timestamp() - t >= LAST_SUCCESS_RESOLUTION_SECONDS);
+        if h.consecutive_failures == 0 && health.probe.is_none() && !stale {
+            return Ok(());
+        }
+        let before = self.state.record_success(&stored.webhook.id, at).await?;
+        if is_tripped(before.health.consecutive_failures, self.config.max_attempts) {
+            info!(webhook_id = %stored.webhook.id, "probe succeeded; replaying parked deliveries");
+            let replay = DeliveryQueueMessage::Replay(Replay { webhook_id: stored.webhook.id.clone(), after: None });
+            if !self.queue.send_all(&[replay.to_json()]).await.is_empty() {
+                return Err(webhooks_aws::dynamodb::StoreError::Unavailable {
+                    operation: "SendMessage",
+                    source: "could not queue the replay".into(),
+                });
             }
         }
-        true
+        Ok(())
+    }
+
+    /// Disables the webhook and publishes one alert; `false` when the alert is still pending
+    /// (the record is retried until it is out).
+    async fn deactivate(
+        &self,
+        stored: &StoredWebhook,
+        reason: DisabledReason,
+        after: &HealthRecord,
+        at: &str,
+        owner_companies: &[String],
+    ) -> Result<bool, String> {
+        let w = &stored.webhook;
+        // The companies whose data the webhook was receiving: its scopes', or all the key's.
+        let mut companies: Vec<String> = w.scopes.iter().map(|s| s.company_id.clone()).collect();
+        companies.dedup();
+        if companies.is_empty() {
+            companies = owner_companies.to_vec();
+        }
+        let alert = serde_json::json!({
+            "type": "webhook.disabled", "webhook_id": w.id, "owner_key_id": w.owner_key_id,
+            "companies": companies, "url": w.url, "reason": reason.as_str(),
+            "consecutive_failures": after.health.consecutive_failures,
+            "last_status_code": after.health.last_status_code, "last_error": after.health.last_error,
+            "disabled_at": at,
+        })
+        .to_string();
+        let won = self.state.deactivate(&w.id, reason, &alert, at).await.map_err(|e| webhooks_aws::error_chain(&e))?;
+        if !won {
+            return Ok(true);
+        }
+        warn!(webhook_id = %w.id, reason = reason.as_str(), "webhook deactivated");
+        let mut updated = stored.clone();
+        updated.alert_pending = Some(alert.clone());
+        Ok(self.publish_alert(&updated, &alert).await)
+    }
+
+    /// Publishes a pending alert and clears it; `false` if it is still pending.
+    async fn publish_alert(&self, stored: &StoredWebhook, alert: &str) -> bool {
+        let reason = stored.webhook.disabled_reason.map_or("failing", DisabledReason::as_str);
+        let reason = serde_json::from_str::<serde_json::Value>(alert)
+            .ok()
+            .and_then(|v| v["reason"].as_str().map(str::to_owned))
+            .unwrap_or_else(|| reason.to_owned());
+        let Some(alerts) = &self.alerts else {
+            warn!(webhook_id = %stored.webhook.id, "no alerts topic configured; alert logged only");
+            return self.state.clear_alert(&stored.webhook.id, alert).await.is_ok();
+        };
+        if let Err(e) = alerts.publish(alert, &reason, &stored.webhook.owner_key_id).await {
+            warn!(error = %webhooks_aws::error_chain(&e), "could not publish the alert; retried");
+            return false;
+        }
+        self.state.clear_alert(&stored.webhook.id, alert).await.is_ok()
+    }
+
+    /// Parks `d`; `true` when it is kept or dropped for good, `false` when it must be sent
+    /// (the reason to park no longer holds).
+    async fn park(&self, d: &Delivery, guard: ParkGuard) -> Result<bool, String> {
+        let t = now();
+        let at = format_utc(t);
+        let outcome = self
+            .state
+            .park(d, guard, self.config.park_limit, t.unix_timestamp(), self.config.park_ttl.as_secs() as i64, &at)
+            .await
+            .map_err(|e| webhooks_aws::error_chain(&e))?;
+        match outcome {
+            ParkOutcome::Parked => {
+                info!("delivery parked");
+                let entry = LogEntry {
+                    event_id: d.event.id.clone(),
+                    source: Some(d.event.source.clone()),
+                    webhook_message_id: d.webhook_message_id.clone(),
+                    event_type: d.event.event_type.clone(),
+                    attempt: None,
+                    status: log_status::PARKED.into(),
+                    status_code: None,
+                    error: None,
+                    response_body: None,
+                    duration_ms: None,
+                    attempted_at: at,
+                    next_attempt_at: None,
+                };
+                self.log(d, &entry).await?;
+                Ok(true)
+            }
+            ParkOutcome::Full => self.drop_delivery(d, DropReason::ParkFull).await.map(|_| true),
+            ParkOutcome::Send => Ok(false),
+        }
+    }
+
+    /// Counts a drop; `Ok(false)`: the record is done.
+    async fn drop_delivery(&self, d: &Delivery, reason: DropReason) -> Result<bool, String> {
+        metric_drop(reason);
+        self.state.count_drop(&d.webhook_id, reason).await.map_err(|e| webhooks_aws::error_chain(&e))?;
+        Ok(false)
+    }
+
+    async fn log(&self, d: &Delivery, entry: &LogEntry) -> Result<(), String> {
+        let expires = now().unix_timestamp() + self.config.log_ttl.as_secs() as i64;
+        self.state
+            .log(&d.webhook_id, &d.delivery_id, entry, Some(&d.event), expires)
+            .await
+            .map_err(|e| webhooks_aws::error_chain(&e))
+    }
+
+    fn entry(&self, d: &Delivery, attempt: Option<u32>, status: &str, outcome: &SendOutcome, at: &str, next: Option<String>) -> LogEntry {
+        let failed = status != log_status::SUCCEEDED;
+        LogEntry {
+            event_id: d.event.id.clone(),
+            source: Some(d.event.source.clone()),
+            webhook_message_id: d.webhook_message_id.clone(),
+            event_type: d.event.event_type.clone(),
+            attempt,
+            status: status.into(),
+            status_code: outcome.status,
+            error: outcome.error.clone(),
+            response_body: failed.then(|| {
+                let end = outcome.body.len().min(LOGGED_RESPONSE_BYTES);
+                String::from_utf8_lossy(&outcome.body[..end]).into_owned()
+            }),
+            duration_ms: Some(outcome.duration_ms),
+            attempted_at: at.to_owned(),
+            next_attempt_at: next,
+        }
+    }
+
+    /// One page of a replay: re-sends parked deliveries oldest first as new generations (fresh
+    /// attempts, same `webhook-id`), drops expired ones, and queues the next page.
+    async fn replay(&self, replay: &Replay) -> Result<(), String> {
+        let chain = |e: webhooks_aws::dynamodb::StoreError| webhooks_aws::error_chain(&e);
+        let now_s = now().unix_timestamp();
+        let (page, more) = self.state.parked_page(&replay.webhook_id, replay.after.as_deref(), REPLAY_PAGE).await.map_err(chain)?;
+        let (expired_items, live): (Vec<_>, Vec<_>) = page.into_iter().partition(|p| expired(p.expires_at, now_s));
+        let generation = (random_unit().unwrap_or(0.5) * f64::from(u32::MAX)) as u32 | 1;
+        let bodies: Vec<String> = live
+            .iter()
+            .map(|p| DeliveryQueueMessage::Delivery(p.delivery.next_generation(generation, webhooks_aws::state::now_ms())).to_json())
+            .collect();
+        if !self.queue.send_all(&bodies).await.is_empty() {
+            return Err("could not queue the re-sent deliveries".into());
+        }
+        // Removed only once re-queued: a crash in between re-sends some twice, never zero times.
+        let sent: Vec<String> = live.iter().map(|p| p.sort_key.clone()).collect();
+        self.state.unpark(&replay.webhook_id, &sent).await.map_err(chain)?;
+        for p in &expired_items {
+            self.drop_delivery(&p.delivery, DropReason::ParkExpired).await?;
+        }
+        let stale: Vec<String> = expired_items.iter().map(|p| p.sort_key.clone()).collect();
+        self.state.unpark(&replay.webhook_id, &stale).await.map_err(chain)?;
+        info!(resent = live.len(), expired = stale.len(), more, "replay page done");
+        if more {
+            let last = sent.iter().chain(stale.iter()).max().cloned();
+            let next = DeliveryQueueMessage::Replay(Replay { webhook_id: replay.webhook_id.clone(), after: last });
+            if !self.queue.send_all(&[next.to_json()]).await.is_empty() {
+                return Err("could not queue the next replay page".into());
+            }
+        }
+        Ok(())
+    }
+}
+
+fn attempt_result(outcome: &SendOutcome) -> AttemptResult {
+    if outcome.succeeded() {
+        return AttemptResult::Succeeded;
+    }
+    match outcome.status {
+        Some(410) => AttemptResult::Gone,
+        Some(429 | 503) => AttemptResult::Failed {
+            retry_after: outcome.retry_after.as_deref().and_then(|v| parse_retry_after(v, now())),
+        },
+        _ => AttemptResult::Failed { retry_after: None },
     }
 }
 
@@ -209,9 +561,9 @@ fn receive_count(record: &SqsMessage) -> u32 {
 }
 
 /// One counted drop, in CloudWatch's embedded metric format.
-fn dropped(reason: DropReason) {
+fn metric_drop(reason: DropReason) {
     info!(
-        _aws = %serde_json::json!({"Timestamp": OffsetDateTime::now_utc().unix_timestamp() * 1000,
+        _aws = %serde_json::json!({"Timestamp": now().unix_timestamp() * 1000,
             "CloudWatchMetrics": [{"Namespace": "Webhooks", "Dimensions": [["reason"]],
             "Metrics": [{"Name": "DroppedDeliveries", "Unit": "Count"}]}]}),
         reason = reason.as_str(),

@@ -182,6 +182,7 @@ impl Matcher {
             self.subscriptions.keys_by_ids(&owner_ids).await.map_err(|e| Transient(webhooks_aws::error_chain(&e)))?
         };
 
+        let queued_at = (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
         let mut plan = Vec::new();
         for &i in claimed {
             let p = &pending[i];
@@ -208,6 +209,8 @@ impl Matcher {
                                 webhook_id: entry.webhook_id.clone(),
                                 webhook_message_id: p.message_id.clone(),
                                 event: p.event.clone(),
+                                generation: 0,
+                                queued_at,
                             }),
                         ));
                     }

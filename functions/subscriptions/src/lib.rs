@@ -11,10 +11,15 @@ use webhooks_aws::config::{ConfigError, flag, optional, parsed, required};
 use webhooks_aws::dynamodb::DynamoDbSubscriptions;
 use webhooks_aws::sqs::SqsBatchSender;
 use webhooks_core::catalog;
+use webhooks_aws::http::HttpSender;
+use webhooks_aws::state::DynamoDbDeliveryState;
+use webhooks_core::retry::{parse_duration, parse_retention};
+use webhooks_core::ssrf::AllowedTargets;
 use webhooks_core::validation::UrlPolicy;
 
 pub mod auth;
 pub mod body;
+pub mod deliveries;
 pub mod error;
 pub mod events;
 pub mod keys;
@@ -28,6 +33,10 @@ pub struct ApiConfig {
     pub admin_key_sha256: Option<String>,
     pub url_policy: UrlPolicy,
     pub max_webhooks_per_key: u32,
+    pub log_ttl_seconds: i64,
+    pub log_successes: bool,
+    pub delivery_timeout: std::time::Duration,
+    pub allowed_targets: AllowedTargets,
 }
 
 /// The default of `WEBHOOKS_MAX_WEBHOOKS_PER_KEY` (SPEC §7).
@@ -50,6 +59,12 @@ impl ApiConfig {
             max_webhooks_per_key: parsed("WEBHOOKS_MAX_WEBHOOKS_PER_KEY", DEFAULT_MAX_WEBHOOKS_PER_KEY, |v| {
                 v.parse().map_err(|_| "expected a whole number".to_owned())
             })?,
+            log_ttl_seconds: parsed("WEBHOOKS_LOG_TTL", std::time::Duration::from_secs(3 * 86_400), parse_retention)?.as_secs() as i64,
+            log_successes: flag("WEBHOOKS_LOG_SUCCESSES", true)?,
+            delivery_timeout: parsed("WEBHOOKS_DELIVERY_TIMEOUT", std::time::Duration::from_secs(10), parse_duration)?,
+            allowed_targets: parsed("WEBHOOKS_ALLOWED_TARGETS", AllowedTargets::none(), |v| {
+                AllowedTargets::parse(v).map_err(|e| e.to_string())
+            })?,
         })
     }
 }
@@ -58,18 +73,28 @@ impl ApiConfig {
 #[derive(Debug, Clone)]
 pub struct AppState {
     pub store: DynamoDbSubscriptions,
+    pub state: DynamoDbDeliveryState,
     pub ingest: SqsBatchSender,
+    pub deliveries: SqsBatchSender,
+    pub sender: HttpSender,
     pub config: ApiConfig,
 }
 
 impl AppState {
     /// Clients and settings from the environment the template gives the function.
-    pub async fn from_env() -> Result<Self, ConfigError> {
+    pub async fn from_env() -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
         let sdk = webhooks_aws::sdk_config().await;
+        let config = ApiConfig::from_env()?;
+        let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
+        let sqs = aws_sdk_sqs::Client::new(&sdk);
+        let subscriptions_table = required("SUBSCRIPTIONS_TABLE")?;
         Ok(Self {
-            store: DynamoDbSubscriptions::new(aws_sdk_dynamodb::Client::new(&sdk), required("SUBSCRIPTIONS_TABLE")?),
-            ingest: SqsBatchSender::new(aws_sdk_sqs::Client::new(&sdk), required("INGEST_QUEUE_URL")?),
-            config: ApiConfig::from_env()?,
+            store: DynamoDbSubscriptions::new(dynamodb.clone(), subscriptions_table.clone()),
+            state: DynamoDbDeliveryState::new(dynamodb, subscriptions_table, required("HEALTH_TABLE")?, required("DELIVERIES_TABLE")?),
+            ingest: SqsBatchSender::new(sqs.clone(), required("INGEST_QUEUE_URL")?),
+            deliveries: SqsBatchSender::new(sqs, required("DELIVERY_QUEUE_URL")?),
+            sender: HttpSender::new(config.delivery_timeout, config.allowed_targets.clone())?,
+            config,
         })
     }
 }
@@ -85,6 +110,11 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/api-keys/{id}/rotate", post(keys::rotate))
         .route("/v1/webhooks", post(webhooks::create).get(webhooks::list))
         .route("/v1/webhooks/{id}", get(webhooks::get).patch(webhooks::update).delete(webhooks::delete))
+        .route("/v1/webhooks/{id}/disable", post(deliveries::disable))
+        .route("/v1/webhooks/{id}/enable", post(deliveries::enable))
+        .route("/v1/webhooks/{id}/test", post(deliveries::test))
+        .route("/v1/webhooks/{id}/deliveries", get(deliveries::log))
+        .route("/v1/webhooks/{id}/deliveries/{message_id}/redeliver", post(deliveries::redeliver))
         .route("/v1/events", post(events::publish))
         .fallback(not_found)
         // Sizes are checked by the handlers, after authentication (SPEC §7's check order).

@@ -13,7 +13,8 @@ use webhooks_core::event::format_utc;
 use webhooks_core::ids::random_base62;
 use webhooks_core::matching::partitions_for_webhook;
 use webhooks_core::model::{Permission, Scope, WebhookStatus};
-use webhooks_core::resources::{ApiKey, Health, Webhook, WebhookView};
+use webhooks_aws::state::HealthRecord;
+use webhooks_core::resources::{ApiKey, Webhook, WebhookView};
 use webhooks_core::signing::SigningSecret;
 use webhooks_core::validation::{parse_webhook_create, parse_webhook_patch};
 
@@ -24,8 +25,19 @@ use crate::error::ApiError;
 use crate::lists::list_limit;
 
 /// The webhook as the API shows it, with its health and parked count.
-pub fn view(stored: &StoredWebhook) -> WebhookView {
-    WebhookView { webhook: stored.webhook.clone(), health: Health::default(), parked: 0 }
+pub async fn view(state: &AppState, stored: &StoredWebhook) -> Result<WebhookView, ApiError> {
+    let record = state.state.health(&stored.webhook.id).await?;
+    with_health(state, stored, record).await
+}
+
+async fn with_health(state: &AppState, stored: &StoredWebhook, record: HealthRecord) -> Result<WebhookView, ApiError> {
+    // The counter is a hint (it includes expired ones until a read drops them): count exactly.
+    let parked = if record.parked_count > 0 {
+        state.state.count_parked(&stored.webhook.id, OffsetDateTime::now_utc().unix_timestamp()).await?
+    } else {
+        0
+    };
+    Ok(WebhookView { webhook: stored.webhook.clone(), health: record.health, parked })
 }
 
 /// 403 when a scope names a company the owner key does not hold (checked after 400s).
@@ -74,10 +86,12 @@ pub async fn create(
         secrets: vec![StoredSecret { secret: secret.to_string(), expires_at: None }],
         version: 1,
         partitions,
+        alert_pending: None,
+        disabled_at_ms: None,
     };
     state.store.create_webhook(&stored, state.config.max_webhooks_per_key).await?;
     tracing::info!(webhook_id = %stored.webhook.id, owner_key_id = %owner.id, "webhook created");
-    let mut out = json!(view(&stored));
+    let mut out = json!(view(&state, &stored).await?);
     out["secret"] = json!(secret.to_string());
     Ok((StatusCode::CREATED, Json(out)))
 }
@@ -107,7 +121,12 @@ pub async fn list(
     };
     let limit = list_limit(params.limit.as_deref())?;
     let page = state.store.list_webhooks(owner.as_deref(), status, limit, params.cursor.as_deref()).await?;
-    let data: Vec<WebhookView> = page.items.iter().map(view).collect();
+    let ids = page.items.iter().map(|w| w.webhook.id.clone()).collect();
+    let mut health = state.state.health_of(&ids).await?;
+    let mut data: Vec<WebhookView> = Vec::with_capacity(page.items.len());
+    for stored in &page.items {
+        data.push(with_health(&state, stored, health.remove(&stored.webhook.id).unwrap_or_default()).await?);
+    }
     Ok(Json(json!({"data": data, "next_cursor": page.next_cursor})))
 }
 
@@ -126,7 +145,7 @@ pub async fn visible(state: &AppState, caller: &Caller, id: &str) -> Result<Stor
 
 pub async fn get(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
     let stored = visible(&state, &caller, &id).await?;
-    Ok(Json(json!(view(&stored))))
+    Ok(Json(json!(view(&state, &stored).await?)))
 }
 
 pub async fn update(
@@ -170,12 +189,16 @@ pub async fn update(
     next.partitions = partitions_for_webhook(&next.webhook.selection(), &owner.companies);
     state.store.update_webhook(&previous, &next).await?;
     tracing::info!(webhook_id = %id, "webhook updated");
-    Ok(Json(json!(view(&next))))
+    Ok(Json(json!(view(&state, &next).await?)))
 }
 
 pub async fn delete(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
     let stored = visible(&state, &caller, &id).await?;
     state.store.delete_webhook(&stored).await?;
+    // Queued deliveries find no webhook and are dropped (webhook_deleted); parked ones expire.
+    if let Err(e) = state.state.forget(&id).await {
+        tracing::warn!(error = %webhooks_aws::error_chain(&e), "could not remove the counters of a deleted webhook");
+    }
     tracing::info!(webhook_id = %id, "webhook deleted");
     Ok(StatusCode::NO_CONTENT)
 }

@@ -1,0 +1,194 @@
+//! Retries, deactivation and parking (SPEC §6) as pure decisions: which attempt is this, what
+//! happens after its outcome, when a delivery must be parked instead of sent or retried.
+//!
+//! Why a throttled or crashed receive can neither consume nor double-count an attempt: an
+//! attempt is counted only by the conditional write `attempts_made = n` (expecting `n - 1`)
+//! made after the POST's outcome is known. A receive that never sent (throttled, crashed,
+//! could not read the webhook) writes nothing, so the next receive computes the same attempt
+//! number again. Two receivers racing on one message (a visibility timeout that ran out) both
+//! compute `n`; only one conditional write succeeds, so `n` is counted once. A crash between
+//! the POST and the write repeats that POST with the same `webhook-id` — at least once, never
+//! lost. The SQS receive count alone cannot do this: it also counts receives that sent nothing.
+
+use std::time::Duration;
+
+use crate::model::DisabledReason;
+use crate::retry::{RetrySchedule, next_delay};
+
+/// The attempt a receive makes: the first receive of a message is attempt 1 with no read;
+/// later receives continue from the attempts recorded for the delivery.
+pub fn attempt_number(receive_count: u32, attempts_recorded: Option<u32>) -> u32 {
+    if receive_count <= 1 { 1 } else { attempts_recorded.unwrap_or(0) + 1 }
+}
+
+/// Park instead of sending when SQS is about to move the message to the DLQ: a delivery that
+/// kept being throttled must be kept, not left to the DLQ (which is for bugs and poison).
+/// One receive of headroom is kept for the park itself to be retried.
+pub fn receive_limit_near(receive_count: u32, max_receive_count: u32) -> bool {
+    receive_count + 1 >= max_receive_count
+}
+
+/// What an attempt ended with, as far as the decision is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttemptResult {
+    /// A 2xx within the timeout.
+    Succeeded,
+    /// `410 Gone`: the receiver says the endpoint is gone for good.
+    Gone,
+    /// Anything else: another status, a timeout, a refused address, a connection error.
+    Failed {
+        /// `Retry-After` of a 429 or 503, parsed.
+        retry_after: Option<Duration>,
+    },
+}
+
+/// What to do after an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NextStep {
+    /// Done: delete the message.
+    Delivered,
+    /// Try again after `delay` (the message's new visibility).
+    Retry { delay: Duration, next_attempt: u32 },
+    /// Keep the delivery for a later replay; deactivate the webhook first when given.
+    Park { deactivate: Option<DisabledReason> },
+}
+
+/// The decision after attempt `attempt` of `max_attempts`.
+///
+/// `success_since_first_attempt`: whether the webhook had any success since this delivery's
+/// first attempt. A delivery that used all its attempts deactivates the webhook only when it
+/// had none: a webhook that keeps succeeding for other events stays active, and this delivery
+/// is parked for the next replay.
+pub fn after_attempt(
+    result: AttemptResult,
+    attempt: u32,
+    max_attempts: u32,
+    success_since_first_attempt: bool,
+    schedule: &RetrySchedule,
+    jitter_unit: f64,
+) -> NextStep {
+    match result {
+        AttemptResult::Succeeded => NextStep::Delivered,
+        AttemptResult::Gone => NextStep::Park { deactivate: Some(DisabledReason::Gone) },
+        AttemptResult::Failed { .. } if attempt >= max_attempts => NextStep::Park {
+            deactivate: (!success_since_first_attempt).then_some(DisabledReason::Failing),
+        },
+        AttemptResult::Failed { retry_after } => NextStep::Retry {
+            delay: next_delay(schedule, attempt + 1, jitter_unit, retry_after),
+            next_attempt: attempt + 1,
+        },
+    }
+}
+
+/// Whether a parked delivery is past its keeping time (expiry is enforced by reads: DynamoDB
+/// TTL deletes late, and the local emulator never does).
+pub fn expired(expires_at: i64, now: i64) -> bool {
+    expires_at <= now
+}
+
+/// Whether one more delivery may be parked for a webhook holding `parked` of at most `limit`.
+pub fn may_park(parked: u64, limit: u64) -> bool {
+    parked < limit
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn schedule() -> RetrySchedule {
+        RetrySchedule::parse("30s,5m").unwrap_or_default()
+    }
+
+    #[test]
+    fn first_receive_is_attempt_one_without_a_read() {
+        // GIVEN a first receive THEN attempt 1, whatever is recorded
+        assert_eq!(attempt_number(1, None), 1);
+        assert_eq!(attempt_number(0, None), 1);
+        // GIVEN later receives THEN recorded attempts + 1
+        assert_eq!(attempt_number(2, Some(1)), 2);
+        assert_eq!(attempt_number(7, Some(1)), 2, "throttled receives do not count");
+        assert_eq!(attempt_number(3, None), 1, "nothing recorded: no attempt was made yet");
+        assert_eq!(attempt_number(9, Some(4)), 5);
+    }
+
+    #[test]
+    fn the_receive_limit_parks_one_receive_early() {
+        assert!(!receive_limit_near(10, 12));
+        assert!(receive_limit_near(11, 12));
+        assert!(receive_limit_near(12, 12));
+        assert!(!receive_limit_near(1, 12));
+    }
+
+    #[test]
+    fn success_is_delivered_whatever_the_attempt() {
+        for attempt in 1..=5 {
+            assert_eq!(after_attempt(AttemptResult::Succeeded, attempt, 5, false, &schedule(), 0.5), NextStep::Delivered);
+        }
+    }
+
+    #[test]
+    fn gone_deactivates_at_once_on_any_attempt() {
+        for attempt in 1..=5 {
+            assert_eq!(
+                after_attempt(AttemptResult::Gone, attempt, 5, true, &schedule(), 0.5),
+                NextStep::Park { deactivate: Some(DisabledReason::Gone) }
+            );
+        }
+    }
+
+    #[test]
+    fn failures_retry_on_the_schedule_until_the_last_attempt() {
+        let failed = AttemptResult::Failed { retry_after: None };
+        assert_eq!(
+            after_attempt(failed, 1, 5, false, &schedule(), 0.5),
+            NextStep::Retry { delay: Duration::from_secs(30), next_attempt: 2 }
+        );
+        assert_eq!(
+            after_attempt(failed, 2, 5, false, &schedule(), 0.5),
+            NextStep::Retry { delay: Duration::from_secs(300), next_attempt: 3 }
+        );
+        // The last delay repeats past the schedule's end.
+        assert_eq!(
+            after_attempt(failed, 4, 5, false, &schedule(), 0.5),
+            NextStep::Retry { delay: Duration::from_secs(300), next_attempt: 5 }
+        );
+    }
+
+    #[test]
+    fn retry_after_is_clamped_between_the_delay_and_twice_it() {
+        let asked = |s| AttemptResult::Failed { retry_after: Some(Duration::from_secs(s)) };
+        let delay = |r| match after_attempt(r, 1, 5, false, &schedule(), 0.5) {
+            NextStep::Retry { delay, .. } => delay.as_secs(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(delay(asked(1)), 30);
+        assert_eq!(delay(asked(45)), 45);
+        assert_eq!(delay(asked(3600)), 60);
+    }
+
+    #[test]
+    fn the_last_failed_attempt_parks_and_deactivates_only_without_success_in_between() {
+        let failed = AttemptResult::Failed { retry_after: None };
+        assert_eq!(
+            after_attempt(failed, 5, 5, false, &schedule(), 0.5),
+            NextStep::Park { deactivate: Some(DisabledReason::Failing) }
+        );
+        assert_eq!(after_attempt(failed, 5, 5, true, &schedule(), 0.5), NextStep::Park { deactivate: None });
+        // An attempt beyond the maximum (a duplicate receive) is treated as the last one.
+        assert_eq!(after_attempt(failed, 6, 5, true, &schedule(), 0.5), NextStep::Park { deactivate: None });
+        // With a single attempt allowed, the first failure is the last.
+        assert_eq!(
+            after_attempt(failed, 1, 1, false, &schedule(), 0.5),
+            NextStep::Park { deactivate: Some(DisabledReason::Failing) }
+        );
+    }
+
+    #[test]
+    fn expiry_and_the_park_limit_are_exact_at_their_boundaries() {
+        assert!(expired(100, 100));
+        assert!(!expired(101, 100));
+        assert!(may_park(9_999, 10_000));
+        assert!(!may_park(10_000, 10_000));
+        assert!(!may_park(0, 0));
+    }
+}

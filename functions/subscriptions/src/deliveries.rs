@@ -1,0 +1,184 @@
+//! A webhook's operations (SPEC §6, §7): disable, enable (signed health check, then replay of
+//! what was parked), test, the delivery log, and redelivery of one event.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use reqwest::header::HeaderMap;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+use webhooks_aws::dynamodb::StoredWebhook;
+use webhooks_aws::http::{SendOutcome, insert};
+use webhooks_aws::state::{LOGGED_RESPONSE_BYTES, now_ms};
+use webhooks_core::catalog::HEALTH_CHECK;
+use webhooks_core::event::format_utc;
+use webhooks_core::ids::{random_base62, random_unit};
+use webhooks_core::message::{Delivery, DeliveryQueueMessage, Replay};
+use webhooks_core::model::{DisabledReason, WebhookStatus};
+use webhooks_core::payload::{health_check_body, request_headers};
+use webhooks_core::resources::{LogEntry, log_status};
+use webhooks_core::signing::SigningSecret;
+
+use crate::AppState;
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::lists::list_limit;
+use crate::webhooks::{view, visible};
+
+fn unavailable(e: impl std::error::Error + Send + Sync + 'static) -> ApiError {
+    ApiError::Unavailable(Box::new(e))
+}
+
+/// Sends a signed `WEBHOOK_HEALTH_CHECK` with a fresh `webhook-id` and logs it. Changes no
+/// counter or status.
+async fn health_check(state: &AppState, stored: &StoredWebhook) -> Result<SendOutcome, ApiError> {
+    let now = OffsetDateTime::now_utc();
+    let at = format_utc(now);
+    let event_id = random_base62("hc_", 24).map_err(unavailable)?;
+    // A fresh webhook-id of the documented shape: msg_ + 26 of [0-9a-z].
+    let message_id = random_base62("", 26).map_err(unavailable)?.to_ascii_lowercase();
+    let message_id = format!("msg_{message_id}");
+    let body = health_check_body(&event_id, &at, &stored.webhook.id);
+    let secrets: Vec<SigningSecret> = stored
+        .secrets
+        .iter()
+        .filter(|s| s.expires_at.is_none_or(|t| t > now.unix_timestamp()))
+        .filter_map(|s| SigningSecret::parse(&s.secret).ok())
+        .collect();
+    let mut headers = HeaderMap::new();
+    for (name, value) in request_headers(&stored.webhook.headers, &message_id, now.unix_timestamp(), &body, &secrets) {
+        insert(&mut headers, &name, &value);
+    }
+    let outcome = state.sender.post(&stored.webhook.url, headers, body).await;
+    let succeeded = outcome.succeeded();
+    if !succeeded || state.config.log_successes {
+        let entry = LogEntry {
+            event_id,
+            source: None,
+            webhook_message_id: message_id.clone(),
+            event_type: HEALTH_CHECK.into(),
+            attempt: Some(1),
+            status: if succeeded { log_status::SUCCEEDED } else { log_status::FAILED }.into(),
+            status_code: outcome.status,
+            error: outcome.error.clone(),
+            response_body: (!succeeded).then(|| {
+                String::from_utf8_lossy(&outcome.body[..outcome.body.len().min(LOGGED_RESPONSE_BYTES)]).into_owned()
+            }),
+            duration_ms: Some(outcome.duration_ms),
+            attempted_at: at,
+            next_attempt_at: None,
+        };
+        let expires = now.unix_timestamp() + state.config.log_ttl_seconds;
+        if let Err(e) = state.state.log(&stored.webhook.id, &message_id, &entry, None, expires).await {
+            tracing::warn!(error = %webhooks_aws::error_chain(&e), "could not log a health check");
+        }
+    }
+    Ok(outcome)
+}
+
+fn outcome_json(outcome: &SendOutcome) -> Value {
+    json!({"status_code": outcome.status, "error": outcome.error, "duration_ms": outcome.duration_ms})
+}
+
+async fn set_status(state: &AppState, previous: &StoredWebhook, status: WebhookStatus, reason: Option<DisabledReason>) -> Result<StoredWebhook, ApiError> {
+    let mut next = previous.clone();
+    next.webhook.status = status;
+    next.webhook.disabled_reason = reason;
+    next.webhook.updated_at = format_utc(OffsetDateTime::now_utc());
+    next.version = previous.version + 1;
+    if status == WebhookStatus::Disabled {
+        next.disabled_at_ms = Some(now_ms());
+    }
+    state.store.update_webhook(previous, &next).await?;
+    Ok(next)
+}
+
+pub async fn disable(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let previous = visible(&state, &caller, &id).await?;
+    let next = set_status(&state, &previous, WebhookStatus::Disabled, Some(DisabledReason::Manual)).await?;
+    tracing::info!(webhook_id = %id, "webhook disabled by hand");
+    Ok(Json(json!(view(&state, &next).await?)))
+}
+
+pub async fn enable(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let previous = visible(&state, &caller, &id).await?;
+    let outcome = health_check(&state, &previous).await?;
+    if !outcome.succeeded() {
+        return Err(ApiError::HealthCheckFailed {
+            message: "the receiver did not answer the health check with a 2xx; the webhook is unchanged".into(),
+            details: outcome_json(&outcome),
+        });
+    }
+    let next = set_status(&state, &previous, WebhookStatus::Active, None).await?;
+    state.state.reset(&id).await?;
+    let replayed = state.state.count_parked(&id, OffsetDateTime::now_utc().unix_timestamp()).await?;
+    if replayed > 0 {
+        let replay = DeliveryQueueMessage::Replay(Replay { webhook_id: id.clone(), after: None });
+        if !state.deliveries.send_all(&[replay.to_json()]).await.is_empty() {
+            return Err(ApiError::Unavailable("could not queue the replay".into()));
+        }
+    }
+    tracing::info!(webhook_id = %id, replayed, "webhook enabled");
+    Ok(Json(json!({"webhook": view(&state, &next).await?, "replayed": replayed})))
+}
+
+pub async fn test(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let stored = visible(&state, &caller, &id).await?;
+    let outcome = health_check(&state, &stored).await?;
+    Ok(Json(outcome_json(&outcome)))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct LogParams {
+    status: Option<String>,
+    event_id: Option<String>,
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+pub async fn log(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Query(params): Query<LogParams>,
+) -> Result<Json<Value>, ApiError> {
+    visible(&state, &caller, &id).await?;
+    let status = params.status.as_deref().filter(|s| !s.is_empty());
+    if let Some(s) = status {
+        if !log_status::ALL.contains(&s) {
+            return Err(ApiError::validation("status", "status must be succeeded, pending, failed or parked"));
+        }
+    }
+    let limit = list_limit(params.limit.as_deref())?;
+    let page = state
+        .state
+        .log_page(&id, status, params.event_id.as_deref().filter(|s| !s.is_empty()), limit, params.cursor.as_deref(), OffsetDateTime::now_utc().unix_timestamp())
+        .await?;
+    Ok(Json(json!({"data": page.items, "next_cursor": page.next_cursor})))
+}
+
+pub async fn redeliver(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((id, message_id)): Path<(String, String)>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    visible(&state, &caller, &id).await?;
+    let now = OffsetDateTime::now_utc().unix_timestamp();
+    let (event, webhook_message_id) = state.state.kept_payload(&id, &message_id, now).await?.ok_or(ApiError::NotFound)?;
+    let generation = (random_unit().map_err(unavailable)? * f64::from(u32::MAX)) as u32 | 1;
+    let delivery = Delivery {
+        delivery_id: String::new(),
+        webhook_id: id.clone(),
+        webhook_message_id,
+        event,
+        generation: 0,
+        queued_at: 0,
+    }
+    .next_generation(generation, now_ms());
+    if !state.deliveries.send_all(&[DeliveryQueueMessage::Delivery(delivery).to_json()]).await.is_empty() {
+        return Err(ApiError::Unavailable("could not queue the redelivery".into()));
+    }
+    tracing::info!(webhook_id = %id, webhook_message_id = %message_id, "redelivery queued");
+    Ok((StatusCode::ACCEPTED, Json(json!({"status": "queued", "webhook_message_id": message_id}))))
+}

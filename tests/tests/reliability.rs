@@ -1,0 +1,352 @@
+//! Never lose an event (SPEC §6) on the local stack with a 1 s retry schedule and 5 attempts:
+//! exact attempts, recovery, deactivation with one alert, 410, trip and probe, parking,
+//! replay on enable, manual disable, redelivery, tests and the delivery log.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use serde_json::{Value, json};
+use webhooks_tests::{Api, Receiver, Stack, cloud_event, eventually, unique};
+
+const WAIT: Duration = Duration::from_secs(40);
+const QUIET: Duration = Duration::from_millis(2500);
+
+struct Setup {
+    stack: Stack,
+    api: Api,
+    key: String,
+    company: String,
+}
+
+async fn setup() -> Result<Setup> {
+    let stack = Stack::shared().await?;
+    let api = Api::new(&stack);
+    let admin = stack.info.admin_key.clone().context("admin key")?;
+    let company = unique("acme");
+    let (_, key) = api.create_key(&admin, &[&company], &["manage", "publish"]).await?;
+    Ok(Setup { stack, api, key, company })
+}
+
+impl Setup {
+    async fn webhook(&self, receiver: &Receiver) -> Result<(String, String)> {
+        let created = self.api.create_webhook(&self.key, json!({"url": receiver.url})).await?;
+        Ok((created["id"].as_str().context("id")?.to_owned(), created["secret"].as_str().context("secret")?.to_owned()))
+    }
+
+    async fn publish(&self, ids: &[&str]) -> Result<()> {
+        let events: Vec<Value> = ids.iter().map(|id| cloud_event(id, "TODO_CREATED", &self.company, "p1")).collect();
+        let r = self.api.publish(&self.key, &events).await?;
+        assert_eq!(r.status, 202, "{}", r.body);
+        Ok(())
+    }
+
+    async fn get(&self, id: &str) -> Result<Value> {
+        Ok(self.api.call("GET", &format!("/v1/webhooks/{id}"), Some(&self.key), None).await?.body)
+    }
+
+    async fn log(&self, id: &str, query: &str) -> Result<Vec<Value>> {
+        let r = self.api.call("GET", &format!("/v1/webhooks/{id}/deliveries{query}"), Some(&self.key), None).await?;
+        assert_eq!(r.status, 200, "{}", r.body);
+        Ok(r.body["data"].as_array().cloned().unwrap_or_default())
+    }
+
+    /// Waits until the webhook satisfies `check`.
+    async fn wait_webhook(&self, id: &str, what: &str, check: impl Fn(&Value) -> bool) -> Result<Value> {
+        eventually(WAIT, what, || async {
+            let w = self.get(id).await?;
+            Ok(check(&w).then_some(w))
+        })
+        .await
+    }
+}
+
+/// Alerts about `webhook_id` that reached the subscribed queue: (body, reason attr, owner attr).
+async fn alerts_for(stack: &Stack, queue: &str, webhook_id: &str) -> Result<Vec<(Value, String, String)>> {
+    let sqs = stack.sqs().await;
+    let mut found = Vec::new();
+    loop {
+        let out = sqs
+            .receive_message()
+            .queue_url(queue)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .message_attribute_names("All")
+            .send()
+            .await?;
+        if out.messages().is_empty() {
+            return Ok(found);
+        }
+        for m in out.messages() {
+            let body: Value = serde_json::from_str(m.body().unwrap_or_default()).unwrap_or(Value::Null);
+            let attr = |n: &str| {
+                m.message_attributes().and_then(|a| a.get(n)).and_then(|v| v.string_value()).unwrap_or_default().to_owned()
+            };
+            if body["webhook_id"] == webhook_id {
+                found.push((body, attr("reason"), attr("owner_key_id")));
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_dead_receiver_gets_exactly_five_attempts_then_is_deactivated_with_one_alert() -> Result<()> {
+    // GIVEN a receiver that always fails, and a queue subscribed to the alerts topic
+    let s = setup().await?;
+    let alerts = s.stack.subscribe_to_alerts().await?;
+    let receiver = Receiver::start().await?;
+    receiver.respond_with(&[500; 50]);
+    let (id, _) = s.webhook(&receiver).await?;
+
+    // WHEN one event is published
+    let event = unique("doomed");
+    s.publish(&[&event]).await?;
+
+    // THEN the webhook ends disabled for failing, with the streak in its health
+    let w = s.wait_webhook(&id, "deactivation", |w| w["status"] == "disabled").await?;
+    assert_eq!(w["disabled_reason"], "failing");
+    assert_eq!(w["health"]["consecutive_failures"], 5);
+    assert_eq!(w["health"]["last_status_code"], 500);
+    assert!(w["health"]["failing_since"].is_string() && w["health"]["last_failure_at"].is_string());
+    assert_eq!(w["parked"], 1, "the delivery is kept");
+    // AND exactly five attempts arrived, a schedule delay apart, all with one webhook-id
+    tokio::time::sleep(QUIET).await;
+    let got = receiver.received();
+    assert_eq!(got.len(), 5);
+    assert_eq!(got.iter().map(|r| r.header("webhook-id")).collect::<BTreeSet<_>>().len(), 1);
+    for pair in got.windows(2) {
+        assert!(pair[1].at - pair[0].at >= Duration::from_millis(800), "spaced by the schedule");
+    }
+    // AND the log shows attempts 1..5 (4 pending, the last failed) and the parking
+    let log = s.log(&id, "").await?;
+    let attempts: Vec<(Option<u64>, &str)> =
+        log.iter().map(|e| (e["attempt"].as_u64(), e["status"].as_str().unwrap_or_default())).collect();
+    assert_eq!(
+        attempts,
+        vec![(None, "parked"), (Some(5), "failed"), (Some(4), "pending"), (Some(3), "pending"), (Some(2), "pending"), (Some(1), "pending")]
+    );
+    assert!(log[2]["next_attempt_at"].is_string() && log[1]["next_attempt_at"].is_null());
+    assert_eq!(log[1]["status_code"], 500);
+    assert_eq!(log[1]["event_id"], event.as_str());
+    // AND exactly one alert with the documented fields and attributes
+    let found = alerts_for(&s.stack, &alerts, &id).await?;
+    assert_eq!(found.len(), 1, "{found:?}");
+    let (alert, reason, owner) = &found[0];
+    assert_eq!(alert["type"], "webhook.disabled");
+    assert_eq!(alert["reason"], "failing");
+    assert_eq!(alert["url"], receiver.url.as_str());
+    assert_eq!(alert["consecutive_failures"], 5);
+    assert_eq!(alert["last_status_code"], 500);
+    assert_eq!(alert["companies"], json!([s.company]));
+    assert!(alert["disabled_at"].is_string());
+    assert_eq!(reason, "failing");
+    assert_eq!(owner, alert["owner_key_id"].as_str().unwrap_or_default());
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_receiver_that_recovers_keeps_its_webhook_active() -> Result<()> {
+    let s = setup().await?;
+    let receiver = Receiver::start().await?;
+    receiver.respond_with(&[500, 502]);
+    let (id, _) = s.webhook(&receiver).await?;
+    s.publish(&[&unique("bumpy")]).await?;
+
+    receiver.wait_for(3, WAIT).await?;
+    let w = s.wait_webhook(&id, "recovery", |w| w["health"]["last_success_at"].is_string()).await?;
+    assert_eq!(w["status"], "active");
+    assert_eq!(w["health"]["consecutive_failures"], 0);
+    assert_eq!(w["health"]["failing_since"], Value::Null);
+    assert_eq!(w["parked"], 0);
+    tokio::time::sleep(QUIET).await;
+    assert_eq!(receiver.received().len(), 3);
+    Ok(())
+}
+
+#[tokio::test]
+async fn gone_deactivates_at_once_and_enable_replays_what_was_parked() -> Result<()> {
+    // GIVEN a receiver answering 410 Gone
+    let s = setup().await?;
+    let alerts = s.stack.subscribe_to_alerts().await?;
+    let receiver = Receiver::start().await?;
+    receiver.respond_with(&[410]);
+    let (id, secret) = s.webhook(&receiver).await?;
+    let (first, second) = (unique("first"), unique("second"));
+    s.publish(&[&first]).await?;
+
+    // THEN one attempt deactivates it (gone) and the delivery is parked
+    let w = s.wait_webhook(&id, "gone", |w| w["disabled_reason"] == "gone" && w["parked"] == 1).await?;
+    assert_eq!(w["status"], "disabled");
+    assert_eq!(receiver.received().len(), 1);
+    let found = alerts_for(&s.stack, &alerts, &id).await?;
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].1, "gone");
+
+    // AND what arrives while it is disabled is parked too
+    s.publish(&[&second]).await?;
+    s.wait_webhook(&id, "second parked", |w| w["parked"] == 2).await?;
+    assert_eq!(receiver.received().len(), 1);
+
+    // WHEN it is enabled (the receiver is back)
+    let r = s.api.call("POST", &format!("/v1/webhooks/{id}/enable"), Some(&s.key), None).await?;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["replayed"], 2);
+    assert_eq!(r.body["webhook"]["status"], "active");
+    assert_eq!(r.body["webhook"]["disabled_reason"], Value::Null);
+
+    // THEN the health check and both parked deliveries arrive, with their original webhook-ids
+    let got = receiver.wait_for(4, WAIT).await?;
+    assert_eq!(got[1].json()["type"], "WEBHOOK_HEALTH_CHECK");
+    assert_eq!(got[1].json()["company_id"], Value::Null);
+    let replayed: BTreeSet<String> = got[2..].iter().map(|r| r.json()["event_id"].as_str().unwrap_or_default().to_owned()).collect();
+    assert_eq!(replayed, BTreeSet::from([first.clone(), second.clone()]));
+    let original_id = got[0].header("webhook-id").to_owned();
+    assert!(got[2..].iter().any(|r| r.header("webhook-id") == original_id), "replays keep the webhook-id");
+    // AND every request verifies with the webhook's secret
+    assert_eq!(receiver.verified_event_ids(&secret)?.len(), 4);
+    let w = s.wait_webhook(&id, "replay done", |w| w["parked"] == 0).await?;
+    assert_eq!(w["health"]["consecutive_failures"], 0);
+    Ok(())
+}
+
+#[tokio::test]
+async fn enable_refuses_while_the_receiver_still_fails() -> Result<()> {
+    let s = setup().await?;
+    let receiver = Receiver::start().await?;
+    receiver.respond_with(&[410, 503]);
+    let (id, _) = s.webhook(&receiver).await?;
+    s.publish(&[&unique("e")]).await?;
+    s.wait_webhook(&id, "gone", |w| w["disabled_reason"] == "gone").await?;
+
+    let r = s.api.call("POST", &format!("/v1/webhooks/{id}/enable"), Some(&s.key), None).await?;
+    assert_eq!((r.status, r.code()), (409, "health_check_failed"));
+    assert_eq!(r.body["error"]["details"]["status_code"], 503);
+    assert!(r.body["error"]["details"]["duration_ms"].is_u64());
+    let w = s.get(&id).await?;
+    assert_eq!((w["status"].as_str(), w["disabled_reason"].as_str(), w["parked"].as_u64()), (Some("disabled"), Some("gone"), Some(1)));
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_manual_disable_drops_new_matches_and_counts_them() -> Result<()> {
+    let s = setup().await?;
+    let receiver = Receiver::start().await?;
+    let (id, _) = s.webhook(&receiver).await?;
+    let r = s.api.call("POST", &format!("/v1/webhooks/{id}/disable"), Some(&s.key), None).await?;
+    assert_eq!((r.status, r.body["disabled_reason"].as_str()), (200, Some("manual")));
+    // Disabling again is fine.
+    assert_eq!(s.api.call("POST", &format!("/v1/webhooks/{id}/disable"), Some(&s.key), Some(json!({}))).await?.status, 200);
+
+    s.publish(&[&unique("ignored"), &unique("ignored")]).await?;
+    let w = s.wait_webhook(&id, "drops counted", |w| w["health"]["dropped"]["manual_disabled"] == 2).await?;
+    assert_eq!(w["parked"], 0);
+    assert!(receiver.received().is_empty());
+
+    let r = s.api.call("POST", &format!("/v1/webhooks/{id}/enable"), Some(&s.key), None).await?;
+    assert_eq!((r.status, r.body["replayed"].as_u64()), (200, Some(0)));
+    assert_eq!(receiver.received().len(), 1, "only the health check");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_dead_endpoint_under_a_stream_trips_sends_one_probe_and_replays_on_recovery() -> Result<()> {
+    // GIVEN a receiver that fails its first 12 requests, then recovers
+    let s = setup().await?;
+    let receiver = Receiver::start().await?;
+    receiver.respond_with(&[500; 12]);
+    let (id, secret) = s.webhook(&receiver).await?;
+
+    // WHEN ten events arrive at once
+    let events: Vec<String> = (0..10).map(|i| unique(&format!("stream{i}"))).collect();
+    let refs: Vec<&str> = events.iter().map(String::as_str).collect();
+    s.publish(&refs).await?;
+
+    // THEN all ten are eventually delivered, and the webhook stays active
+    let w = s
+        .wait_webhook(&id, "recovery", |w| w["health"]["consecutive_failures"] == 0 && w["health"]["last_success_at"].is_string() && w["parked"] == 0)
+        .await?;
+    assert_eq!(w["status"], "active");
+    let delivered = eventually(WAIT, "all ten delivered", || async {
+        let ok: BTreeSet<String> = receiver
+            .received()
+            .into_iter()
+            .skip(12)
+            .map(|r| r.json()["event_id"].as_str().unwrap_or_default().to_owned())
+            .collect();
+        Ok((ok.len() == 10).then_some(ok))
+    })
+    .await?;
+    assert_eq!(delivered, events.iter().cloned().collect());
+    receiver.verified_event_ids(&secret)?;
+    // AND while tripped the rest was parked rather than retried: far fewer requests than
+    // ten deliveries retrying on their own would make
+    tokio::time::sleep(QUIET).await;
+    let total = receiver.received().len();
+    assert!(total <= 12 + 10 + 2, "{total} requests");
+    let parked = s.log(&id, "?status=parked&limit=100").await?;
+    assert!(parked.len() >= 5, "deliveries were parked while tripped: {}", parked.len());
+    Ok(())
+}
+
+#[tokio::test]
+async fn test_sends_a_signed_health_check_and_redeliver_resends_an_event() -> Result<()> {
+    let s = setup().await?;
+    let receiver = Receiver::start().await?;
+    let (id, secret) = s.webhook(&receiver).await?;
+
+    let r = s.api.call("POST", &format!("/v1/webhooks/{id}/test"), Some(&s.key), None).await?;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body["status_code"], 200);
+    assert_eq!(r.body["error"], Value::Null);
+    let check = receiver.wait_for(1, WAIT).await?.remove(0);
+    assert_eq!(check.json()["type"], "WEBHOOK_HEALTH_CHECK");
+    assert!(check.json()["event_id"].as_str().is_some_and(|e| e.starts_with("hc_")));
+    let hc_id = check.header("webhook-id");
+    assert!(hc_id.starts_with("msg_") && hc_id.len() == 30 && hc_id[4..].bytes().all(|b| b.is_ascii_digit() || b.is_ascii_lowercase()));
+
+    let event = unique("again");
+    s.publish(&[&event]).await?;
+    let original = receiver.wait_for(2, WAIT).await?.remove(1);
+    let message_id = original.header("webhook-id").to_owned();
+    let r = s.api.call("POST", &format!("/v1/webhooks/{id}/deliveries/{message_id}/redeliver"), Some(&s.key), None).await?;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let again = receiver.wait_for(3, WAIT).await?.remove(2);
+    assert_eq!(again.header("webhook-id"), message_id);
+    assert_eq!(again.json()["event_id"], event.as_str());
+    assert_eq!(receiver.verified_event_ids(&secret)?.len(), 3);
+
+    let r = s.api.call("POST", &format!("/v1/webhooks/{id}/deliveries/msg_unknown/redeliver"), Some(&s.key), None).await?;
+    assert_eq!(r.status, 404);
+
+    // The log lists the health check and the two deliveries, filterable and paged.
+    let all = s.log(&id, "").await?;
+    assert_eq!(all.len(), 3);
+    assert_eq!(all.last().map(|e| e["type"].clone()), Some(json!("WEBHOOK_HEALTH_CHECK")));
+    let by_event = s.log(&id, &format!("?event_id={event}")).await?;
+    assert_eq!(by_event.len(), 2);
+    assert!(by_event.iter().all(|e| e["status"] == "succeeded" && e["webhook_message_id"] == message_id.as_str()));
+    let r = s.api.call("GET", &format!("/v1/webhooks/{id}/deliveries?limit=2"), Some(&s.key), None).await?;
+    assert_eq!(r.body["data"].as_array().map(Vec::len), Some(2));
+    let cursor = r.body["next_cursor"].as_str().context("a second page")?;
+    let r = s.api.call("GET", &format!("/v1/webhooks/{id}/deliveries?limit=2&cursor={cursor}"), Some(&s.key), None).await?;
+    assert_eq!(r.body["data"].as_array().map(Vec::len), Some(1));
+    assert_eq!(r.body["next_cursor"], Value::Null);
+    assert_eq!(s.api.call("GET", &format!("/v1/webhooks/{id}/deliveries?status=odd"), Some(&s.key), None).await?.status, 400);
+    Ok(())
+}
+
+#[tokio::test]
+async fn retry_after_is_honoured_within_twice_the_delay() -> Result<()> {
+    // GIVEN a receiver that answers 429 with Retry-After: 30 once
+    let s = setup().await?;
+    let receiver = Receiver::start().await?;
+    receiver.respond_with_retry_after(429, "30");
+    let (_, _) = s.webhook(&receiver).await?;
+    s.publish(&[&unique("slow-down")]).await?;
+    // THEN the retry waits longer than the 1 s delay but at most twice its jittered value
+    let got = receiver.wait_for(2, WAIT).await?;
+    let gap = got[1].at - got[0].at;
+    assert!(gap >= Duration::from_millis(1800), "{gap:?}");
+    assert!(gap <= Duration::from_millis(4500), "{gap:?}");
+    Ok(())
+}
