@@ -103,7 +103,7 @@ async fn api_keys_are_managed_by_the_admin_only() -> Result<()> {
     let r = api.call("PATCH", &format!("/v1/api-keys/{id}"), Some(&admin), Some(json!({"permissions": ["publish"]}))).await?;
     assert_eq!(r.status, 200);
     assert_eq!(r.body["permissions"], json!(["publish"]));
-    let r = api.call("POST", "/v1/webhooks", Some(&key), Some(hook("https://example.com/h"))).await?;
+    let r = api.call("POST", "/v1/webhooks", Some(&key), Some(hook("http://127.0.0.1:9/h"))).await?;
     assert_eq!(r.status, 403, "manage was taken away");
 
     // Rotation kills the old secret at once.
@@ -129,7 +129,7 @@ async fn webhooks_are_created_listed_changed_and_deleted_by_their_owner() -> Res
     let created = api
         .create_webhook(
             &key,
-            json!({"url": "https://example.com/hook", "name": "Orders", "events": ["TODO_CREATED", "COMMENT_CREATED"],
+            json!({"url": "http://127.0.0.1:9/hook", "name": "Orders", "events": ["TODO_CREATED", "COMMENT_CREATED"],
                    "scopes": [{"company_id": acme, "project_id": "p1"}, {"company_id": globex}],
                    "headers": {"Authorization": "Bearer abc"}}),
         )
@@ -157,7 +157,7 @@ async fn webhooks_are_created_listed_changed_and_deleted_by_their_owner() -> Res
     assert_eq!(patched.status, 200, "{}", patched.body);
     assert_eq!(patched.body["events"], json!(["TAG_CREATED"]));
     assert_eq!(patched.body["name"], Value::Null);
-    assert_eq!(patched.body["url"], "https://example.com/hook");
+    assert_eq!(patched.body["url"], "http://127.0.0.1:9/hook");
 
     // The list shows it; the admin sees it too, filtered by owner.
     let list = api.call("GET", "/v1/webhooks", Some(&key), None).await?;
@@ -180,7 +180,7 @@ async fn another_keys_webhook_does_not_exist_for_you() -> Result<()> {
     let company = unique("co");
     let (_, owner) = api.create_key(&admin, &[&company], &["manage"]).await?;
     let (_, other) = api.create_key(&admin, &[&company], &["manage"]).await?;
-    let id = api.create_webhook(&owner, hook("https://example.com/a")).await?["id"].as_str().unwrap_or_default().to_owned();
+    let id = api.create_webhook(&owner, hook("http://127.0.0.1:9/a")).await?["id"].as_str().unwrap_or_default().to_owned();
 
     for (method, body) in [("GET", None), ("PATCH", Some(json!({"name": "mine now"}))), ("DELETE", None)] {
         let r = api.call(method, &format!("/v1/webhooks/{id}"), Some(&other), body).await?;
@@ -189,7 +189,7 @@ async fn another_keys_webhook_does_not_exist_for_you() -> Result<()> {
     assert_eq!(api.call("GET", "/v1/webhooks", Some(&other), None).await?.body["data"], json!([]));
     // The admin may read and change any webhook, but not create one.
     assert_eq!(api.call("GET", &format!("/v1/webhooks/{id}"), Some(&admin), None).await?.status, 200);
-    let r = api.call("POST", "/v1/webhooks", Some(&admin), Some(hook("https://example.com/b"))).await?;
+    let r = api.call("POST", "/v1/webhooks", Some(&admin), Some(hook("http://127.0.0.1:9/b"))).await?;
     assert_eq!((r.status, r.code()), (403, "forbidden"));
     // And the owner's webhook is untouched.
     let r = api.call("GET", &format!("/v1/webhooks/{id}"), Some(&owner), None).await?;
@@ -225,7 +225,7 @@ async fn checks_come_in_the_documented_order() -> Result<()> {
     let body = json!({"url": "ftp://example.com", "scopes": [{"company_id": "not-mine"}]});
     let r = api.call("POST", "/v1/webhooks", Some(&manager), Some(body)).await?;
     assert_eq!((r.status, r.body["error"]["field"].as_str()), (400, Some("url")));
-    let body = json!({"url": "https://example.com/h", "scopes": [{"company_id": "not-mine"}]});
+    let body = json!({"url": "http://127.0.0.1:9/h", "scopes": [{"company_id": "not-mine"}]});
     let r = api.call("POST", "/v1/webhooks", Some(&manager), Some(body)).await?;
     assert_eq!((r.status, r.code()), (403, "forbidden"));
     // None of it created anything.
@@ -238,30 +238,30 @@ async fn webhook_input_rules_refuse_with_the_field_and_change_nothing() -> Resul
     let (_stack, api, admin) = setup().await?;
     let company = unique("co");
     let (_, key) = api.create_key(&admin, &[&company], &["manage"]).await?;
-    let id = api.create_webhook(&key, json!({"url": "https://example.com/keep", "name": "keep"})).await?["id"]
+    let id = api.create_webhook(&key, json!({"url": "http://127.0.0.1:9/keep", "name": "keep"})).await?["id"]
         .as_str()
         .unwrap_or_default()
         .to_owned();
     let cases = [
-        (json!({"url": "https://example.com/h", "colour": "red"}), "colour"),
+        (json!({"url": "http://127.0.0.1:9/h", "colour": "red"}), "colour"),
         (json!({"url": "https://user:pw@example.com/h"}), "url"),
-        (json!({"url": "https://example.com/h#frag"}), "url"),
-        (json!({"url": format!("https://example.com/{}", "a".repeat(2048))}), "url"),
-        (json!({"url": "https://example.com/h", "events": ["TODO_CREATED", "NOPE"]}), "events[1]"),
-        (json!({"url": "https://example.com/h", "events": ["WEBHOOK_HEALTH_CHECK"]}), "events[0]"),
-        (json!({"url": "https://example.com/h", "scopes": [{"company_id": "bad id"}]}), "scopes[0].company_id"),
-        (json!({"url": "https://example.com/h", "scopes": [{"company_id": company, "extra": 1}]}), "scopes[0].extra"),
-        (json!({"url": "https://example.com/h", "headers": {"Content-Type": "text/plain"}}), "headers.Content-Type"),
-        (json!({"url": "https://example.com/h", "headers": {"webhook-id": "x"}}), "headers.webhook-id"),
-        (json!({"url": "https://example.com/h", "name": "n".repeat(101)}), "name"),
-        (json!({"url": "https://example.com/h", "description": "d".repeat(1001)}), "description"),
+        (json!({"url": "http://127.0.0.1:9/h#frag"}), "url"),
+        (json!({"url": format!("http://127.0.0.1:9/{}", "a".repeat(2048))}), "url"),
+        (json!({"url": "http://127.0.0.1:9/h", "events": ["TODO_CREATED", "NOPE"]}), "events[1]"),
+        (json!({"url": "http://127.0.0.1:9/h", "events": ["WEBHOOK_HEALTH_CHECK"]}), "events[0]"),
+        (json!({"url": "http://127.0.0.1:9/h", "scopes": [{"company_id": "bad id"}]}), "scopes[0].company_id"),
+        (json!({"url": "http://127.0.0.1:9/h", "scopes": [{"company_id": company, "extra": 1}]}), "scopes[0].extra"),
+        (json!({"url": "http://127.0.0.1:9/h", "headers": {"Content-Type": "text/plain"}}), "headers.Content-Type"),
+        (json!({"url": "http://127.0.0.1:9/h", "headers": {"webhook-id": "x"}}), "headers.webhook-id"),
+        (json!({"url": "http://127.0.0.1:9/h", "name": "n".repeat(101)}), "name"),
+        (json!({"url": "http://127.0.0.1:9/h", "description": "d".repeat(1001)}), "description"),
     ];
     for (body, field) in cases {
         let r = api.call("PATCH", &format!("/v1/webhooks/{id}"), Some(&key), Some(body.clone())).await?;
         assert_eq!((r.status, r.code(), r.body["error"]["field"].as_str()), (400, "validation_failed", Some(field)), "{body}");
     }
     let r = api.call("GET", &format!("/v1/webhooks/{id}"), Some(&key), None).await?;
-    assert_eq!((r.body["url"].as_str(), r.body["name"].as_str()), (Some("https://example.com/keep"), Some("keep")));
+    assert_eq!((r.body["url"].as_str(), r.body["name"].as_str()), (Some("http://127.0.0.1:9/keep"), Some("keep")));
     Ok(())
 }
 
@@ -271,14 +271,14 @@ async fn a_key_owns_at_most_the_configured_number_of_webhooks() -> Result<()> {
     let api = Api::new(&stack);
     let admin = stack.info.admin_key.clone().context("admin key")?;
     let (_, key) = api.create_key(&admin, &["acme"], &["manage"]).await?;
-    let first = api.create_webhook(&key, hook("https://example.com/1")).await?;
-    api.create_webhook(&key, hook("https://example.com/2")).await?;
-    let r = api.call("POST", "/v1/webhooks", Some(&key), Some(hook("https://example.com/3"))).await?;
+    let first = api.create_webhook(&key, hook("http://127.0.0.1:9/1")).await?;
+    api.create_webhook(&key, hook("http://127.0.0.1:9/2")).await?;
+    let r = api.call("POST", "/v1/webhooks", Some(&key), Some(hook("http://127.0.0.1:9/3"))).await?;
     assert_eq!((r.status, r.code()), (409, "conflict"));
     // Deleting one frees its slot.
     let id = first["id"].as_str().unwrap_or_default();
     assert_eq!(api.call("DELETE", &format!("/v1/webhooks/{id}"), Some(&key), None).await?.status, 204);
-    api.create_webhook(&key, hook("https://example.com/3")).await?;
+    api.create_webhook(&key, hook("http://127.0.0.1:9/3")).await?;
     Ok(())
 }
 

@@ -73,18 +73,13 @@ pub struct StoredKey {
     pub webhook_count: u32,
 }
 
-/// One signing secret of a webhook as stored; `expires_at` (Unix seconds) is set on the
-/// previous secret during a rotation's grace period.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// One signing secret of a webhook as stored: KMS ciphertext (base64, encryption context the
+/// webhook id); `expires_at` (Unix seconds) is set on the previous secret during a rotation's
+/// grace period.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoredSecret {
-    pub secret: String,
+    pub ciphertext: String,
     pub expires_at: Option<i64>,
-}
-
-impl std::fmt::Debug for StoredSecret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StoredSecret").field("secret", &"<redacted>").field("expires_at", &self.expires_at).finish()
-    }
 }
 
 /// A webhook as stored: the resource, its secrets, a version for optimistic concurrency and

@@ -9,6 +9,7 @@ pub mod config;
 pub mod dynamodb;
 pub mod egress;
 pub mod http;
+pub mod kms;
 pub mod sns;
 pub mod sqs;
 pub mod state;

@@ -25,6 +25,7 @@ use tracing::{Instrument, error, info, info_span, warn};
 use webhooks_aws::config::{ConfigError, flag, optional, parsed, required};
 use webhooks_aws::dynamodb::{DynamoDbSubscriptions, StoredKey, StoredWebhook};
 use webhooks_aws::http::{HttpSender, SendOutcome, insert};
+use webhooks_aws::kms::KmsSecretBox;
 use webhooks_aws::sns::SnsAlerts;
 use webhooks_aws::sqs::{SqsBatchSender, SqsRetryScheduler};
 use webhooks_aws::state::{DynamoDbDeliveryState, HealthRecord, LOGGED_RESPONSE_BYTES, ParkGuard, ParkOutcome};
@@ -96,6 +97,7 @@ pub struct Deliverer {
     pub retries: SqsRetryScheduler,
     pub queue: SqsBatchSender,
     pub alerts: Option<SnsAlerts>,
+    pub secrets: KmsSecretBox,
     pub sender: HttpSender,
     pub config: DeliveryConfig,
 }
@@ -136,6 +138,7 @@ impl Deliverer {
             retries: SqsRetryScheduler::new(sqs.clone(), queue_url.clone()),
             queue: SqsBatchSender::new(sqs, queue_url),
             alerts: optional("ALERTS_TOPIC_ARN").map(|arn| SnsAlerts::new(aws_sdk_sns::Client::new(&sdk), arn)),
+            secrets: KmsSecretBox::new(aws_sdk_kms::Client::new(&sdk), required("SIGNING_KEY_ID")?),
             sender: HttpSender::new(config.timeout, allowed)?,
             config,
         })
@@ -278,7 +281,12 @@ impl Deliverer {
             return Ok(false);
         }
 
-        let outcome = self.send(stored, d, now_s).await;
+        let secrets = self
+            .secrets
+            .signing_secrets(&w.id, &stored.secrets, now_s)
+            .await
+            .map_err(|e| format!("secrets unavailable, no attempt made: {}", webhooks_aws::error_chain(&e)))?;
+        let outcome = self.send(stored, d, &secrets, now_s).await;
         let result = attempt_result(&outcome);
         let at = format_utc(now());
         if result == AttemptResult::Succeeded {
@@ -345,16 +353,10 @@ impl Deliverer {
     }
 
     /// The signed POST.
-    async fn send(&self, stored: &StoredWebhook, d: &Delivery, now_s: i64) -> SendOutcome {
-        let secrets: Vec<SigningSecret> = stored
-            .secrets
-            .iter()
-            .filter(|s| s.expires_at.is_none_or(|t| t > now_s))
-            .filter_map(|s| SigningSecret::parse(&s.secret).ok())
-            .collect();
+    async fn send(&self, stored: &StoredWebhook, d: &Delivery, secrets: &[SigningSecret], now_s: i64) -> SendOutcome {
         let body = delivery_body(&d.event, &stored.webhook.id);
         let mut headers = HeaderMap::new();
-        for (name, value) in request_headers(&stored.webhook.headers, &d.webhook_message_id, now_s, &body, &secrets) {
+        for (name, value) in request_headers(&stored.webhook.headers, &d.webhook_message_id, now_s, &body, secrets) {
             insert(&mut headers, &name, &value);
         }
         self.sender.post(&stored.webhook.url, headers, body).await

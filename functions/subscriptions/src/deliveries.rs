@@ -18,7 +18,6 @@ use webhooks_core::message::{Delivery, DeliveryQueueMessage, Replay};
 use webhooks_core::model::{DisabledReason, WebhookStatus};
 use webhooks_core::payload::{health_check_body, request_headers};
 use webhooks_core::resources::{LogEntry, log_status};
-use webhooks_core::signing::SigningSecret;
 
 use crate::AppState;
 use crate::auth::Caller;
@@ -40,12 +39,11 @@ async fn health_check(state: &AppState, stored: &StoredWebhook) -> Result<SendOu
     let message_id = random_base62("", 26).map_err(unavailable)?.to_ascii_lowercase();
     let message_id = format!("msg_{message_id}");
     let body = health_check_body(&event_id, &at, &stored.webhook.id);
-    let secrets: Vec<SigningSecret> = stored
+    let secrets = state
         .secrets
-        .iter()
-        .filter(|s| s.expires_at.is_none_or(|t| t > now.unix_timestamp()))
-        .filter_map(|s| SigningSecret::parse(&s.secret).ok())
-        .collect();
+        .signing_secrets(&stored.webhook.id, &stored.secrets, now.unix_timestamp())
+        .await
+        .map_err(unavailable)?;
     let mut headers = HeaderMap::new();
     for (name, value) in request_headers(&stored.webhook.headers, &message_id, now.unix_timestamp(), &body, &secrets) {
         insert(&mut headers, &name, &value);

@@ -12,6 +12,7 @@ use webhooks_aws::dynamodb::DynamoDbSubscriptions;
 use webhooks_aws::sqs::SqsBatchSender;
 use webhooks_core::catalog;
 use webhooks_aws::http::HttpSender;
+use webhooks_aws::kms::KmsSecretBox;
 use webhooks_aws::state::DynamoDbDeliveryState;
 use webhooks_core::retry::{parse_duration, parse_retention};
 use webhooks_core::ssrf::AllowedTargets;
@@ -77,6 +78,7 @@ pub struct AppState {
     pub ingest: SqsBatchSender,
     pub deliveries: SqsBatchSender,
     pub sender: HttpSender,
+    pub secrets: KmsSecretBox,
     pub config: ApiConfig,
 }
 
@@ -94,6 +96,7 @@ impl AppState {
             ingest: SqsBatchSender::new(sqs.clone(), required("INGEST_QUEUE_URL")?),
             deliveries: SqsBatchSender::new(sqs, required("DELIVERY_QUEUE_URL")?),
             sender: HttpSender::new(config.delivery_timeout, config.allowed_targets.clone())?,
+            secrets: KmsSecretBox::new(aws_sdk_kms::Client::new(&sdk), required("SIGNING_KEY_ID")?),
             config,
         })
     }
@@ -113,6 +116,7 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/webhooks/{id}/disable", post(deliveries::disable))
         .route("/v1/webhooks/{id}/enable", post(deliveries::enable))
         .route("/v1/webhooks/{id}/test", post(deliveries::test))
+        .route("/v1/webhooks/{id}/rotate-secret", post(webhooks::rotate_secret))
         .route("/v1/webhooks/{id}/deliveries", get(deliveries::log))
         .route("/v1/webhooks/{id}/deliveries/{message_id}/redeliver", post(deliveries::redeliver))
         .route("/v1/events", post(events::publish))

@@ -16,7 +16,7 @@ use webhooks_core::model::{Permission, Scope, WebhookStatus};
 use webhooks_aws::state::HealthRecord;
 use webhooks_core::resources::{ApiKey, Webhook, WebhookView};
 use webhooks_core::signing::SigningSecret;
-use webhooks_core::validation::{parse_webhook_create, parse_webhook_patch};
+use webhooks_core::validation::{parse_rotate_secret, parse_webhook_create, parse_webhook_patch};
 
 use crate::AppState;
 use crate::auth::Caller;
@@ -55,6 +55,50 @@ fn secret_error(e: webhooks_core::signing::SecretError) -> ApiError {
     ApiError::Unavailable(Box::new(e))
 }
 
+/// The SSRF check of SPEC §8 at create and update: the host must resolve (within 3 s) and
+/// every address must be globally reachable (or an allowed target). 400 `url` otherwise.
+async fn check_reachable(state: &AppState, url: &url::Url) -> Result<(), ApiError> {
+    webhooks_aws::egress::check_url(url, &state.config.allowed_targets)
+        .await
+        .map_err(|refusal| ApiError::Validation(refusal.to_field_error()))
+}
+
+/// `POST /v1/webhooks/{id}/rotate-secret`: a new secret signs from now on; the previous one
+/// keeps signing too until the grace period ends (default 1 day, at most 7).
+pub async fn rotate_secret(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let previous = visible(&state, &caller, &id).await?;
+    let grace = parse_rotate_secret(body::optional_json(&headers, &body)?.as_ref())?;
+    let secret = SigningSecret::generate().map_err(secret_error)?;
+    let ciphertext = state.secrets.encrypt(&id, &secret).await.map_err(|e| ApiError::Unavailable(Box::new(e)))?;
+    let now = OffsetDateTime::now_utc();
+    let mut next = previous.clone();
+    // The current secret gets its grace; earlier ones keep theirs (already shorter) or go.
+    let mut secrets = vec![StoredSecret { ciphertext, expires_at: None }];
+    if grace > 0 {
+        for old in &previous.secrets {
+            let until = match old.expires_at {
+                None => now.unix_timestamp() + i64::from(grace),
+                Some(t) => t.min(now.unix_timestamp() + i64::from(grace)),
+            };
+            if until > now.unix_timestamp() {
+                secrets.push(StoredSecret { ciphertext: old.ciphertext.clone(), expires_at: Some(until) });
+            }
+        }
+    }
+    next.secrets = secrets;
+    next.version = previous.version + 1;
+    next.webhook.updated_at = format_utc(now);
+    state.store.update_webhook(&previous, &next).await?;
+    tracing::info!(webhook_id = %id, grace_seconds = grace, "signing secret rotated");
+    Ok(Json(json!({"secret": secret.to_string()})))
+}
+
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -63,11 +107,14 @@ pub async fn create(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let owner = caller.require(Permission::Manage)?.key.clone();
     let input = parse_webhook_create(&body::json(&headers, &body)?, state.config.url_policy)?;
+    check_reachable(&state, &input.url).await?;
     check_scope_companies(&input.scopes, &owner)?;
     let secret = SigningSecret::generate().map_err(secret_error)?;
     let now = format_utc(OffsetDateTime::now_utc());
+    let id = random_base62("wh_", 24).map_err(|e| ApiError::Unavailable(Box::new(e)))?;
+    let ciphertext = state.secrets.encrypt(&id, &secret).await.map_err(|e| ApiError::Unavailable(Box::new(e)))?;
     let webhook = Webhook {
-        id: random_base62("wh_", 24).map_err(|e| ApiError::Unavailable(Box::new(e)))?,
+        id,
         owner_key_id: owner.id.clone(),
         name: input.name,
         description: input.description,
@@ -83,7 +130,7 @@ pub async fn create(
     let partitions = partitions_for_webhook(&webhook.selection(), &owner.companies);
     let stored = StoredWebhook {
         webhook,
-        secrets: vec![StoredSecret { secret: secret.to_string(), expires_at: None }],
+        secrets: vec![StoredSecret { ciphertext, expires_at: None }],
         version: 1,
         partitions,
         alert_pending: None,
@@ -157,6 +204,9 @@ pub async fn update(
 ) -> Result<Json<Value>, ApiError> {
     let previous = visible(&state, &caller, &id).await?;
     let patch = parse_webhook_patch(&body::json(&headers, &body)?, state.config.url_policy)?;
+    if let Some(url) = &patch.url {
+        check_reachable(&state, url).await?;
+    }
     let owner = match &caller {
         Caller::Key(k) => k.key.clone(),
         Caller::Admin => state.store.get_key(&previous.webhook.owner_key_id).await?.ok_or(ApiError::NotFound)?.key,
