@@ -1,14 +1,25 @@
-# Every developer entry point. `make dev` runs the product locally; `make test` runs every test.
+# Every developer entry point. `make dev` runs the product locally; `make test` runs every test;
+# `make deploy` puts it on AWS.
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 VENV      := .venv
 PYTHON    := $(VENV)/bin/python
 STAMP     := $(VENV)/.installed
+# SAM CLI pins its own boto3/click/pydantic: it gets a virtualenv of its own.
+SAM_VENV  := .venv-sam
+SAM_STAMP := $(SAM_VENV)/.installed
+BUILD_TOOLS_STAMP := $(SAM_VENV)/.build-tools-installed
+SAM       := $(SAM_VENV)/bin/sam
 CARGO     ?= cargo
+# Lambda's arm64 (Graviton) target; cargo-lambda links it with zig.
+LAMBDA_TARGET := aarch64-unknown-linux-gnu
+# Extra `sam deploy` arguments, e.g. SAM_DEPLOY_FLAGS="--config-env production".
+SAM_DEPLOY_FLAGS ?= --guided
 export CARGO_TERM_COLOR ?= never
+export SAM_CLI_TELEMETRY := 0
 
-.PHONY: help venv build dev test test-unit lint clean
+.PHONY: help venv venv-sam build dev test test-unit lint package deploy clean
 
 help: ## This list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -18,7 +29,18 @@ $(STAMP): infra/requirements.lock
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r infra/requirements.lock
 	touch $@
 
+$(SAM_STAMP): infra/requirements-sam.lock
+	python3 -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/pip install --quiet --disable-pip-version-check -r infra/requirements-sam.lock
+	touch $@
+
+$(BUILD_TOOLS_STAMP): infra/requirements-build.lock $(SAM_STAMP)
+	$(SAM_VENV)/bin/pip install --quiet --disable-pip-version-check -r infra/requirements-build.lock
+	touch $@
+
 venv: $(STAMP) ## Project-local Python virtualenv: the AWS emulator (moto) and template tools, pinned
+
+venv-sam: $(SAM_STAMP) ## Project-local virtualenv with the pinned AWS SAM CLI
 
 build: ## Debug build of the three functions (the local stack runs these binaries)
 	$(CARGO) build --workspace --bins
@@ -26,8 +48,32 @@ build: ## Debug build of the three functions (the local stack runs these binarie
 dev: venv build ## Run the whole product locally on the embedded AWS emulator (foreground)
 	PYTHONPATH=infra exec $(PYTHON) -m local_stack
 
-test: venv build ## Every test: unit, template, integration on the local stack
+test: venv venv-sam build ## Every test: template lint, unit, template, integration on the local stack
 	bash infra/run-tests.sh
 
-clean: ## Remove build output, the virtualenv and local state
-	rm -rf target $(VENV) .dev
+lint: venv venv-sam ## cfn-lint and sam validate --lint on template.yaml; any finding fails
+	bash infra/lint.sh
+
+# SAM runs `cargo lambda build --release --arm64 --bin <Binary>` per function. cargo-lambda and
+# zig come from .venv-sam, which therefore goes first on PATH.
+package: $(BUILD_TOOLS_STAMP) ## sam build: the functions for Lambda (arm64, release), with their zipped sizes
+	rustup target add $(LAMBDA_TARGET)
+	PATH="$(CURDIR)/$(SAM_VENV)/bin:$$PATH" $(SAM) build
+	$(SAM_VENV)/bin/python infra/zipped_sizes.py .aws-sam/build
+
+deploy: package ## package, then sam deploy (guided: asks for the stack, region and parameters)
+	$(SAM) deploy $(SAM_DEPLOY_FLAGS)
+
+# Figures, not tests (never part of `make test`): release builds of the functions, a private
+# local stack on free ports, a few minutes of load. Prints one table and keeps it, as JSON, in
+# target/bench/. wrk, the raw HTTP baseline of the throughput figure, comes from apt if missing.
+BENCH_SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+.PHONY: bench
+bench: venv ## Speed and cost figures (release builds, ~10 min): one table, JSON in target/bench/
+	command -v wrk >/dev/null || $(BENCH_SUDO) apt-get install -y -qq wrk || { $(BENCH_SUDO) apt-get update -qq && $(BENCH_SUDO) apt-get install -y -qq wrk; } || echo "wrk could not be installed: the throughput figure will have no raw baseline" >&2
+	$(CARGO) build --release -p subscriptions -p matcher -p delivery
+	$(CARGO) build --release -p webhooks-bench
+	$(PYTHON) infra/bench/run.py
+
+clean: ## Remove build output, the virtualenvs and local state
+	rm -rf target $(VENV) $(SAM_VENV) .dev .aws-sam

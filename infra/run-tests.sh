@@ -5,6 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# The template first: what AWS tooling would refuse fails here, before anything starts.
+bash infra/lint.sh
+
 state=.dev/test-stack
 rm -rf "$state"
 mkdir -p "$state"
@@ -36,6 +39,7 @@ export WEBHOOKS_STACK_FILE="$PWD/$state/stack.json"
 
 status=0
 cargo nextest run --workspace --no-fail-fast || status=$?
+bash infra/browser-test.sh || status=1
 if [ "$status" -ne 0 ]; then
   echo "--- local stack log (tail) ---" >&2
   tail -n 50 "$state/runner.log" >&2 || true

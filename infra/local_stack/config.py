@@ -15,6 +15,8 @@ import string
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .fault_proxy import FaultSettings, settings_from_env
+
 # moto's default account; every ARN the emulator hands out carries it.
 ACCOUNT_ID = "123456789012"
 DEFAULT_REGION = "us-east-1"
@@ -61,6 +63,8 @@ class Config:
     stack_name: str = STACK_NAME
     # The runner's own environment, read once (WEBHOOKS_* overrides for the functions).
     environ: dict[str, str] = field(default_factory=dict)
+    # WEBHOOKS_LOCAL_FAULT_*: a fault-injecting proxy between the functions and the emulator.
+    faults: FaultSettings | None = None
 
     @property
     def logs_dir(self) -> Path:
@@ -127,8 +131,10 @@ def parse(argv: list[str] | None = None, environ: dict[str, str] | None = None) 
         "processes, an emulated HTTP API and SQS event source mappings.",
         epilog="Environment: WEBHOOKS_EMULATOR_PORT (4566), WEBHOOKS_HTTP_PORT (3000), 0 = any "
         "free port; AWS_REGION (us-east-1); WEBHOOKS_ADMIN_KEY or WEBHOOKS_ADMIN_KEY_SHA256 "
-        "(default: a fresh key); WEBHOOKS_LOCAL_PROCESSES (2); any WEBHOOKS_* variable of a "
-        "function's template environment overrides it.",
+        "(default: a fresh key); WEBHOOKS_LOCAL_PROCESSES (2); WEBHOOKS_LOCAL_FAULT_RATE (0 = off), "
+        "WEBHOOKS_LOCAL_FAULT_SEED, WEBHOOKS_LOCAL_FAULT_AFTER: AWS faults injected between the "
+        "functions and the emulator; any WEBHOOKS_* variable of a function's template "
+        "environment overrides it.",
     )
     parser.add_argument("--state-dir", default=".dev", help="stack.json and logs/ go here (default .dev)")
     parser.add_argument("--bin-dir", default="target/debug", help="where the function binaries are")
@@ -146,6 +152,10 @@ def parse(argv: list[str] | None = None, environ: dict[str, str] | None = None) 
         raise ConfigError(f"--processes / WEBHOOKS_LOCAL_PROCESSES must be a number, got {args.processes!r}") from None
     if processes < 1:
         raise ConfigError("--processes must be at least 1")
+    try:
+        faults = settings_from_env(environ)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
 
     return Config(
         state_dir=Path(args.state_dir).absolute(),
@@ -159,4 +169,5 @@ def parse(argv: list[str] | None = None, environ: dict[str, str] | None = None) 
         admin_key=admin_key_from_env(environ),
         verbose=args.verbose,
         environ=environ,
+        faults=faults,
     )

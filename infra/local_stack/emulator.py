@@ -121,8 +121,9 @@ class Emulator:
             # Its state lives in memory only, so there is nothing to wait for.
             processes.stop_all([self.proc], grace=0.3)
 
-    def client(self, service: str, **config: Any):
-        """A boto3 client for the emulator (one boto3 Session per thread: sessions are not thread safe)."""
+    def client(self, service: str, endpoint_url: str | None = None, **config: Any):
+        """A boto3 client for the emulator (one boto3 Session per thread: sessions are not thread
+        safe); `endpoint_url` sends its requests elsewhere (the fault proxy in front of it)."""
         import boto3
         from botocore.config import Config as BotoConfig
 
@@ -133,7 +134,7 @@ class Emulator:
         options.update(config)
         return session.client(
             service,
-            endpoint_url=self.url,
+            endpoint_url=endpoint_url or self.url,
             region_name=self.config.region,
             aws_access_key_id=FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
             aws_secret_access_key=FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
@@ -197,6 +198,11 @@ def create_stack(emulator: Emulator, template: LocalTemplate, parameters: dict[s
     }
     missing = sorted(set(template.resources) - set(resources))
     for lid in missing:
+        condition = template.resources[lid].get("Condition")
+        if condition is not None:  # usually false with these parameters: not worth a warning
+            log.info("%s (%s, condition %s) not created: the condition is false, or the emulator "
+                     "cannot create it", lid, template.resources[lid].get("Type"), condition)
+            continue
         log.warning("the emulator did not create %s (%s): its CloudFormation does not support it",
                     lid, template.resources[lid].get("Type"))
 

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from . import config as config_module
-from . import processes
+from . import fault_proxy, processes
 from .config import Config, ConfigError
 from .control import ControlServer
 from .emulator import Emulator, EmulatorError, Stack, apply_ttl, create_stack
@@ -85,6 +85,9 @@ class Runner:
         self.pools: dict[str, FunctionPool] = {}
         self.mappings: EventSourceMappings | None = None
         self.stack_json: dict[str, Any] = {}
+        # WEBHOOKS_LOCAL_FAULT_RATE > 0: the functions reach the emulator through this proxy.
+        self.fault_proxy = None
+        self.fault_proxy_url: str | None = None
 
     # ------------------------------------------------------------------ start
 
@@ -129,6 +132,10 @@ class Runner:
             raise StartupError(f"function binaries not found: {', '.join(missing)} (build them first: cargo build)")
         for skipped in template.skipped_event_kinds:
             log.warning("event %s is not emulated locally", skipped)
+        if template.not_emulated:
+            kinds = list(template.not_emulated.values())
+            summary = ", ".join(f"{kinds.count(kind)} {kind}" for kind in sorted(set(kinds)))
+            log.info("not emulated locally (no local effect): %s", summary)
 
         parameters = self._parameters(template.parameters)
 
@@ -136,12 +143,25 @@ class Runner:
         apply_ttl(self.emulator, stack, resolve(template.ttl, stack.outputs))
         log.info("stack created: %d queues, %d tables, %d topics", len(stack.queues), len(stack.tables), len(stack.topics))
 
+        if cfg.faults is not None:
+            try:
+                self.fault_proxy, self.fault_proxy_url = fault_proxy.spawn(
+                    self.emulator.url, cfg.faults, cfg.state_dir, cfg.logs_dir / "fault_proxy.log", self.stop
+                )
+            except RuntimeError as e:
+                raise StartupError(str(e)) from None
+            log.info(
+                "fault proxy on %s: %.1f %% of the functions' AWS requests fail (seed %d, %.0f %% of them after taking effect)",
+                self.fault_proxy_url, 100 * cfg.faults.rate, cfg.faults.seed, 100 * cfg.faults.after_share,
+            )
+        endpoint_url = self.fault_proxy_url or self.emulator.url
+
         resolved = {binary: spec.resolved(stack.outputs) for binary, spec in functions.items()}
         envs = {binary: self._function_env(spec, stack) for binary, spec in resolved.items()}
         self.deadlines.start()
         for binary, spec in resolved.items():
             try:
-                env = base_environment(spec, envs[binary], region=cfg.region, endpoint_url=self.emulator.url, bin_dir=cfg.bin_dir)
+                env = base_environment(spec, envs[binary], region=cfg.region, endpoint_url=endpoint_url, bin_dir=cfg.bin_dir)
             except ValueError as e:
                 raise StartupError(str(e)) from None
             self.pools[binary] = FunctionPool(
@@ -155,7 +175,10 @@ class Runner:
         self.control_thread = threading.Thread(target=self.control.serve_forever, name="control", daemon=True)
         self.control_thread.start()
 
-        self.mappings = EventSourceMappings(self._mappings(resolved, stack), self.emulator.client, self.stop, cfg.verbose)
+        # The pollers stand in for AWS's own event source mapping: they receive from the emulator
+        # directly, but their deletes meet the faults too (see the README).
+        deleter = self._fault_proxy_client if self.fault_proxy_url else None
+        self.mappings = EventSourceMappings(self._mappings(resolved, stack), self.emulator.client, self.stop, cfg.verbose, deleter)
         self.mappings.start()
 
         deadline = time.monotonic() + READY_TIMEOUT
@@ -174,6 +197,9 @@ class Runner:
             "ready in %.1f s: %s (%d process%s per function; logs in %s)",
             time.monotonic() - t0, api_url, cfg.processes, "" if cfg.processes == 1 else "es", cfg.logs_dir,
         )
+
+    def _fault_proxy_client(self, service: str, **config: Any):
+        return self.emulator.client(service, endpoint_url=self.fault_proxy_url, **config)
 
     def _parameters(self, declared: dict[str, dict]) -> dict[str, str]:
         unknown = sorted(set(self.config.parameter_overrides) - set(declared))
@@ -248,7 +274,8 @@ class Runner:
                 for binary, spec in functions.items()
             },
             "lambda_reserved_env": list(LAMBDA_RESERVED_ENV),
-            "local_env": {"AWS_ENDPOINT_URL": self.emulator.url},
+            "local_env": {"AWS_ENDPOINT_URL": self.fault_proxy_url or self.emulator.url},
+            "fault_proxy_url": self.fault_proxy_url,
             "processes_per_function": cfg.processes,
             "pid": os.getpid(),
             "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -285,6 +312,8 @@ class Runner:
         for pool in self.pools.values():
             pool.join(1.0)
         self.deadlines.stop()
+        if self.fault_proxy is not None:
+            processes.stop_all([self.fault_proxy], grace=0.3)
         self.emulator.stop()
         for closer in closers:
             closer.join(2.0)

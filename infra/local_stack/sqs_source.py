@@ -120,9 +120,19 @@ def messages_to_delete(result: Result, messages: list[dict], report_batch_item_f
 
 
 class EventSourceMappings:
-    def __init__(self, mappings: list[Mapping], client_factory: Callable[..., Any], stop: threading.Event, verbose: bool = False):
+    def __init__(
+        self,
+        mappings: list[Mapping],
+        client_factory: Callable[..., Any],
+        stop: threading.Event,
+        verbose: bool = False,
+        delete_client_factory: Callable[..., Any] | None = None,
+    ):
         self.mappings = mappings
         self.client_factory = client_factory
+        # DeleteMessageBatch may go elsewhere (through the fault proxy): a delete that fails
+        # leaves a processed message to come back, a duplicate, as on AWS.
+        self.delete_client_factory = delete_client_factory
         self.stop = stop
         self.verbose = verbose
         self.threads: list[threading.Thread] = []
@@ -139,6 +149,7 @@ class EventSourceMappings:
     def _poll(self, mapping: Mapping) -> None:
         # The read timeout must outlast the long poll.
         sqs = self.client_factory("sqs", read_timeout=WAIT_SECONDS + 10, retries={"max_attempts": 1, "mode": "standard"})
+        deleter = self.delete_client_factory("sqs") if self.delete_client_factory else sqs
         event = mapping.event
         backoff = 0.0
         errors = 0
@@ -176,7 +187,7 @@ class EventSourceMappings:
                     "ok" if result.ok else f"{result.reason} {result.error_type}", len(done),
                 )
             if done:
-                self._delete(sqs, mapping, done)
+                self._delete(deleter, mapping, done)
             if len(done) < len(messages) and not self.stop.is_set():
                 visibility = self._apply_current_visibility(sqs, mapping, messages, done, visibility, received_at)
 

@@ -4,6 +4,7 @@ The emulator (moto) implements CloudFormation for the plain resources (queues, t
 topics, keys) but not the SAM transform. So instead of interpreting CloudFormation ourselves:
 
 * the `AWS::Serverless::*` resources, `Transform` and `Globals` are removed, and so are the
+  resources without local effect (`NOT_EMULATED_TYPES`: alarms, queue policies) and the
   Outputs and Conditions that point at removed resources; what the kept resources say about
   removed ones (`!Ref SomeFunction`, a `DependsOn`) is replaced by local stand-in values;
 * every value the local stack needs from the removed resources (each function's environment,
@@ -26,6 +27,12 @@ from typing import Any
 
 SERVERLESS_PREFIX = "AWS::Serverless::"
 GENERATED_OUTPUT_PREFIX = "LocalStackValue"
+
+# Plain resources that change nothing in a local run and that the emulator's CloudFormation
+# does not create: they are removed like the serverless ones (references to them get local
+# stand-ins) and listed once at start-up. Alarms watch CloudWatch metrics, which nothing
+# emits locally; resource policies grant what the emulator never checks.
+NOT_EMULATED_TYPES = frozenset({"AWS::CloudWatch::Alarm", "AWS::SQS::QueuePolicy"})
 
 # Lambda's defaults when neither the function nor Globals say otherwise.
 DEFAULT_TIMEOUT = 3
@@ -377,6 +384,7 @@ class LocalTemplate:
     functions: list[FunctionSpec]
     emulator_template: dict  # what CreateStack gets
     removed: dict[str, str]  # logical id -> type of every removed resource
+    not_emulated: dict[str, str]  # the removed ones of NOT_EMULATED_TYPES, logical id -> type
     skipped_event_kinds: list[str]
     ttl: dict[str, Any]  # table logical id -> TimeToLiveSpecification (possibly Deferred)
 
@@ -392,7 +400,11 @@ def load(path: Path, stand_in_context: dict[str, str]) -> LocalTemplate:
     if not isinstance(resources, dict) or not resources:
         raise TemplateError(f"{path}: no Resources")
 
-    removed = {lid: r.get("Type", "") for lid, r in resources.items() if str(r.get("Type", "")).startswith(SERVERLESS_PREFIX)}
+    removed = {
+        lid: r.get("Type", "")
+        for lid, r in resources.items()
+        if str(r.get("Type", "")).startswith(SERVERLESS_PREFIX) or r.get("Type") in NOT_EMULATED_TYPES
+    }
     stand_ins = _stand_ins(removed, stand_in_context)
     outputs = Outputs(stand_ins)
 
@@ -439,6 +451,7 @@ def load(path: Path, stand_in_context: dict[str, str]) -> LocalTemplate:
         functions=functions,
         emulator_template=emulator,
         removed=removed,
+        not_emulated={lid: kind for lid, kind in removed.items() if kind in NOT_EMULATED_TYPES},
         skipped_event_kinds=skipped,
         ttl=ttl,
     )

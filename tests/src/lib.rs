@@ -15,6 +15,7 @@ use aws_sdk_sqs::config::{BehaviorVersion, Credentials, Region};
 use serde::Deserialize;
 use serde_json::Value;
 
+pub mod chaos;
 
 /// What the local stack wrote to its `stack.json`.
 #[derive(Debug, Clone, Deserialize)]

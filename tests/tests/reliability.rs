@@ -103,7 +103,8 @@ async fn a_dead_receiver_gets_exactly_five_attempts_then_is_deactivated_with_one
     s.publish(&[&event]).await?;
 
     // THEN the webhook ends disabled for failing, with the streak in its health
-    let w = s.wait_webhook(&id, "deactivation", |w| w["status"] == "disabled").await?;
+    // (deactivation comes first, then the parking of the delivery that caused it)
+    let w = s.wait_webhook(&id, "deactivation", |w| w["status"] == "disabled" && w["parked"] == 1).await?;
     assert_eq!(w["disabled_reason"], "failing");
     assert_eq!(w["health"]["consecutive_failures"], 5);
     assert_eq!(w["health"]["last_status_code"], 500);

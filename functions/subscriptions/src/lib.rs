@@ -26,6 +26,7 @@ pub mod events;
 pub mod keys;
 pub mod lists;
 pub mod webhooks;
+pub mod webapp;
 
 /// Settings of the API, read once per execution environment.
 #[derive(Debug, Clone)]
@@ -105,6 +106,7 @@ impl AppState {
 /// The whole API as one router, served by `lambda_http::run`.
 pub fn app(state: AppState) -> Router {
     Router::new()
+        .merge(webapp::routes())
         .route("/health", get(health))
         .route("/v1/me", get(keys::me))
         .route("/v1/event-types", get(event_types))

@@ -1,0 +1,408 @@
+// The web app in a real browser (Debian's Chromium, driven by playwright-core) against the local
+// stack named by WEBHOOKS_STACK_FILE, with a real receiver on 127.0.0.1. A person signs in with a
+// key, sets a webhook up through the form, watches its delivery in the log, switches it off and on
+// again; customer-controlled strings must stay text. Screenshots go to target/browser/.
+//
+// Run through infra/browser-test.sh, which installs what this needs.
+
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { createHmac, randomBytes } from "node:crypto";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { createServer } from "node:http";
+import { tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
+const ARTIFACTS = join(ROOT, "target/browser");
+const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
+// No sandbox (root in CI); nothing that reaches out to the internet, which is closed here.
+const CHROMIUM_ARGS = [
+  "--no-sandbox",
+  "--disable-gpu",
+  "--disable-quic",
+  "--no-first-run",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+];
+const DESKTOP = { width: 1280, height: 800 };
+const PHONE = { width: 390, height: 844 };
+/** How long the pipeline (ingest -> matcher -> delivery -> log) may take locally. */
+const DELIVERY_WAIT_MS = 30_000;
+const XSS_NAME = "<img src=x onerror=alert(1)>";
+const XSS_BODY = "<img src=x onerror=alert(2)>";
+
+const stackFile = process.env.WEBHOOKS_STACK_FILE;
+assert.ok(stackFile, "WEBHOOKS_STACK_FILE names the local stack's stack.json");
+const stack = JSON.parse(readFileSync(stackFile, "utf8"));
+const API = stack.api_url.replace(/\/$/, "");
+
+// ------------------------------------------------------------------ helpers
+
+async function call(method, path, key, body, contentType = "application/json") {
+  const headers = {};
+  if (key) headers.authorization = `Bearer ${key}`;
+  if (body !== undefined) headers["content-type"] = contentType;
+  const response = await fetch(`${API}${path}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  const text = await response.text();
+  let json = null;
+  try {
+    json = text ? JSON.parse(text) : null;
+  } catch {
+    json = null;
+  }
+  return { status: response.status, headers: response.headers, text, json };
+}
+
+/** A receiver on 127.0.0.1:0 that records requests and answers `receiver.status` (200 unless told). */
+async function startReceiver() {
+  const receiver = { requests: [], status: 200, body: "ok" };
+  const server = createServer((req, res) => {
+    const chunks = [];
+    req.on("data", (c) => chunks.push(c));
+    req.on("end", () => {
+      receiver.requests.push({ headers: req.headers, body: Buffer.concat(chunks).toString("utf8") });
+      res.writeHead(receiver.status, { "content-type": "text/html" });
+      res.end(receiver.body);
+    });
+  });
+  await new Promise((done) => server.listen(0, "127.0.0.1", done));
+  receiver.url = `http://127.0.0.1:${server.address().port}/hook`;
+  receiver.close = () => new Promise((done) => server.close(done));
+  return receiver;
+}
+
+/** Standard Webhooks: v1,base64(HMAC-SHA256(key, "{id}.{timestamp}.{body}")) among the signatures. */
+function verifySignature(secret, request) {
+  const key = Buffer.from(secret.replace(/^whsec_/, ""), "base64");
+  const signed = `${request.headers["webhook-id"]}.${request.headers["webhook-timestamp"]}.${request.body}`;
+  const expected = `v1,${createHmac("sha256", key).update(signed).digest("base64")}`;
+  return request.headers["webhook-signature"].split(" ").includes(expected);
+}
+
+async function eventually(what, check, timeoutMs = DELIVERY_WAIT_MS) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await check();
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+// ------------------------------------------------------------------ the session
+
+const suffix = randomBytes(4).toString("hex");
+const acme = `acme-${suffix}`;
+const globex = `globex-${suffix}`;
+let key;
+let receiver;
+let context;
+let page;
+let userDataDir;
+const dialogs = [];
+const problems = [];
+
+before(async () => {
+  mkdirSync(ARTIFACTS, { recursive: true });
+  receiver = await startReceiver();
+  // GIVEN a customer key for two companies, made by the admin over HTTP (not through the UI)
+  const created = await call("POST", "/v1/api-keys", stack.admin_key, {
+    name: `Browser test ${suffix}`,
+    companies: [acme, globex],
+    permissions: ["manage", "publish"],
+  });
+  assert.equal(created.status, 201, created.text);
+  key = created.json.key;
+
+  userDataDir = mkdtempSync(join(tmpdir(), "webhooks-chromium-"));
+  context = await chromium.launchPersistentContext(userDataDir, {
+    executablePath: CHROMIUM,
+    headless: true,
+    args: CHROMIUM_ARGS,
+    viewport: DESKTOP,
+  });
+  page = context.pages()[0] ?? (await context.newPage());
+  page.setDefaultTimeout(15_000);
+  page.on("dialog", async (dialog) => {
+    dialogs.push(`${dialog.type()}: ${dialog.message()}`);
+    await dialog.dismiss();
+  });
+  page.on("pageerror", (error) => problems.push(`page error: ${error.message}`));
+  page.on("console", (message) => {
+    if (message.type() === "error" && /Content Security Policy|Refused to/i.test(message.text())) {
+      problems.push(`console: ${message.text()}`);
+    }
+  });
+});
+
+after(async () => {
+  await context?.close();
+  await receiver?.close();
+  if (userDataDir) rmSync(userDataDir, { recursive: true, force: true });
+});
+
+const shot = (name) => page.screenshot({ path: join(ARTIFACTS, `${name}.png`), fullPage: true });
+const card = (name) => page.locator("li.webhook", { has: page.getByRole("heading", { name, exact: true }) });
+
+// ------------------------------------------------------------------ tests
+
+test("the page and its assets are public and locked down", async () => {
+  const index = await call("GET", "/");
+  assert.equal(index.status, 200);
+  assert.match(index.headers.get("content-type"), /^text\/html/);
+  const assets = [...index.text.matchAll(/(?:src|href)="(\/[^"]+)"/g)].map((m) => m[1]);
+  assert.ok(assets.some((a) => a.includes("app.js")) && assets.some((a) => a.includes("app.css")), assets.join(" "));
+  assert.doesNotMatch(index.text, /<script>|<style|\sstyle=|\son[a-z]+=/i, "no inline script, style or handler");
+  for (const response of [index, ...(await Promise.all(assets.map((a) => call("GET", a))))]) {
+    assert.equal(response.status, 200);
+    const csp = response.headers.get("content-security-policy") ?? "";
+    assert.match(csp, /^default-src 'self'(;|$)/);
+    assert.doesNotMatch(csp, /unsafe/);
+    assert.equal(response.headers.get("x-content-type-options"), "nosniff");
+    assert.equal(response.headers.get("referrer-policy"), "no-referrer");
+    assert.equal(response.headers.get("x-frame-options"), "DENY");
+  }
+});
+
+test("a person sets a webhook up and watches it deliver", async (t) => {
+  let secret;
+  const eventId = `evt-browser-${suffix}`;
+
+  await t.test("asks for a key, refuses a wrong one, keeps a good one in the tab only", async () => {
+    await page.goto(`${API}/`);
+    const keyInput = page.getByLabel("API key", { exact: true });
+    await keyInput.waitFor();
+    await shot("desktop-1-sign-in");
+    await keyInput.fill(`whk_${"x".repeat(40)}`);
+    await keyInput.press("Enter");
+    await page.getByText("This key was not accepted").waitFor();
+    // Keyboard only: the field, Enter.
+    await keyInput.fill(key);
+    await keyInput.press("Enter");
+    await page.locator("#key-companies").getByText(acme).waitFor();
+    await page.locator("#key-companies").getByText(globex).waitFor();
+    const stored = await page.evaluate(() => ({ session: Object.values(sessionStorage), local: Object.values(localStorage) }));
+    assert.deepEqual(stored.session, [key]);
+    assert.deepEqual(stored.local, []);
+    // A reload keeps the session.
+    await page.reload();
+    await page.locator("#key-companies").getByText(acme).waitFor();
+  });
+
+  await t.test("focus is visible when moving with Tab", async () => {
+    await page.locator("body").click({ position: { x: 5, y: 300 } });
+    await page.keyboard.press("Tab");
+    await page.keyboard.press("Tab");
+    const outline = await page.evaluate(() => {
+      const style = getComputedStyle(document.activeElement);
+      return { tag: document.activeElement.tagName, style: style.outlineStyle, width: style.outlineWidth };
+    });
+    assert.notEqual(outline.tag, "BODY");
+    assert.notEqual(outline.style, "none", JSON.stringify(outline));
+  });
+
+  await t.test("creates a webhook for one event in one project through the form", async () => {
+    await page.getByRole("link", { name: "New webhook" }).click();
+    const created = page.locator('input[type="checkbox"][value="TODO_CREATED"]');
+    await created.waitFor();
+    // Six groups, each with "all in this group".
+    assert.equal(await page.locator("#event-groups fieldset.event-group").count(), 6);
+    assert.equal(await page.getByLabel("All in this group").count(), 6);
+    assert.equal(await page.locator('#event-groups input[name="events"]').count(), 37);
+
+    await page.getByLabel("Address (URL) that receives the events").fill(receiver.url);
+    await page.getByLabel(/^Name/).fill("Orders");
+    await page.getByLabel(/^Description/).fill("New records of project p1");
+    await page.getByRole("checkbox", { name: /A record was created\. TODO_CREATED/ }).check();
+    assert.equal(await created.isChecked(), true);
+    await page.getByLabel("Only the companies and projects I choose").check();
+    const company = page.locator(`fieldset.company[data-company="${acme}"]`);
+    await company.getByRole("checkbox", { name: `Company ${acme}` }).check();
+    await company.getByLabel("Only some projects").check();
+    await company.getByLabel("Project ids").fill("p1");
+    // A header the service owns: the API refuses it, and says so next to that header.
+    await page.getByRole("button", { name: "Add a header" }).click();
+    await page.getByLabel("Header name").last().fill("Host");
+    await page.getByLabel("Value").last().fill("example.com");
+    await shot("desktop-2-new-webhook");
+    await page.getByRole("button", { name: "Create webhook" }).click();
+    const headerRow = page.locator(".header-row").last();
+    await headerRow.locator(".field-error").getByText("sets this header itself").waitFor();
+    assert.equal(await headerRow.getByLabel("Header name").getAttribute("aria-invalid"), "true");
+    await page.getByRole("alert").getByText("The webhook was not saved").waitFor();
+
+    await page.getByLabel("Header name").last().fill("X-Receiver-Token");
+    await page.getByRole("button", { name: "Create webhook" }).click();
+
+    // The secret, once, with a copy button and how to verify.
+    const dialog = page.getByRole("dialog", { name: "Signing secret" });
+    await dialog.waitFor();
+    secret = await dialog.getByLabel("Secret").inputValue();
+    assert.match(secret, /^whsec_[A-Za-z0-9+/=]+$/);
+    await dialog.getByRole("button", { name: "Copy" }).click();
+    await dialog.locator("#secret-copied").filter({ hasText: /Copied|Ctrl\+C/ }).waitFor();
+    await dialog.getByText("How to verify a request").click();
+    await shot("desktop-3-secret");
+    await dialog.getByRole("button", { name: "I have saved it" }).click();
+    await dialog.waitFor({ state: "hidden" });
+    assert.equal(await page.locator("#secret-value").inputValue(), "", "the secret leaves the page");
+
+    const orders = card("Orders");
+    await orders.waitFor();
+    await orders.locator(".badge").getByText("Active").waitFor();
+    assert.equal(await orders.locator(".url").textContent(), receiver.url);
+    await orders.getByText("TODO_CREATED").waitFor();
+    await orders.getByText(`${acme}: project p1`).waitFor();
+  });
+
+  await t.test("a matching event is delivered, signed with the secret shown, and shows in the log", async () => {
+    const event = (id, project) => ({
+      specversion: "1.0", id, source: `app/companies/${acme}/projects/${project}`, type: "TODO_CREATED",
+      companyid: acme, projectid: project, data: { currentValue: { id, title: "Ship it" } },
+    });
+    const other = await call("POST", "/v1/events", key, event(`${eventId}-other`, "p2"), "application/cloudevents+json");
+    assert.equal(other.status, 202, other.text);
+    const published = await call("POST", "/v1/events", key, event(eventId, "p1"), "application/cloudevents+json");
+    assert.equal(published.status, 202, published.text);
+
+    const request = await eventually("the delivery at the receiver", () => receiver.requests.find((r) => r.body.includes(eventId)));
+    assert.ok(verifySignature(secret, request), "signed with the secret the dialog showed");
+    assert.equal(request.headers["x-receiver-token"], "example.com");
+
+    await card("Orders").getByRole("link", { name: "Deliveries" }).click();
+    await page.getByRole("heading", { name: "Deliveries of “Orders”" }).waitFor();
+    const row = page.locator("#deliveries-rows tr", { hasText: eventId });
+    await eventually("the delivery in the log", async () => {
+      if ((await row.count()) > 0) return true;
+      await page.getByRole("button", { name: "Refresh" }).click();
+      await page.waitForTimeout(300);
+      return false;
+    });
+    await row.locator(".badge").getByText("Succeeded").waitFor();
+    await row.getByText("HTTP 200").waitFor();
+    assert.equal(await page.locator("#deliveries-rows tr", { hasText: `${eventId}-other` }).count(), 0, "p2 is not in the scope");
+    await shot("desktop-4-deliveries");
+    await row.getByRole("button", { name: `Send event ${eventId} again` }).click();
+    await row.getByText("Queued").waitFor();
+    await eventually("the redelivery", () => receiver.requests.filter((r) => r.body.includes(eventId)).length >= 2);
+  });
+
+  await t.test("disable, then enable with the health check's result", async () => {
+    await page.getByRole("link", { name: "Back to webhooks" }).click();
+    const orders = card("Orders");
+    await orders.getByRole("button", { name: "Disable", exact: true }).click();
+    await orders.locator(".badge").getByText("Disabled").waitFor();
+    await orders.getByText("Switched off by hand").waitFor();
+
+    // The receiver is down: the health check fails, the webhook stays as it was.
+    receiver.status = 500;
+    receiver.body = XSS_BODY;
+    await orders.getByRole("button", { name: "Enable", exact: true }).click();
+    await orders.locator(".result").getByText(/Health check failed: your system answered HTTP 500 in \d+ ms/).waitFor();
+    await orders.locator(".badge").getByText("Disabled").waitFor();
+    await shot("desktop-5-health-check-failed");
+
+    receiver.status = 200;
+    receiver.body = "ok";
+    await orders.getByRole("button", { name: "Enable", exact: true }).click();
+    await orders.locator(".result").getByText("Health check passed").waitFor();
+    await orders.locator(".badge").getByText("Active").waitFor();
+    const focused = await page.evaluate(() => document.activeElement?.textContent);
+    assert.equal(focused, "Disable", "focus stays on the on/off button");
+
+    await orders.getByRole("button", { name: "Send test", exact: true }).click();
+    await orders.locator(".result").getByText(/Test delivered: your system answered HTTP 200/).waitFor();
+  });
+
+  await t.test("a failed health check's response body shows as text in the log", async () => {
+    await card("Orders").getByRole("link", { name: "Deliveries" }).click();
+    const failed = page.locator("#deliveries-rows tr", { hasText: "HTTP 500" }).first();
+    await failed.waitFor();
+    await failed.getByText("Response from your system").click();
+    assert.equal(await failed.locator("pre.response-body").textContent(), XSS_BODY);
+    assert.equal(await page.locator("#deliveries-rows img").count(), 0);
+    await page.getByRole("link", { name: "Back to webhooks" }).click();
+  });
+
+  await t.test("a new signing secret, or a clear message when the service cannot make one", async (st) => {
+    const orders = card("Orders");
+    await orders.getByRole("button", { name: "New secret", exact: true }).click();
+    const confirm = page.getByRole("dialog", { name: "Create a new signing secret?" });
+    await confirm.getByRole("button", { name: "Create new secret" }).click();
+    const secretDialog = page.getByRole("dialog", { name: "Signing secret" });
+    await Promise.race([secretDialog.waitFor(), orders.locator(".result").getByText("Could not create a new secret").waitFor()]);
+    if (await secretDialog.isVisible()) {
+      const rotated = await secretDialog.getByLabel("Secret").inputValue();
+      assert.match(rotated, /^whsec_/);
+      assert.notEqual(rotated, secret);
+      await secretDialog.getByRole("button", { name: "I have saved it" }).click();
+      st.diagnostic("rotated: the new secret was shown");
+    } else {
+      st.diagnostic(`not rotated: ${await orders.locator(".result").textContent()}`);
+    }
+  });
+
+  await t.test("names, descriptions and URLs from customers are text, never markup", async () => {
+    const created = await call("POST", "/v1/webhooks", key, {
+      url: `${receiver.url}?a=<b>&c="d"`,
+      name: XSS_NAME,
+      description: "<script>alert(3)</script>",
+      events: ["TAG_CREATED"],
+    });
+    assert.equal(created.status, 201, created.text);
+    await page.getByRole("button", { name: "Refresh" }).click();
+    const hostile = card(XSS_NAME);
+    await hostile.waitFor();
+    assert.equal(await hostile.getByRole("heading").textContent(), XSS_NAME);
+    await hostile.getByText("<script>alert(3)</script>").waitFor();
+    assert.equal(await page.locator("#webhooks img, #webhooks script").count(), 0);
+    await shot("desktop-6-list");
+
+    // Deleting asks first.
+    await hostile.getByRole("button", { name: "Delete", exact: true }).click();
+    const confirm = page.getByRole("dialog", { name: "Delete this webhook?" });
+    await confirm.getByRole("button", { name: "Cancel" }).click();
+    await hostile.waitFor();
+    await hostile.getByRole("button", { name: "Delete", exact: true }).click();
+    await confirm.getByRole("button", { name: "Delete webhook" }).click();
+    await hostile.waitFor({ state: "detached" });
+    assert.equal((await call("GET", `/v1/webhooks/${created.json.id}`, key)).status, 404);
+  });
+
+  await t.test("fits a phone's width", async () => {
+    await page.setViewportSize(PHONE);
+    const fits = () => page.evaluate(() => document.documentElement.scrollWidth <= window.innerWidth);
+    await page.getByRole("button", { name: "Refresh" }).click();
+    await card("Orders").waitFor();
+    await page.waitForFunction(() => !document.querySelector("#refresh-list").disabled);
+    assert.ok(await fits(), "the list has no sideways scrolling");
+    await shot("phone-1-list");
+    await card("Orders").getByRole("link", { name: "Edit" }).click();
+    await page.getByRole("heading", { name: "Edit webhook" }).waitFor();
+    assert.equal(await page.getByLabel(/^Name/).inputValue(), "Orders");
+    assert.equal(await page.locator(`fieldset.company[data-company="${acme}"]`).getByLabel("Project ids").inputValue(), "p1");
+    assert.ok(await fits(), "the form has no sideways scrolling");
+    await shot("phone-2-edit");
+    await page.getByRole("link", { name: "Cancel" }).click();
+    await card("Orders").getByRole("link", { name: "Deliveries" }).click();
+    await page.locator("#deliveries-rows tr").first().waitFor();
+    assert.ok(await fits(), "the log has no sideways scrolling");
+    await shot("phone-3-deliveries");
+    await page.setViewportSize(DESKTOP);
+  });
+
+  await t.test("signing out forgets the key", async () => {
+    await page.getByRole("button", { name: "Sign out" }).click();
+    await page.getByLabel("API key", { exact: true }).waitFor();
+    assert.deepEqual(await page.evaluate(() => Object.keys(sessionStorage)), []);
+  });
+});
+
+test("no script ran from data and nothing broke the policy", () => {
+  assert.deepEqual(dialogs, [], "no alert, confirm or prompt fired");
+  assert.deepEqual(problems, []);
+});
