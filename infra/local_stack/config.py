@@ -137,7 +137,9 @@ def parse(argv: list[str] | None = None, environ: dict[str, str] | None = None) 
         "environment overrides it.",
     )
     parser.add_argument("--state-dir", default=".dev", help="stack.json and logs/ go here (default .dev)")
-    parser.add_argument("--bin-dir", default="target/debug", help="where the function binaries are")
+    # Cargo puts the binaries under CARGO_TARGET_DIR when it is set.
+    default_bin_dir = str(Path(os.environ.get("CARGO_TARGET_DIR") or "target") / "debug")
+    parser.add_argument("--bin-dir", default=default_bin_dir, help="where the function binaries are")
     parser.add_argument("--template", default="template.yaml", help="the SAM template")
     parser.add_argument("--processes", default=default_processes, help="processes per function")
     parser.add_argument(
