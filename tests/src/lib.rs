@@ -478,6 +478,13 @@ impl Receiver {
         }
     }
 
+    /// Forget the statuses still planned: answer 200 from now on.
+    pub fn heal(&self) {
+        if let Ok(mut p) = self.plan.lock() {
+            p.clear();
+        }
+    }
+
     /// Answer the next request with `status` and a `Retry-After` header.
     pub fn respond_with_retry_after(&self, status: u16, retry_after: &str) {
         if let Ok(mut p) = self.plan.lock() {
