@@ -19,7 +19,7 @@ SAM_DEPLOY_FLAGS ?= --guided
 export CARGO_TERM_COLOR ?= never
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: help venv venv-sam build dev test test-unit lint package deploy clean
+.PHONY: help venv venv-sam build dev test test-unit lint package deploy clean chaos
 
 help: ## This list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -50,6 +50,12 @@ dev: venv build ## Run the whole product locally on the embedded AWS emulator (f
 
 test: venv venv-sam build ## Every test: template lint, unit, template, integration on the local stack
 	bash infra/run-tests.sh
+
+# The ledger test (tests/tests/ledger.rs) scaled up; its figures are in the README. Override with
+# LEDGER_EVENTS, LEDGER_FAULT_RATE, LEDGER_RECEIVER_FAILURE, LEDGER_KILLS, LEDGER_SEED.
+chaos: venv build ## Ledger under chaos, large: 2000 events, 10 % AWS faults, failing receivers, kills
+	LEDGER_EVENTS=$${LEDGER_EVENTS:-2000} LEDGER_FAULT_RATE=$${LEDGER_FAULT_RATE:-0.1} LEDGER_KILLS=$${LEDGER_KILLS:-6} \
+	  $(CARGO) nextest run -p webhooks-tests --test ledger --profile chaos --no-capture
 
 lint: venv venv-sam ## cfn-lint and sam validate --lint on template.yaml; any finding fails
 	bash infra/lint.sh

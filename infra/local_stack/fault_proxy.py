@@ -253,6 +253,8 @@ class Faults:
         self.by_operation: dict[str, dict[str, int]] = {}
         self.idempotent_answers: dict[str, tuple[float, tuple]] = {}
         self.idempotent_replays = 0
+        self.slowest: tuple[float, str] = (0.0, "")
+        self.slow = 0  # forwarded requests that took over a second, waiting included
 
     def decide(self, call: Call) -> tuple[str | None, int]:
         """The fault for this request (None: none) and a variant number for its response."""
@@ -285,9 +287,13 @@ class Faults:
         with self.lock:
             self.idempotent_answers[token] = (time.monotonic(), answer)
 
-    def count_forwarded(self) -> None:
+    def count_forwarded(self, call: Call, seconds: float) -> None:
         with self.lock:
             self.forwarded += 1
+            if seconds > 1.0:
+                self.slow += 1
+            if seconds > self.slowest[0]:
+                self.slowest = (seconds, f"{call.service}:{call.operation}")
 
     def count_upstream_error(self) -> None:
         with self.lock:
@@ -310,6 +316,8 @@ class Faults:
                 "forwarded": self.forwarded,
                 "upstream_errors": self.upstream_errors,
                 "idempotent_replays": self.idempotent_replays,
+                "slow_forwards": self.slow,
+                "slowest_forward": {"seconds": round(self.slowest[0], 3), "operation": self.slowest[1]},
                 "injected": sum(self.by_kind.values()),
                 "by_kind": dict(self.by_kind),
                 "by_operation": {k: dict(v) for k, v in sorted(self.by_operation.items())},
@@ -396,6 +404,7 @@ class FaultProxyHandler(httputil.QuietHandler):
             return self._answer(*remembered)
         isolate = call.service == "dynamodb"
         exclusive = isolate and call.operation == "TransactWriteItems"
+        started = time.monotonic()
         if isolate:
             self.server.dynamodb_lock.acquire(exclusive)
         try:
@@ -408,7 +417,7 @@ class FaultProxyHandler(httputil.QuietHandler):
         finally:
             if isolate:
                 self.server.dynamodb_lock.release(exclusive)
-        self.server.faults.count_forwarded()
+        self.server.faults.count_forwarded(call, time.monotonic() - started)
         if token and 200 <= answer[0] < 300:
             self.server.faults.remember(token, answer)
         if kind == "after":
