@@ -51,7 +51,7 @@ dev: venv build ## Run the whole product locally on the embedded AWS emulator (f
 test: venv venv-sam build ## Every test: template lint, unit, template, integration on the local stack
 	bash infra/run-tests.sh
 
-# The ledger test (tests/tests/ledger.rs) scaled up; its figures are in the README. Override with
+# The ledger test (tests/tests/ledger.rs) scaled up; it prints its ledger line. Override with
 # LEDGER_EVENTS, LEDGER_FAULT_RATE, LEDGER_RECEIVER_FAILURE, LEDGER_KILLS, LEDGER_SEED.
 chaos: venv build ## Ledger under chaos, large: 2000 events, 10 % AWS faults, failing receivers, kills
 	LEDGER_EVENTS=$${LEDGER_EVENTS:-2000} LEDGER_FAULT_RATE=$${LEDGER_FAULT_RATE:-0.1} LEDGER_KILLS=$${LEDGER_KILLS:-6} \
