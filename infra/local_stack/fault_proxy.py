@@ -255,6 +255,7 @@ class Faults:
         self.idempotent_replays = 0
         self.slowest: tuple[float, str] = (0.0, "")
         self.slow = 0  # forwarded requests that took over a second, waiting included
+        self.timing: dict[str, list[float]] = {}  # operation -> [count, emulator seconds, waiting seconds]
 
     def decide(self, call: Call) -> tuple[str | None, int]:
         """The fault for this request (None: none) and a variant number for its response."""
@@ -287,13 +288,18 @@ class Faults:
         with self.lock:
             self.idempotent_answers[token] = (time.monotonic(), answer)
 
-    def count_forwarded(self, call: Call, seconds: float) -> None:
+    def count_forwarded(self, call: Call, waited: float, seconds: float) -> None:
         with self.lock:
             self.forwarded += 1
+            operation = f"{call.service}:{call.operation}"
             if seconds > 1.0:
                 self.slow += 1
             if seconds > self.slowest[0]:
-                self.slowest = (seconds, f"{call.service}:{call.operation}")
+                self.slowest = (seconds, operation)
+            timing = self.timing.setdefault(operation, [0, 0.0, 0.0])
+            timing[0] += 1
+            timing[1] += seconds - waited
+            timing[2] += waited
 
     def count_upstream_error(self) -> None:
         with self.lock:
@@ -321,6 +327,10 @@ class Faults:
                 "injected": sum(self.by_kind.values()),
                 "by_kind": dict(self.by_kind),
                 "by_operation": {k: dict(v) for k, v in sorted(self.by_operation.items())},
+                "timing": {
+                    k: {"requests": int(n), "emulator_seconds": round(busy, 1), "waiting_seconds": round(waited, 1)}
+                    for k, (n, busy, waited) in sorted(self.timing.items())
+                },
             }
 
 
@@ -407,6 +417,7 @@ class FaultProxyHandler(httputil.QuietHandler):
         started = time.monotonic()
         if isolate:
             self.server.dynamodb_lock.acquire(exclusive)
+        waited = time.monotonic() - started
         try:
             answer = self._forward(body)
         except OSError as e:
@@ -417,7 +428,7 @@ class FaultProxyHandler(httputil.QuietHandler):
         finally:
             if isolate:
                 self.server.dynamodb_lock.release(exclusive)
-        self.server.faults.count_forwarded(call, time.monotonic() - started)
+        self.server.faults.count_forwarded(call, waited, time.monotonic() - started)
         if token and 200 <= answer[0] < 300:
             self.server.faults.remember(token, answer)
         if kind == "after":
