@@ -40,6 +40,9 @@ export WEBHOOKS_STACK_FILE="$PWD/$state/stack.json"
 status=0
 cargo nextest run --workspace --no-fail-fast || status=$?
 bash infra/browser-test.sh || status=1
+# Last: its admin pass may delete any key or webhook on the stack.
+echo "--- schemathesis: the API against its own OpenAPI document ---"
+.venv/bin/python infra/api_fuzz.py "$WEBHOOKS_STACK_FILE" || status=1
 if [ "$status" -ne 0 ]; then
   echo "--- local stack log (tail) ---" >&2
   tail -n 50 "$state/runner.log" >&2 || true

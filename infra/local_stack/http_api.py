@@ -122,6 +122,13 @@ class HttpApiHandler(httputil.QuietHandler):
 
     do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = do_GET
 
+    def __getattr__(self, name: str):
+        # An `ANY` route takes every method, TRACE and extension methods included (the
+        # function answers 405 for those it does not serve); http.server would say 501.
+        if name.startswith("do_"):
+            return self._handle
+        raise AttributeError(name)
+
     def _handle(self) -> None:
         started = time.monotonic()
         epoch = time.time()
@@ -135,6 +142,12 @@ class HttpApiHandler(httputil.QuietHandler):
             self.close_connection = True
             return self._answer(413, {"message": "Request Entity Too Large"}, rid, started)
         except httputil.BadRequest:
+            self.close_connection = True
+            return self._answer(400, {"message": "Bad Request"}, rid, started)
+
+        # RFC 9110 §5.5: NUL, CR and LF never appear in a field value; AWS's front door refuses
+        # such a request rather than hand it to the function (which could not parse it either).
+        if any(ch in value for value in self.headers.values() for ch in "\x00\r\n"):
             self.close_connection = True
             return self._answer(400, {"message": "Bad Request"}, rid, started)
 

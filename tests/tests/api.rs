@@ -318,3 +318,58 @@ async fn publishing_is_all_or_nothing_with_precise_errors() -> Result<()> {
     assert_eq!((r.status, r.body.clone()), (202, json!({"accepted": 2})), "duplicates are accepted");
     Ok(())
 }
+
+#[tokio::test]
+async fn the_openapi_document_is_served_without_a_key_and_names_every_route() -> Result<()> {
+    let (_stack, api, _admin) = setup().await?;
+    let doc = api.call("GET", "/v1/openapi.json", None, None).await?;
+    assert_eq!(doc.status, 200);
+    assert_eq!(doc.body["openapi"], "3.1.0");
+    assert_eq!(doc.body["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
+    let paths = doc.body["paths"].as_object().context("paths")?;
+    for (path, method) in [
+        ("/v1/webhooks", "post"),
+        ("/v1/webhooks/{id}", "patch"),
+        ("/v1/webhooks/{id}/deliveries/{message_id}/redeliver", "post"),
+        ("/v1/events", "post"),
+        ("/v1/api-keys/{id}/rotate", "post"),
+    ] {
+        assert!(paths[path][method].is_object(), "{method} {path}");
+    }
+    // Request schemas refuse unknown fields, like the API.
+    let create = &doc.body["components"]["schemas"]["WebhookCreate"];
+    assert_eq!(create["additionalProperties"], false);
+    assert_eq!(create["required"], json!(["url"]));
+    Ok(())
+}
+
+#[tokio::test]
+async fn malformed_queries_and_unserved_methods_answer_in_the_documented_shape() -> Result<()> {
+    let (_stack, api, admin) = setup().await?;
+    let company = unique("co");
+    let (_, key) = api.create_key(&admin, &[&company], &["manage"]).await?;
+    let hook = api.create_webhook(&key, hook("http://127.0.0.1:9/hook")).await?;
+    let id = hook["id"].as_str().context("id")?;
+
+    // A repeated query field: JSON 400, not the router's plain text.
+    let r = api.call("GET", &format!("/v1/webhooks/{id}/deliveries?status=failed&status=parked"), Some(&key), None).await?;
+    assert_eq!((r.status, r.code()), (400, "validation_failed"), "{}", r.body);
+    // An empty filter is not a filter value.
+    let r = api.call("GET", "/v1/webhooks?status=", Some(&key), None).await?;
+    assert_eq!((r.status, r.body["error"]["field"].as_str()), (400, Some("status")), "{}", r.body);
+
+    // A method a route does not serve: 405, through the HTTP API's ANY routes.
+    for (method, path) in [("PUT", format!("/v1/webhooks/{id}")), ("TRACE", "/health".to_owned()), ("POST", "/v1/me".to_owned())] {
+        let r = api.raw(method, &path, Some(&key), None, None).await?;
+        assert_eq!(r.status, 405, "{method} {path}");
+    }
+
+    // `rotate-secret` takes a whole number of seconds however JSON spells it, and `null` as no body.
+    for body in ["{\"grace_seconds\": 60.0}", "null", ""] {
+        let r = api.raw("POST", &format!("/v1/webhooks/{id}/rotate-secret"), Some(&key), Some("application/json"), Some(body.into())).await?;
+        assert_eq!(r.status, 200, "{body}: {}", r.body);
+    }
+    let r = api.raw("POST", &format!("/v1/webhooks/{id}/rotate-secret"), Some(&key), Some("application/json"), Some(b"{\"grace_seconds\": 60.5}".to_vec())).await?;
+    assert_eq!((r.status, r.body["error"]["field"].as_str()), (400, Some("grace_seconds")));
+    Ok(())
+}

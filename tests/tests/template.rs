@@ -755,7 +755,7 @@ fn the_http_api_is_throttled_and_routes_only_the_api_the_web_app_and_health() ->
         .collect();
     let expected = BTreeSet::from([
         ("GET".to_owned(), "/".to_owned()),
-        ("GET".to_owned(), "/health".to_owned()),
+        ("ANY".to_owned(), "/health".to_owned()),
         ("ANY".to_owned(), "/v1/{proxy+}".to_owned()),
     ]);
     assert_eq!(routes, expected);

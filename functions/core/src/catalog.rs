@@ -5,6 +5,7 @@ use serde::Serialize;
 
 /// One entry of the catalog, as `GET /v1/event-types` returns it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EventType {
     #[serde(rename = "type")]
     pub name: &'static str,

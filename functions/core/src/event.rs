@@ -12,8 +12,8 @@ use crate::catalog;
 
 /// Largest accepted event, serialized (SPEC §2).
 pub const MAX_EVENT_BYTES: usize = 256 * 1024;
-const MAX_ID_CHARS: usize = 128;
-const MAX_SOURCE_CHARS: usize = 1024;
+pub const MAX_ID_CHARS: usize = 128;
+pub const MAX_SOURCE_CHARS: usize = 1024;
 
 /// A validated event: everything matching and delivery need, nothing else.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

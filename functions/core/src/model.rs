@@ -8,11 +8,14 @@ use serde::{Deserialize, Serialize};
 
 /// One entry of a webhook's `scopes`: a whole company, or one project of it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Scope {
+    #[cfg_attr(feature = "openapi", schema(pattern = "^[A-Za-z0-9_-]{1,64}$"))]
     pub company_id: String,
     /// `None` selects every project of the company.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(pattern = "^[A-Za-z0-9_-]{1,64}$"))]
     pub project_id: Option<String>,
 }
 
@@ -40,6 +43,7 @@ pub struct Selection {
 
 /// What an API key may do besides reading itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Permission {
     /// Create, read, change and delete its own webhooks.
@@ -68,6 +72,7 @@ impl Permission {
 
 /// Whether a webhook receives deliveries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum WebhookStatus {
     Active,
@@ -86,6 +91,7 @@ impl WebhookStatus {
 
 /// Why a webhook is disabled; decides whether new matches are parked or dropped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum DisabledReason {
     /// A delivery used all its attempts with no success of the webhook in between.

@@ -14,6 +14,7 @@ pub const ADMIN_KEY_ID: &str = "key_admin";
 
 /// An API key object (never its secret).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ApiKey {
     pub id: String,
     pub name: String,
@@ -35,6 +36,7 @@ impl ApiKey {
 
 /// A webhook's configuration and state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Webhook {
     pub id: String,
     pub owner_key_id: String,
@@ -58,6 +60,7 @@ impl Webhook {
 
 /// Failure counters of a webhook (SPEC §6), plus drops by reason.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Health {
     pub consecutive_failures: u32,
     pub failing_since: Option<String>,
@@ -70,6 +73,7 @@ pub struct Health {
 
 /// A webhook as the API returns it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WebhookView {
     #[serde(flatten)]
     pub webhook: Webhook,
@@ -79,6 +83,7 @@ pub struct WebhookView {
 
 /// One entry of a webhook's delivery log (SPEC §7): an attempt, or a parking.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LogEntry {
     pub event_id: String,
     pub source: Option<String>,

@@ -56,10 +56,10 @@ const FORBIDDEN_HEADER_NAMES: [&str; 9] = [
 /// Header name prefixes reserved for the body's framing, the signature and proxies.
 const FORBIDDEN_HEADER_PREFIXES: [&str; 3] = ["content-", "webhook-", "proxy-"];
 
-const WEBHOOK_FIELDS: [&str; 6] = ["url", "name", "description", "events", "scopes", "headers"];
-const SCOPE_FIELDS: [&str; 2] = ["company_id", "project_id"];
-const KEY_FIELDS: [&str; 3] = ["name", "companies", "permissions"];
-const ROTATE_FIELDS: [&str; 1] = ["grace_seconds"];
+pub const WEBHOOK_FIELDS: [&str; 6] = ["url", "name", "description", "events", "scopes", "headers"];
+pub const SCOPE_FIELDS: [&str; 2] = ["company_id", "project_id"];
+pub const KEY_FIELDS: [&str; 3] = ["name", "companies", "permissions"];
+pub const ROTATE_FIELDS: [&str; 1] = ["grace_seconds"];
 
 /// A refused input: where (`field`, a path into the body; empty for the body as a whole) and
 /// why (`message`, a sentence naming the field that a user can act on).
@@ -246,7 +246,11 @@ pub fn parse_rotate_secret(v: Option<&Value>) -> Result<u32, FieldError> {
     let Some(v) = v else { return Ok(DEFAULT_GRACE_SECONDS) };
     let body = body_object(v, &ROTATE_FIELDS)?;
     let Some(grace) = body.get("grace_seconds") else { return Ok(DEFAULT_GRACE_SECONDS) };
-    grace.as_u64().and_then(|n| u32::try_from(n).ok()).filter(|n| *n <= MAX_GRACE_SECONDS).ok_or_else(|| {
+    // JSON has one number type: `60.0` is the whole number 60 (as JSON Schema's `integer` says).
+    let whole = grace.as_u64().or_else(|| {
+        grace.as_f64().filter(|f| f.fract() == 0.0 && (0.0..=f64::from(MAX_GRACE_SECONDS)).contains(f)).map(|f| f as u64)
+    });
+    whole.and_then(|n| u32::try_from(n).ok()).filter(|n| *n <= MAX_GRACE_SECONDS).ok_or_else(|| {
         let message = format!("`grace_seconds` must be a whole number from 0 to {MAX_GRACE_SECONDS}");
         FieldError::new("grace_seconds", message)
     })
@@ -921,7 +925,9 @@ mod tests {
             ("huge", Some(json!({"grace_seconds": u64::MAX})), Err("grace_seconds")),
             ("negative", Some(json!({"grace_seconds": -1})), Err("grace_seconds")),
             ("fraction", Some(json!({"grace_seconds": 1.5})), Err("grace_seconds")),
-            ("float literal", Some(json!({"grace_seconds": 60.0})), Err("grace_seconds")),
+            ("whole float literal", Some(json!({"grace_seconds": 60.0})), Ok(60)),
+            ("float beyond a week", Some(json!({"grace_seconds": 604_801.0})), Err("grace_seconds")),
+            ("negative float", Some(json!({"grace_seconds": -60.0})), Err("grace_seconds")),
             ("string", Some(json!({"grace_seconds": "60"})), Err("grace_seconds")),
             ("null", Some(json!({"grace_seconds": null})), Err("grace_seconds")),
             ("unknown field", Some(json!({"grace": 60})), Err("grace")),

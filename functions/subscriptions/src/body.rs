@@ -27,10 +27,11 @@ pub fn json(headers: &HeaderMap, body: &Bytes) -> Result<Value, ApiError> {
     serde_json::from_slice(body).map_err(|e| ApiError::validation("", format!("the body is not valid JSON: {e}")))
 }
 
-/// A body that may be left out (any or no content type then), JSON when given.
+/// A body that may be left out (any or no content type then), JSON when given; a JSON `null`
+/// says the same as no body.
 pub fn optional_json(headers: &HeaderMap, body: &Bytes) -> Result<Option<Value>, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(None);
     }
-    json(headers, body).map(Some)
+    json(headers, body).map(|v| Some(v).filter(|v| !v.is_null()))
 }

@@ -2,11 +2,11 @@
 //! what was parked), test, the delivery log, and redelivery of one event.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
+use crate::extract::{Path, Query};
 use axum::http::StatusCode;
 use reqwest::header::HeaderMap;
 use serde::Deserialize;
-use serde_json::{Value, json};
 use time::OffsetDateTime;
 use webhooks_aws::dynamodb::StoredWebhook;
 use webhooks_aws::http::{SendOutcome, insert};
@@ -17,12 +17,13 @@ use webhooks_core::ids::{random_base62, random_unit};
 use webhooks_core::message::{Delivery, DeliveryQueueMessage, Replay};
 use webhooks_core::model::{DisabledReason, WebhookStatus};
 use webhooks_core::payload::{health_check_body, request_headers};
-use webhooks_core::resources::{LogEntry, log_status};
+use webhooks_core::resources::{LogEntry, WebhookView, log_status};
 
 use crate::AppState;
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::lists::list_limit;
+use crate::openapi::{DeliveryLog, Enabled, HealthCheckOutcome, LogStatus, Redelivery};
 use crate::webhooks::{view, visible};
 
 fn unavailable(e: impl std::error::Error + Send + Sync + 'static) -> ApiError {
@@ -75,8 +76,8 @@ async fn health_check(state: &AppState, stored: &StoredWebhook) -> Result<SendOu
     Ok(outcome)
 }
 
-fn outcome_json(outcome: &SendOutcome) -> Value {
-    json!({"status_code": outcome.status, "error": outcome.error, "duration_ms": outcome.duration_ms})
+fn outcome_of(outcome: &SendOutcome) -> HealthCheckOutcome {
+    HealthCheckOutcome { status_code: outcome.status, duration_ms: outcome.duration_ms, error: outcome.error.clone() }
 }
 
 async fn set_status(state: &AppState, previous: &StoredWebhook, status: WebhookStatus, reason: Option<DisabledReason>) -> Result<StoredWebhook, ApiError> {
@@ -92,20 +93,27 @@ async fn set_status(state: &AppState, previous: &StoredWebhook, status: WebhookS
     Ok(next)
 }
 
-pub async fn disable(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+/// Stops deliveries by hand: what was queued is parked, new matches are dropped (counted).
+#[utoipa::path(post, path = "/v1/webhooks/{id}/disable", tag = "webhooks", security(("bearer" = [])), params(("id" = String, Path)),
+    responses((status = 200, body = WebhookView)))]
+pub async fn disable(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Json<WebhookView>, ApiError> {
     let previous = visible(&state, &caller, &id).await?;
     let next = set_status(&state, &previous, WebhookStatus::Disabled, Some(DisabledReason::Manual)).await?;
     tracing::info!(webhook_id = %id, "webhook disabled by hand");
-    Ok(Json(json!(view(&state, &next).await?)))
+    Ok(Json(view(&state, &next).await?))
 }
 
-pub async fn enable(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+/// Sends a signed health check; on a 2xx the webhook is active again and what was parked is
+/// re-sent (asynchronously), else 409 `health_check_failed` and nothing changes.
+#[utoipa::path(post, path = "/v1/webhooks/{id}/enable", tag = "webhooks", security(("bearer" = [])), params(("id" = String, Path)),
+    responses((status = 200, body = Enabled)))]
+pub async fn enable(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Json<Enabled>, ApiError> {
     let previous = visible(&state, &caller, &id).await?;
     let outcome = health_check(&state, &previous).await?;
     if !outcome.succeeded() {
         return Err(ApiError::HealthCheckFailed {
             message: "the receiver did not answer the health check with a 2xx; the webhook is unchanged".into(),
-            details: outcome_json(&outcome),
+            details: serde_json::to_value(outcome_of(&outcome)).unwrap_or_default(),
         });
     }
     let next = set_status(&state, &previous, WebhookStatus::Active, None).await?;
@@ -118,31 +126,47 @@ pub async fn enable(State(state): State<AppState>, caller: Caller, Path(id): Pat
         }
     }
     tracing::info!(webhook_id = %id, replayed, "webhook enabled");
-    Ok(Json(json!({"webhook": view(&state, &next).await?, "replayed": replayed})))
+    Ok(Json(Enabled { webhook: view(&state, &next).await?, replayed }))
 }
 
-pub async fn test(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+/// Sends a signed `WEBHOOK_HEALTH_CHECK` now and tells what the receiver answered, whatever it
+/// was. Changes no counter or status.
+#[utoipa::path(post, path = "/v1/webhooks/{id}/test", tag = "webhooks", security(("bearer" = [])), params(("id" = String, Path)),
+    responses((status = 200, body = HealthCheckOutcome)))]
+pub async fn test(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Json<HealthCheckOutcome>, ApiError> {
     let stored = visible(&state, &caller, &id).await?;
     let outcome = health_check(&state, &stored).await?;
-    Ok(Json(outcome_json(&outcome)))
+    Ok(Json(outcome_of(&outcome)))
 }
 
-#[derive(Debug, Deserialize)]
+/// Filters of the delivery log (kept as text here: the handler gives the 400s).
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct LogParams {
+    /// Only entries with this status.
+    #[param(value_type = Option<LogStatus>)]
     status: Option<String>,
+    /// Only entries of this event.
     event_id: Option<String>,
+    /// Items per page, 1 to 100 (default 50).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
     limit: Option<String>,
+    /// `next_cursor` of the previous page.
+    #[param(min_length = 1)]
     cursor: Option<String>,
 }
 
+/// The delivery log: one entry per attempt and per parking, newest first.
+#[utoipa::path(get, path = "/v1/webhooks/{id}/deliveries", tag = "webhooks", security(("bearer" = [])),
+    params(("id" = String, Path), LogParams), responses((status = 200, body = DeliveryLog)))]
 pub async fn log(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
     Query(params): Query<LogParams>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<DeliveryLog>, ApiError> {
     visible(&state, &caller, &id).await?;
-    let status = params.status.as_deref().filter(|s| !s.is_empty());
+    let status = params.status.as_deref();
     if let Some(s) = status {
         if !log_status::ALL.contains(&s) {
             return Err(ApiError::validation("status", "status must be succeeded, pending, failed or parked"));
@@ -153,14 +177,19 @@ pub async fn log(
         .state
         .log_page(&id, status, params.event_id.as_deref().filter(|s| !s.is_empty()), limit, params.cursor.as_deref(), OffsetDateTime::now_utc().unix_timestamp())
         .await?;
-    Ok(Json(json!({"data": page.items, "next_cursor": page.next_cursor})))
+    Ok(Json(DeliveryLog { data: page.items, next_cursor: page.next_cursor }))
 }
 
+/// Re-sends a logged event as a new delivery (same `webhook-id`, fresh attempts). 404 when its
+/// payload is no longer kept.
+#[utoipa::path(post, path = "/v1/webhooks/{id}/deliveries/{message_id}/redeliver", tag = "webhooks", security(("bearer" = [])),
+    params(("id" = String, Path), ("message_id" = String, Path, description = "The `webhook_message_id` of a log entry")),
+    responses((status = 202, body = Redelivery)))]
 pub async fn redeliver(
     State(state): State<AppState>,
     caller: Caller,
     Path((id, message_id)): Path<(String, String)>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<Redelivery>), ApiError> {
     visible(&state, &caller, &id).await?;
     let now = OffsetDateTime::now_utc().unix_timestamp();
     let (event, webhook_message_id) = state.state.kept_payload(&id, &message_id, now).await?.ok_or(ApiError::NotFound)?;
@@ -178,5 +207,5 @@ pub async fn redeliver(
         return Err(ApiError::Unavailable("could not queue the redelivery".into()));
     }
     tracing::info!(webhook_id = %id, webhook_message_id = %message_id, "redelivery queued");
-    Ok((StatusCode::ACCEPTED, Json(json!({"status": "queued", "webhook_message_id": message_id}))))
+    Ok((StatusCode::ACCEPTED, Json(Redelivery { status: "queued", webhook_message_id: message_id })))
 }

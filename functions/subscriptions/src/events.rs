@@ -14,22 +14,32 @@ use webhooks_core::model::Permission;
 use crate::AppState;
 use crate::body::media_type;
 use crate::error::ApiError;
+use crate::openapi::{Accepted, CloudEvent, CloudEventBatch};
 
 /// Largest request (SPEC §7).
 const MAX_REQUEST_BYTES: usize = 1024 * 1024;
 /// Most events in one batch (SPEC §7).
-const MAX_BATCH_EVENTS: usize = 100;
+pub const MAX_BATCH_EVENTS: usize = 100;
 
 fn invalid(e: EventError) -> ApiError {
     ApiError::validation(e.field, e.message)
 }
 
+/// Publishes events: one (`application/cloudevents+json`) or a batch of 1 to 100
+/// (`application/cloudevents-batch+json`), all or nothing. They are matched and delivered
+/// asynchronously.
+#[utoipa::path(post, path = "/v1/events", tag = "events", security(("bearer" = [])),
+    request_body(content(
+        (CloudEvent = "application/cloudevents+json"),
+        (CloudEventBatch = "application/cloudevents-batch+json"),
+    )),
+    responses((status = 202, body = Accepted)))]
 pub async fn publish(
     State(state): State<AppState>,
     caller: crate::auth::Caller,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<Accepted>), ApiError> {
     let key = caller.require(Permission::Publish)?.key.clone();
     let batch = match media_type(&headers).as_deref() {
         Some("application/cloudevents+json") => false,
@@ -84,5 +94,5 @@ pub async fn publish(
         tracing::error!(unsent = unsent.len(), total = bodies.len(), "events could not all be enqueued");
         return Err(ApiError::Unavailable("events could not all be enqueued".into()));
     }
-    Ok((StatusCode::ACCEPTED, Json(json!({"accepted": events.len()}))))
+    Ok((StatusCode::ACCEPTED, Json(Accepted { accepted: events.len() })))
 }

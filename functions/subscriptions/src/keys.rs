@@ -2,9 +2,9 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
+use crate::extract::{Path, Query};
 use axum::http::{HeaderMap, StatusCode};
-use serde_json::{Value, json};
 use time::OffsetDateTime;
 use webhooks_aws::dynamodb::StoredKey;
 use webhooks_core::event::format_utc;
@@ -17,32 +17,41 @@ use crate::auth::Caller;
 use crate::body;
 use crate::error::ApiError;
 use crate::lists::{ListParams, list_limit};
+use crate::openapi::{ApiKeyCreate, ApiKeyList, ApiKeyPatch, ApiKeyWithSecret, Me};
 use crate::{AppState, webhooks};
 
 fn randomness(e: webhooks_core::ids::RandomnessError) -> ApiError {
     ApiError::Unavailable(Box::new(e))
 }
 
-pub async fn me(caller: Caller) -> Json<Value> {
+/// The calling key.
+#[utoipa::path(get, path = "/v1/me", tag = "keys", security(("bearer" = [])), responses((status = 200, body = Me)))]
+pub async fn me(caller: Caller) -> Json<Me> {
     Json(match caller {
-        Caller::Admin => json!({"id": ADMIN_KEY_ID, "name": "admin", "companies": [], "permissions": [], "is_admin": true}),
-        Caller::Key(k) => json!({"id": k.key.id, "name": k.key.name, "companies": k.key.companies,
-                                 "permissions": k.key.permissions, "is_admin": false}),
+        Caller::Admin => Me { id: ADMIN_KEY_ID.into(), name: "admin".into(), companies: vec![], permissions: vec![], is_admin: true },
+        Caller::Key(k) => Me {
+            id: k.key.id.clone(),
+            name: k.key.name.clone(),
+            companies: k.key.companies.clone(),
+            permissions: k.key.permissions.clone(),
+            is_admin: false,
+        },
     })
 }
 
-fn with_secret(key: &ApiKey, secret: &str) -> Value {
-    let mut v = json!(key);
-    v["key"] = json!(secret);
-    v
+fn with_secret(key: &ApiKey, secret: &str) -> ApiKeyWithSecret {
+    ApiKeyWithSecret { api_key: key.clone(), key: secret.to_owned() }
 }
 
+/// Creates an API key (admin only). Its secret is in the answer, and only there.
+#[utoipa::path(post, path = "/v1/api-keys", tag = "keys", security(("bearer" = [])), request_body = ApiKeyCreate,
+    responses((status = 201, body = ApiKeyWithSecret)))]
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<ApiKeyWithSecret>), ApiError> {
     caller.require_admin()?;
     let input = parse_key_create(&body::json(&headers, &body)?)?;
     let secret = new_api_key_secret().map_err(randomness)?;
@@ -59,27 +68,34 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(with_secret(&key, &secret))))
 }
 
+/// Every API key (admin only).
+#[utoipa::path(get, path = "/v1/api-keys", tag = "keys", security(("bearer" = [])), params(ListParams),
+    responses((status = 200, body = ApiKeyList)))]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
     Query(params): Query<ListParams>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ApiKeyList>, ApiError> {
     caller.require_admin()?;
     let page = state.store.list_keys(list_limit(params.limit.as_deref())? as i32, params.cursor.as_deref()).await?;
-    Ok(Json(json!({"data": page.items, "next_cursor": page.next_cursor})))
+    Ok(Json(ApiKeyList { data: page.items, next_cursor: page.next_cursor }))
 }
 
 async fn existing(state: &AppState, id: &str) -> Result<StoredKey, ApiError> {
     state.store.get_key(id).await?.ok_or(ApiError::NotFound)
 }
 
+/// Changes a key's name, companies or permissions (admin only). A company taken away stops its
+/// flows at once, queued retries included.
+#[utoipa::path(patch, path = "/v1/api-keys/{id}", tag = "keys", security(("bearer" = [])), params(("id" = String, Path)),
+    request_body = ApiKeyPatch, responses((status = 200, body = ApiKey)))]
 pub async fn update(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ApiKey>, ApiError> {
     caller.require_admin()?;
     let stored = existing(&state, &id).await?;
     let patch = parse_key_patch(&body::json(&headers, &body)?)?;
@@ -99,9 +115,12 @@ pub async fn update(
         webhooks::reindex_owner(&state, &key).await?;
     }
     tracing::info!(key_id = %key.id, "api key updated");
-    Ok(Json(json!(key)))
+    Ok(Json(key))
 }
 
+/// Deletes a key and its webhooks (admin only); their queued and parked deliveries are dropped.
+#[utoipa::path(delete, path = "/v1/api-keys/{id}", tag = "keys", security(("bearer" = [])), params(("id" = String, Path)),
+    responses((status = 204, description = "Deleted")))]
 pub async fn delete(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
     caller.require_admin()?;
     let stored = existing(&state, &id).await?;
@@ -112,7 +131,10 @@ pub async fn delete(State(state): State<AppState>, caller: Caller, Path(id): Pat
     Ok(StatusCode::NO_CONTENT)
 }
 
-pub async fn rotate(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+/// A new secret for a key (admin only); the old one is dead at once.
+#[utoipa::path(post, path = "/v1/api-keys/{id}/rotate", tag = "keys", security(("bearer" = [])), params(("id" = String, Path)),
+    responses((status = 200, body = ApiKeyWithSecret)))]
+pub async fn rotate(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Json<ApiKeyWithSecret>, ApiError> {
     caller.require_admin()?;
     let stored = existing(&state, &id).await?;
     let secret = new_api_key_secret().map_err(randomness)?;

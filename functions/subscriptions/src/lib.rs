@@ -2,11 +2,16 @@
 //! `lambda_http`. Handlers only translate HTTP to store and queue calls and back; validation and
 //! matching rules live in `webhooks-core`.
 
+use std::sync::LazyLock;
+
 use axum::Json;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
-use serde_json::{Value, json};
+use axum::http::header;
+use axum::response::IntoResponse;
+use utoipa::OpenApi as _;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use webhooks_aws::config::{ConfigError, flag, optional, parsed, required};
 use webhooks_aws::dynamodb::DynamoDbSubscriptions;
 use webhooks_aws::sqs::SqsBatchSender;
@@ -23,8 +28,10 @@ pub mod body;
 pub mod deliveries;
 pub mod error;
 pub mod events;
+pub mod extract;
 pub mod keys;
 pub mod lists;
+pub mod openapi;
 pub mod webhooks;
 pub mod webapp;
 
@@ -103,39 +110,61 @@ impl AppState {
     }
 }
 
+/// Every API route with its documentation: `utoipa_axum` registers each handler under the
+/// method and path of its `#[utoipa::path]`, so what is served is what is documented.
+pub fn api_router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(health))
+        .routes(routes!(openapi_json))
+        .routes(routes!(keys::me))
+        .routes(routes!(event_types))
+        .routes(routes!(keys::create, keys::list))
+        .routes(routes!(keys::update, keys::delete))
+        .routes(routes!(keys::rotate))
+        .routes(routes!(webhooks::create, webhooks::list))
+        .routes(routes!(webhooks::get, webhooks::update, webhooks::delete))
+        .routes(routes!(deliveries::disable))
+        .routes(routes!(deliveries::enable))
+        .routes(routes!(deliveries::test))
+        .routes(routes!(webhooks::rotate_secret))
+        .routes(routes!(deliveries::log))
+        .routes(routes!(deliveries::redeliver))
+        .routes(routes!(events::publish))
+}
+
+/// The document, built once per execution environment.
+static DOCUMENT: LazyLock<String> = LazyLock::new(|| openapi::document().to_json().unwrap_or_default());
+
 /// The whole API as one router, served by `lambda_http::run`.
 pub fn app(state: AppState) -> Router {
-    Router::new()
-        .merge(webapp::routes())
-        .route("/health", get(health))
-        .route("/v1/me", get(keys::me))
-        .route("/v1/event-types", get(event_types))
-        .route("/v1/api-keys", post(keys::create).get(keys::list))
-        .route("/v1/api-keys/{id}", axum::routing::patch(keys::update).delete(keys::delete))
-        .route("/v1/api-keys/{id}/rotate", post(keys::rotate))
-        .route("/v1/webhooks", post(webhooks::create).get(webhooks::list))
-        .route("/v1/webhooks/{id}", get(webhooks::get).patch(webhooks::update).delete(webhooks::delete))
-        .route("/v1/webhooks/{id}/disable", post(deliveries::disable))
-        .route("/v1/webhooks/{id}/enable", post(deliveries::enable))
-        .route("/v1/webhooks/{id}/test", post(deliveries::test))
-        .route("/v1/webhooks/{id}/rotate-secret", post(webhooks::rotate_secret))
-        .route("/v1/webhooks/{id}/deliveries", get(deliveries::log))
-        .route("/v1/webhooks/{id}/deliveries/{message_id}/redeliver", post(deliveries::redeliver))
-        .route("/v1/events", post(events::publish))
+    let (api, _) = api_router().split_for_parts();
+    api.merge(webapp::routes())
         .fallback(not_found)
         // Sizes are checked by the handlers, after authentication (SPEC §7's check order).
         .layer(DefaultBodyLimit::disable())
         .with_state(state)
 }
 
-async fn health() -> Json<Value> {
-    Json(json!({"status": "ok"}))
+/// Whether the service answers (no key needed, nothing called).
+#[utoipa::path(get, path = "/health", tag = "service", responses((status = 200, body = openapi::Status)))]
+async fn health() -> Json<openapi::Status> {
+    Json(openapi::Status { status: "ok" })
+}
+
+/// This document.
+#[utoipa::path(get, path = "/v1/openapi.json", tag = "service",
+    responses((status = 200, description = "The OpenAPI 3.1 document of this API", content_type = "application/json", body = Object)))]
+async fn openapi_json() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], DOCUMENT.as_str())
 }
 
 async fn not_found() -> error::ApiError {
     error::ApiError::NotFound
 }
 
-async fn event_types(_caller: auth::Caller) -> Json<Value> {
-    Json(json!({"data": catalog::SUBSCRIBABLE.as_slice()}))
+/// The event types a webhook can subscribe to.
+#[utoipa::path(get, path = "/v1/event-types", tag = "events", security(("bearer" = [])),
+    responses((status = 200, body = openapi::EventTypeList)))]
+async fn event_types(_caller: auth::Caller) -> Json<openapi::EventTypeList> {
+    Json(openapi::EventTypeList { data: catalog::SUBSCRIBABLE.as_slice() })
 }
