@@ -19,7 +19,7 @@ SAM_DEPLOY_FLAGS ?= --guided
 export CARGO_TERM_COLOR ?= never
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: help venv venv-sam build dev test test-unit lint package deploy clean chaos
+.PHONY: help venv venv-sam build dev test test-unit lint package deploy clean chaos bench
 
 help: ## This list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -69,6 +69,15 @@ package: $(BUILD_TOOLS_STAMP) ## sam build: the functions for Lambda (arm64, rel
 
 deploy: package ## package, then sam deploy (guided: asks for the stack, region and parameters)
 	$(SAM) deploy $(SAM_DEPLOY_FLAGS)
+
+# Figures, not tests (never part of `make test`): release builds of the functions, a private
+# local stack on free ports, a few minutes of load. Prints one table and keeps it, as JSON, in
+# target/bench/. wrk, the raw HTTP baseline of the throughput figure, comes from apt if missing.
+BENCH_SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+bench: venv ## Speed and cost figures (release builds, ~10 min): one table, JSON in target/bench/
+	command -v wrk >/dev/null || $(BENCH_SUDO) apt-get install -y -qq wrk || { $(BENCH_SUDO) apt-get update -qq && $(BENCH_SUDO) apt-get install -y -qq wrk; } || echo "wrk could not be installed: the throughput figure will have no raw baseline" >&2
+	$(CARGO) build --release -p subscriptions -p matcher -p delivery -p webhooks-bench
+	$(PYTHON) infra/bench/run.py
 
 clean: ## Remove build output, the virtualenvs and local state
 	rm -rf target $(VENV) $(SAM_VENV) .dev .aws-sam

@@ -1,0 +1,236 @@
+//! A running local stack (`infra/local_stack`), as the measurements use it: its `stack.json`,
+//! SDK clients for its emulator, the configuration API, the Lambda Invoke API of its control
+//! server, the environment of its function processes, and the emulator's request recorder.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use aws_config::{AppName, BehaviorVersion, Region};
+use aws_sdk_sqs::config::Credentials;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+/// The application name in the user agent of the bench's own AWS requests, so the analysis
+/// of the emulator's recording can tell them from the functions' requests.
+pub const APP_NAME: &str = "webhooks-bench";
+
+/// What the local stack wrote to its `stack.json` (the fields the bench uses).
+#[derive(Debug, Clone, Deserialize)]
+pub struct StackInfo {
+    pub api_url: String,
+    pub emulator_url: String,
+    pub region: String,
+    pub ingest_queue_url: String,
+    pub delivery_queue_url: String,
+    pub admin_key: Option<String>,
+    pub control_url: String,
+    pub tables: BTreeMap<String, String>,
+    pub functions: BTreeMap<String, FunctionInfo>,
+}
+
+/// One function as the stack runs it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct FunctionInfo {
+    pub logical_id: String,
+    pub timeout: u64,
+    pub memory: u64,
+    pub env: BTreeMap<String, String>,
+}
+
+/// One process of a function, from the control server's `/status`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Process {
+    pub slot: u32,
+    pub pid: Option<u32>,
+}
+
+/// The local stack and clients for it.
+#[derive(Debug, Clone)]
+pub struct Stack {
+    pub info: StackInfo,
+    pub http: reqwest::Client,
+}
+
+impl Stack {
+    pub fn open(file: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+        let info: StackInfo = serde_json::from_str(&text).with_context(|| format!("parsing {}", file.display()))?;
+        let http = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(60)).build()?;
+        Ok(Self { info, http })
+    }
+
+    /// SDK configuration for the emulator, with the bench's application name.
+    pub async fn sdk_config(&self) -> aws_config::SdkConfig {
+        let loader = aws_config::defaults(BehaviorVersion::latest())
+            .endpoint_url(&self.info.emulator_url)
+            .region(Region::new(self.info.region.clone()))
+            .credentials_provider(Credentials::new("test", "test", None, None, "local-stack"));
+        match AppName::new(APP_NAME) {
+            Ok(name) => loader.app_name(name),
+            Err(_) => loader,
+        }
+        .load()
+        .await
+    }
+
+    pub fn table(&self, logical_id: &str) -> Result<&str> {
+        self.info.tables.get(logical_id).map(String::as_str).with_context(|| format!("no table {logical_id} in stack.json"))
+    }
+
+    /// The processes of `binary` the stack supervises.
+    pub async fn processes(&self, binary: &str) -> Result<Vec<Process>> {
+        #[derive(Deserialize)]
+        struct Status {
+            functions: BTreeMap<String, Vec<Process>>,
+        }
+        let bytes = self.http.get(format!("{}/status", self.info.control_url)).send().await?.bytes().await?;
+        let status: Status = serde_json::from_slice(&bytes)?;
+        status.functions.get(binary).cloned().with_context(|| format!("no function {binary} in /status"))
+    }
+
+    /// The environment of a running process of `binary`: exactly what the stack gives the
+    /// function (the template's variables, Lambda's reserved ones, the emulator's URL), less
+    /// its own Runtime API address.
+    pub async fn function_env(&self, binary: &str) -> Result<BTreeMap<String, String>> {
+        let processes = self.processes(binary).await?;
+        let pid = processes.iter().find_map(|p| p.pid).with_context(|| format!("no running process of {binary}"))?;
+        let raw = std::fs::read(format!("/proc/{pid}/environ")).with_context(|| format!("reading the environment of {binary} ({pid})"))?;
+        let mut env: BTreeMap<String, String> = raw
+            .split(|b| *b == 0)
+            .filter_map(|kv| {
+                let kv = String::from_utf8_lossy(kv);
+                kv.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned()))
+            })
+            .collect();
+        env.remove("AWS_LAMBDA_RUNTIME_API");
+        Ok(env)
+    }
+
+    /// Sends a signal (`STOP`, `CONT`) to every process of `binary`.
+    pub async fn signal_function(&self, binary: &str, signal: &str) -> Result<()> {
+        for p in self.processes(binary).await? {
+            if let Some(pid) = p.pid {
+                let status = std::process::Command::new("kill").arg(format!("-{signal}")).arg(pid.to_string()).status()?;
+                if !status.success() {
+                    bail!("kill -{signal} {pid} ({binary}[{}]) failed", p.slot);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Invokes a function through the Lambda Invoke API (RequestResponse); returns the
+    /// response and the round trip.
+    pub async fn invoke(&self, function: &str, payload: &Value) -> Result<(Value, Duration)> {
+        let url = format!("{}/2015-03-31/functions/{function}/invocations", self.info.control_url);
+        let started = Instant::now();
+        let response = self.http.post(url).body(serde_json::to_vec(payload)?).send().await?;
+        let failed = response.headers().contains_key("x-amz-function-error");
+        let body: Value = serde_json::from_slice(&response.bytes().await?).unwrap_or(Value::Null);
+        let took = started.elapsed();
+        if failed {
+            bail!("{function} failed: {body}");
+        }
+        Ok((body, took))
+    }
+
+    // ------------------------------------------------------------ the emulator's recorder
+
+    /// Clears the emulator's request recording and starts recording.
+    pub async fn start_recording(&self) -> Result<()> {
+        self.moto_api("reset-recording").await?;
+        self.moto_api("start-recording").await
+    }
+
+    /// Stops recording and returns what was recorded: one JSON object per request (method,
+    /// url, headers, body).
+    pub async fn stop_recording(&self) -> Result<String> {
+        self.moto_api("stop-recording").await?;
+        let url = format!("{}/moto-api/recorder/download-recording", self.info.emulator_url);
+        Ok(self.http.get(url).send().await?.error_for_status()?.text().await?)
+    }
+
+    async fn moto_api(&self, action: &str) -> Result<()> {
+        let url = format!("{}/moto-api/recorder/{action}", self.info.emulator_url);
+        self.http.post(url).send().await?.error_for_status()?;
+        Ok(())
+    }
+
+    // ------------------------------------------------------------ the configuration API
+
+    async fn api(&self, method: reqwest::Method, path: &str, key: &str, body: Value) -> Result<Value> {
+        let response = self
+            .http
+            .request(method, format!("{}{path}", self.info.api_url))
+            .bearer_auth(key)
+            .header("content-type", "application/json")
+            .body(serde_json::to_vec(&body)?)
+            .send()
+            .await?;
+        let status = response.status();
+        let body: Value = serde_json::from_slice(&response.bytes().await?).unwrap_or(Value::Null);
+        if !status.is_success() {
+            bail!("{path}: {status} {body}");
+        }
+        Ok(body)
+    }
+
+    /// A new API key holding `companies`, allowed to manage and publish; returns its secret.
+    pub async fn create_key(&self, name: &str, companies: &[&str]) -> Result<String> {
+        let admin = self.info.admin_key.clone().context("stack.json has no admin key (start the stack with WEBHOOKS_ADMIN_KEY or none)")?;
+        let body = json!({"name": name, "companies": companies, "permissions": ["manage", "publish"]});
+        let created = self.api(reqwest::Method::POST, "/v1/api-keys", &admin, body).await?;
+        created["key"].as_str().map(str::to_owned).context("no key in the answer")
+    }
+
+    /// A new webhook; returns its id.
+    pub async fn create_webhook(&self, key: &str, url: &str, events: &[&str], scopes: Value) -> Result<String> {
+        let body = json!({"url": url, "events": events, "scopes": scopes});
+        let created = self.api(reqwest::Method::POST, "/v1/webhooks", key, body).await?;
+        created["id"].as_str().map(str::to_owned).context("no id in the answer")
+    }
+}
+
+/// A CloudEvent as producers send it to the ingest queue.
+pub fn cloud_event(id: &str, company: &str, project: &str, event_type: &str) -> Value {
+    json!({
+        "specversion": "1.0", "id": id, "source": format!("app/companies/{company}/projects/{project}"),
+        "type": event_type, "time": "2026-11-28T10:00:00Z", "companyid": company, "projectid": project,
+        "datacontenttype": "application/json",
+        "data": {"previousValue": null, "currentValue": {"id": id, "title": "Benchmark record", "done": false,
+                 "assignees": ["u1", "u2"], "tags": ["bench"], "description": "x".repeat(400)}}
+    })
+}
+
+/// An SQS event (as Lambda's event source mapping builds it) carrying `bodies`.
+pub fn sqs_event(queue_arn: &str, bodies: &[String]) -> Value {
+    let records: Vec<Value> = bodies
+        .iter()
+        .enumerate()
+        .map(|(i, body)| {
+            json!({
+                "messageId": format!("bench-{i}-{}", unique()), "receiptHandle": format!("bench-rh-{i}"), "body": body,
+                "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": "0", "SenderId": "bench",
+                               "ApproximateFirstReceiveTimestamp": "0"},
+                "messageAttributes": {}, "md5OfBody": "", "eventSource": "aws:sqs", "eventSourceARN": queue_arn,
+                "awsRegion": "us-east-1"
+            })
+        })
+        .collect();
+    json!({ "Records": records })
+}
+
+/// A string unique within this machine for the next while (names, ids).
+pub fn unique() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or_default();
+    format!("{nanos:x}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+}
+
+/// Environment variables as `Command::envs` takes them.
+pub fn env_pairs(env: &BTreeMap<String, String>) -> HashMap<String, String> {
+    env.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+}
