@@ -255,6 +255,7 @@ pub(crate) fn client_builder(allowed: AllowedTargets) -> reqwest::ClientBuilder 
         .no_hickory_dns()
         .no_proxy()
         .redirect(reqwest::redirect::Policy::none())
+        .tls_certs_only(crate::tls::reqwest_roots())
 }
 
 /// The refusal somewhere in an error's causes, if a request failed because of one.
