@@ -1,21 +1,17 @@
 //! What the matching benchmark measures: one event against the index entries of its project,
 //! prepared in memory, as the matcher has them after its reads.
 //!
-//! [`matcher_loop`] is the matcher's per-event loop (`matcher::Matcher::plan`, which is private)
-//! restated step for step: for each partition of the event, each entry not seen yet, look up
-//! the owner key, build the `Selection`, apply `webhooks_core::matching::matches`, and build a
-//! delivery message per match. Keep the two in step; if the loop moves into `webhooks-core`
-//! as a function of its own, call it here instead.
-//!
-//! [`PreparedIndex`] and [`TypeIndex`] are the alternatives the report compares it with: the
-//! same rules over selections built once per batch, and over entries grouped by event type.
+//! [`shipped_index`] and [`shipped_match`] call the matcher's own functions: the index of what a
+//! batch read, built once per batch, and the deliveries of one event from it. [`scan_loop`] is
+//! the baseline the report compares them with: the loop the matcher had before the index,
+//! which visits every entry of the project for every event.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use webhooks_aws::dynamodb::{IndexEntry, StoredKey};
 use webhooks_core::event::Event;
-use webhooks_core::matching::{OwnerView, matches, partitions_for_event, project_partition};
+use webhooks_core::matching::{MatchIndex, OwnerView, matches, partitions_for_event, project_partition};
 use webhooks_core::message::{Delivery, DeliveryQueueMessage};
 use webhooks_core::model::{Scope, Selection};
 use webhooks_core::resources::ApiKey;
@@ -96,9 +92,23 @@ fn owner_id(k: usize) -> String {
     format!("key_{k:020}")
 }
 
-/// The matcher's per-event loop over what it read (see the module docs): the delivery
-/// messages of one event.
-pub fn matcher_loop(candidates: &Candidates, event: &Event, queued_at: i64) -> Vec<DeliveryQueueMessage> {
+/// What the matcher does per batch, before matching its events: the match index of what it
+/// read (`matcher::match_index`).
+pub fn shipped_index(candidates: &Candidates) -> MatchIndex<'_> {
+    matcher::match_index(&candidates.by_partition, &candidates.owners)
+}
+
+/// What the matcher does per event (`matcher::first_deliveries`): the delivery messages of
+/// one event, given the batch's index and the event's message id (computed when the record is
+/// parsed).
+pub fn shipped_match(index: &MatchIndex<'_>, event: &Event, message_id: &str, queued_at: i64) -> Vec<DeliveryQueueMessage> {
+    matcher::first_deliveries(index, event, message_id, queued_at)
+}
+
+/// The baseline: the matcher's loop before the match index. For each partition of the event,
+/// each entry not seen yet: look up the owner key, build the `Selection`, apply `matches`, and
+/// build a delivery message per match: every entry of the project, for every event.
+pub fn scan_loop(candidates: &Candidates, event: &Event, queued_at: i64) -> Vec<DeliveryQueueMessage> {
     let message_id = webhook_message_id(&event.source, &event.id);
     let mut plan = Vec::new();
     let mut seen = BTreeSet::new();
@@ -128,94 +138,6 @@ pub fn matcher_loop(candidates: &Candidates, event: &Event, queued_at: i64) -> V
     plan
 }
 
-/// One entry with its selection built and its owner resolved, once per batch.
-#[derive(Debug, Clone)]
-struct Prepared<'a> {
-    webhook_id: &'a str,
-    selection: Selection,
-    owner: OwnerView<'a>,
-}
-
-/// The same rules over selections built once per batch: per event only `matches` runs.
-#[derive(Debug)]
-pub struct PreparedIndex<'a> {
-    by_partition: HashMap<&'a str, Vec<Prepared<'a>>>,
-}
-
-impl<'a> PreparedIndex<'a> {
-    pub fn new(candidates: &'a Candidates) -> Self {
-        let by_partition = candidates
-            .by_partition
-            .iter()
-            .map(|(partition, entries)| (partition.as_str(), entries.iter().map(|e| prepare(candidates, e)).collect()))
-            .collect();
-        Self { by_partition }
-    }
-
-    /// The ids of the webhooks `event` is for.
-    pub fn matching(&self, event: &Event) -> Vec<&'a str> {
-        let mut found: Vec<&'a str> = Vec::new();
-        for partition in partitions_for_event(event) {
-            for p in self.by_partition.get(partition.as_str()).into_iter().flatten() {
-                if matches(&p.selection, p.owner, event) && !found.contains(&p.webhook_id) {
-                    found.push(p.webhook_id);
-                }
-            }
-        }
-        found
-    }
-}
-
-fn prepare<'a>(candidates: &'a Candidates, entry: &'a IndexEntry) -> Prepared<'a> {
-    let owner = candidates.owners.get(&entry.owner_key_id);
-    Prepared {
-        webhook_id: &entry.webhook_id,
-        selection: Selection { events: entry.events.clone(), scopes: entry.scopes.clone() },
-        owner: OwnerView { active: owner.is_some(), companies: owner.map(|o| o.key.companies.as_slice()).unwrap_or_default() },
-    }
-}
-
-/// Entries grouped by the event types they select (an empty list under every type), so an
-/// event only meets the entries of its own type: what rule 1 leaves, rules 2 and 3 decide.
-#[derive(Debug)]
-pub struct TypeIndex<'a> {
-    by_type: HashMap<(&'a str, &'a str), Vec<Prepared<'a>>>,
-    all_types: HashMap<&'a str, Vec<Prepared<'a>>>,
-}
-
-impl<'a> TypeIndex<'a> {
-    pub fn new(candidates: &'a Candidates) -> Self {
-        let mut by_type: HashMap<(&str, &str), Vec<Prepared>> = HashMap::new();
-        let mut all_types: HashMap<&str, Vec<Prepared>> = HashMap::new();
-        for (partition, entries) in &candidates.by_partition {
-            for entry in entries {
-                if entry.events.is_empty() {
-                    all_types.entry(partition.as_str()).or_default().push(prepare(candidates, entry));
-                }
-                for t in &entry.events {
-                    by_type.entry((partition.as_str(), t.as_str())).or_default().push(prepare(candidates, entry));
-                }
-            }
-        }
-        Self { by_type, all_types }
-    }
-
-    /// The ids of the webhooks `event` is for.
-    pub fn matching(&self, event: &Event) -> Vec<&'a str> {
-        let mut found: Vec<&'a str> = Vec::new();
-        for partition in partitions_for_event(event) {
-            let typed = self.by_type.get(&(partition.as_str(), event.event_type.as_str()));
-            let untyped = self.all_types.get(partition.as_str());
-            for p in typed.into_iter().chain(untyped).flatten() {
-                if matches(&p.selection, p.owner, event) && !found.contains(&p.webhook_id) {
-                    found.push(p.webhook_id);
-                }
-            }
-        }
-        found
-    }
-}
-
 /// The DynamoDB items of `entries`, as the subscriptions API writes them (serde_dynamo, plus
 /// the partition and sort keys).
 pub fn index_items(entries: &[IndexEntry]) -> Vec<HashMap<String, AttributeValue>> {
@@ -239,26 +161,31 @@ pub fn decode_items(items: Vec<HashMap<String, AttributeValue>>) -> Result<Vec<I
 mod tests {
     use super::*;
 
+    fn webhook_ids(messages: Vec<DeliveryQueueMessage>) -> Vec<String> {
+        messages
+            .into_iter()
+            .filter_map(|m| match m {
+                DeliveryQueueMessage::Delivery(d) => Some(d.webhook_id),
+                DeliveryQueueMessage::Replay(_) => None,
+            })
+            .collect()
+    }
+
     #[test]
-    fn every_variant_finds_the_same_matches() {
+    fn shipped_and_baseline_find_the_same_matches() {
         for n in [1, 100, 1000] {
             // GIVEN n subscriptions in the event's project, at most 10 selecting its type
             let c = candidates(n);
             let e = event("evt-1");
-            // WHEN each variant matches the event
-            let looped: Vec<String> = matcher_loop(&c, &e, 0)
-                .into_iter()
-                .filter_map(|m| match m {
-                    DeliveryQueueMessage::Delivery(d) => Some(d.webhook_id),
-                    DeliveryQueueMessage::Replay(_) => None,
-                })
-                .collect();
-            let prepared = PreparedIndex::new(&c);
-            let typed = TypeIndex::new(&c);
-            // THEN all find exactly the first min(n, 10)
-            assert_eq!(looped.len(), n.min(MATCHING), "n = {n}");
-            assert_eq!(prepared.matching(&e), looped.iter().map(String::as_str).collect::<Vec<_>>());
-            assert_eq!(typed.matching(&e), looped.iter().map(String::as_str).collect::<Vec<_>>());
+            let message_id = webhook_message_id(&e.source, &e.id);
+            // WHEN the matcher's functions and the baseline loop match the event
+            let index = shipped_index(&c);
+            let shipped = webhook_ids(shipped_match(&index, &e, &message_id, 0));
+            let baseline = webhook_ids(scan_loop(&c, &e, 0));
+            // THEN both find exactly the first min(n, 10)
+            let expected: Vec<String> = (0..n.min(MATCHING)).map(|i| format!("wh_{i:026}")).collect();
+            assert_eq!(shipped, expected, "n = {n}");
+            assert_eq!(baseline, expected, "n = {n}");
         }
     }
 

@@ -6,12 +6,16 @@
 //! [`partitions_for_event`] are therefore one contract: whenever rules 1 and 2 select an event,
 //! the webhook's partitions share at least one key with the event's (tested below).
 //!
+//! What the reads return is put in a [`MatchIndex`] once per batch, grouped by event type, so
+//! matching one event visits only the entries that select its type (or every type), however
+//! many webhooks its project has.
+//!
 //! Pure functions over the model; no storage, no clock.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use crate::event::Event;
-use crate::model::{DisabledReason, DropReason, Selection, WebhookStatus};
+use crate::model::{DisabledReason, DropReason, Scope, Selection, WebhookStatus};
 
 /// Prefix of the partition of one project: `P#<company>#<project>`.
 const PROJECT_PARTITION_PREFIX: &str = "P#";
@@ -47,11 +51,16 @@ pub fn matches(sel: &Selection, owner: OwnerView<'_>, event: &Event) -> bool {
 /// Rules 1 and 2 alone: whether the selection picks `event`, given the companies the owner
 /// holds (which an empty scope list stands for). Rule 3 is [`OwnerView::permits`].
 pub fn selects(sel: &Selection, owner_companies: &[String], event: &Event) -> bool {
-    let type_selected = sel.events.is_empty() || sel.events.contains(&event.event_type);
-    let scope_selected = if sel.scopes.is_empty() {
+    selects_parts(&sel.events, &sel.scopes, owner_companies, event)
+}
+
+/// [`selects`] over a selection's two lists, as the match index stores them.
+fn selects_parts(events: &[String], scopes: &[Scope], owner_companies: &[String], event: &Event) -> bool {
+    let type_selected = events.is_empty() || events.contains(&event.event_type);
+    let scope_selected = if scopes.is_empty() {
         owner_companies.contains(&event.company_id)
     } else {
-        sel.scopes.iter().any(|s| {
+        scopes.iter().any(|s| {
             s.company_id == event.company_id && s.project_id.as_ref().is_none_or(|p| *p == event.project_id)
         })
     };
@@ -91,6 +100,63 @@ pub fn partitions_for_webhook(sel: &Selection, owner_companies: &[String]) -> BT
 /// The two partitions the matcher queries for an event: its project's, then its company's.
 pub fn partitions_for_event(e: &Event) -> [String; 2] {
     [project_partition(&e.company_id, &e.project_id), company_partition(&e.company_id)]
+}
+
+/// One match-index entry as a batch read it, with its owner key resolved.
+#[derive(Debug, Clone, Copy)]
+pub struct Subscriber<'a> {
+    pub webhook_id: &'a str,
+    /// The webhook's selection: event types (empty = all) and scopes (empty = the owner's
+    /// companies).
+    pub events: &'a [String],
+    pub scopes: &'a [Scope],
+    pub owner: OwnerView<'a>,
+}
+
+impl Subscriber<'_> {
+    /// [`matches`] for this entry.
+    pub fn matches(&self, event: &Event) -> bool {
+        selects_parts(self.events, self.scopes, self.owner.companies, event) && self.owner.permits(&event.company_id)
+    }
+}
+
+/// The entries one batch read, by partition and by the event types they select; entries that
+/// take every type are kept apart. Built once per batch (one pass over what the Queries
+/// returned); matching an event then costs in proportion to the entries that select its type,
+/// not to the size of its project.
+#[derive(Debug, Default)]
+pub struct MatchIndex<'a> {
+    typed: HashMap<(&'a str, &'a str), Vec<Subscriber<'a>>>,
+    every_type: HashMap<&'a str, Vec<Subscriber<'a>>>,
+}
+
+impl<'a> MatchIndex<'a> {
+    /// Adds an entry read from `partition`.
+    pub fn insert(&mut self, partition: &'a str, subscriber: Subscriber<'a>) {
+        if subscriber.events.is_empty() {
+            self.every_type.entry(partition).or_default().push(subscriber);
+        }
+        for event_type in subscriber.events {
+            self.typed.entry((partition, event_type.as_str())).or_default().push(subscriber);
+        }
+    }
+
+    /// The webhooks `event` is for (rules 1–3), each once: first those of its project's
+    /// partition, then those of its company's, in the order they were inserted.
+    pub fn matching(&self, event: &Event) -> Vec<&'a str> {
+        let mut found: Vec<&'a str> = Vec::new();
+        for partition in partitions_for_event(event) {
+            let typed = self.typed.get(&(partition.as_str(), event.event_type.as_str()));
+            let every_type = self.every_type.get(partition.as_str());
+            for s in typed.into_iter().chain(every_type).flatten() {
+                // Linear: an event matches few webhooks, and the list keeps the order.
+                if !found.contains(&s.webhook_id) && s.matches(event) {
+                    found.push(s.webhook_id);
+                }
+            }
+        }
+        found
+    }
 }
 
 /// Where one match goes.
@@ -317,6 +383,77 @@ mod tests {
         }
         // The grid is not vacuous: both outcomes occur.
         assert!(selected > 0 && selected < checked, "{selected} of {checked}");
+    }
+
+    #[test]
+    fn the_match_index_finds_exactly_what_the_rules_select() {
+        // GIVEN webhooks for every combination of scopes and event lists, with owners active or
+        // not and holding various companies, each inserted under its partitions
+        let companies = ["acme", "globex"];
+        let candidate_scopes =
+            [Scope::company("acme"), Scope::project("acme", "p1"), Scope::project("globex", "p2"), Scope::project("acme", "p2")];
+        let event_lists: [&[&str]; 4] = [&[], &["TODO_CREATED"], &["TAG_CREATED", "TODO_CREATED"], &["TAG_CREATED"]];
+        let owner_sets = subsets(&strings(&companies));
+        let mut webhooks = Vec::new();
+        for scopes in subsets(&candidate_scopes) {
+            for events in event_lists {
+                for (o, owner) in owner_sets.iter().enumerate() {
+                    for active in [true, false] {
+                        let id = format!("wh{}", webhooks.len());
+                        webhooks.push((id, selection(events, &scopes), owner.clone(), active, o));
+                    }
+                }
+            }
+        }
+        let partitions: Vec<Vec<String>> = webhooks
+            .iter()
+            .map(|(_, sel, owner, _, _)| partitions_for_webhook(sel, owner).into_iter().collect())
+            .collect();
+        let mut index = MatchIndex::default();
+        for ((id, sel, owner, active, _), parts) in webhooks.iter().zip(&partitions) {
+            for partition in parts {
+                let owner = OwnerView { active: *active, companies: owner };
+                index.insert(partition, Subscriber { webhook_id: id, events: &sel.events, scopes: &sel.scopes, owner });
+            }
+        }
+        let mut matched = 0usize;
+        for c in ["acme", "globex", "initech"] {
+            for p in ["p1", "p2"] {
+                for t in ["TODO_CREATED", "TAG_CREATED", "TODO_DELETED"] {
+                    // WHEN an event is matched through the index
+                    let e = event(t, c, p);
+                    let mut got = index.matching(&e);
+                    // THEN it finds each webhook the rules select, once, and no other
+                    let mut expected: Vec<&str> = webhooks
+                        .iter()
+                        .filter(|(_, sel, owner, active, _)| matches(sel, OwnerView { active: *active, companies: owner }, &e))
+                        .map(|(id, ..)| id.as_str())
+                        .collect();
+                    got.sort_unstable();
+                    expected.sort_unstable();
+                    assert_eq!(got, expected, "{c}/{p}/{t}");
+                    matched += got.len();
+                }
+            }
+        }
+        // Not vacuous: some events match, and not everything matches.
+        assert!(matched > 0 && matched < webhooks.len() * 18, "{matched}");
+    }
+
+    #[test]
+    fn the_match_index_keeps_project_entries_first() {
+        // GIVEN one webhook on the company and one on the project, both for every type
+        let owner = strings(&["acme"]);
+        let view = OwnerView { active: true, companies: &owner };
+        let company = [Scope::company("acme")];
+        let project = [Scope::project("acme", "p1")];
+        let mut index = MatchIndex::default();
+        index.insert("C#acme", Subscriber { webhook_id: "wh_company", events: &[], scopes: &company, owner: view });
+        index.insert("P#acme#p1", Subscriber { webhook_id: "wh_project", events: &[], scopes: &project, owner: view });
+        // WHEN an event of the project is matched THEN the project's partition comes first
+        assert_eq!(index.matching(&event("TODO_CREATED", "acme", "p1")), ["wh_project", "wh_company"]);
+        // AND an event of another project meets only the company's webhook
+        assert_eq!(index.matching(&event("TODO_CREATED", "acme", "p2")), ["wh_company"]);
     }
 
     #[test]

@@ -17,10 +17,10 @@ use lambda_runtime::LambdaEvent;
 use time::OffsetDateTime;
 use tracing::{error, info, warn};
 use webhooks_aws::claims::{Claim, DynamoDbEventClaims};
-use webhooks_aws::dynamodb::{DynamoDbSubscriptions, IndexEntry};
+use webhooks_aws::dynamodb::{DynamoDbSubscriptions, IndexEntry, StoredKey};
 use webhooks_aws::sqs::{SqsBatchSender, SqsIngestDeadLetters};
 use webhooks_core::event::{Event, parse_ingest_body};
-use webhooks_core::matching::{OwnerView, matches, partitions_for_event};
+use webhooks_core::matching::{MatchIndex, OwnerView, Subscriber, partitions_for_event};
 use webhooks_core::message::{Delivery, DeliveryQueueMessage};
 use webhooks_core::signing::{delivery_id, webhook_message_id};
 
@@ -182,41 +182,57 @@ impl Matcher {
             self.subscriptions.keys_by_ids(&owner_ids).await.map_err(|e| Transient(webhooks_aws::error_chain(&e)))?
         };
 
+        let index = match_index(&candidates, &owners);
         let queued_at = (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
         let mut plan = Vec::new();
         for &i in claimed {
             let p = &pending[i];
-            let mut seen = BTreeSet::new();
-            for partition in partitions_for_event(&p.event) {
-                for entry in candidates.get(&partition).into_iter().flatten() {
-                    if !seen.insert(entry.webhook_id.clone()) {
-                        continue;
-                    }
-                    let owner = owners.get(&entry.owner_key_id);
-                    let view = OwnerView {
-                        active: owner.is_some(),
-                        companies: owner.map(|o| o.key.companies.as_slice()).unwrap_or_default(),
-                    };
-                    let selection = webhooks_core::model::Selection {
-                        events: entry.events.clone(),
-                        scopes: entry.scopes.clone(),
-                    };
-                    if matches(&selection, view, &p.event) {
-                        plan.push((
-                            i,
-                            DeliveryQueueMessage::Delivery(Delivery {
-                                delivery_id: delivery_id(&p.message_id, &entry.webhook_id, 0),
-                                webhook_id: entry.webhook_id.clone(),
-                                webhook_message_id: p.message_id.clone(),
-                                event: p.event.clone(),
-                                generation: 0,
-                                queued_at,
-                            }),
-                        ));
-                    }
-                }
+            for message in first_deliveries(&index, &p.event, &p.message_id, queued_at) {
+                plan.push((i, message));
             }
         }
         Ok(plan)
     }
+}
+
+/// The match index of what a batch read (index entries by partition, their owner keys by id),
+/// built in one pass: an entry whose owner key was not found belongs to a deleted key.
+pub fn match_index<'a>(
+    candidates: &'a BTreeMap<String, Vec<IndexEntry>>,
+    owners: &'a HashMap<String, StoredKey>,
+) -> MatchIndex<'a> {
+    let mut index = MatchIndex::default();
+    for (partition, entries) in candidates {
+        for entry in entries {
+            let owner = owners.get(&entry.owner_key_id);
+            let owner = OwnerView {
+                active: owner.is_some(),
+                companies: owner.map(|o| o.key.companies.as_slice()).unwrap_or_default(),
+            };
+            index.insert(
+                partition,
+                Subscriber { webhook_id: &entry.webhook_id, events: &entry.events, scopes: &entry.scopes, owner },
+            );
+        }
+    }
+    index
+}
+
+/// The first delivery of `event` (whose Standard Webhooks id is `message_id`) to each webhook
+/// of `index` it matches.
+pub fn first_deliveries(index: &MatchIndex<'_>, event: &Event, message_id: &str, queued_at: i64) -> Vec<DeliveryQueueMessage> {
+    index
+        .matching(event)
+        .into_iter()
+        .map(|webhook_id| {
+            DeliveryQueueMessage::Delivery(Delivery {
+                delivery_id: delivery_id(message_id, webhook_id, 0),
+                webhook_id: webhook_id.to_owned(),
+                webhook_message_id: message_id.to_owned(),
+                event: event.clone(),
+                generation: 0,
+                queued_at,
+            })
+        })
+        .collect()
 }
