@@ -6,27 +6,20 @@
 //! - ingest -> receiver latency of events published at a steady rate to the ingest queue,
 //!   fanned out to 10 webhooks on a recording receiver that fails one first attempt in 50,
 //!   with the emulator recording every request (for the cost figures);
-//! - what the latency is made of, estimated: the emulator's latency per call (timed from here,
-//!   with recording on, as during the run) times the calls on an event's critical path, and the
-//!   local stack's own hop (an empty invocation);
-//! - the functions' durations per batch through the Invoke API (for GB-seconds).
+//! - what the latency is made of, from the functions' own clocks: every invocation logs its
+//!   duration and the time it waited on AWS calls (`webhooks_aws::timing`, at the SDK's HTTP
+//!   connector), read back from the local stack's logs of the run (also the billed durations).
 //!
 //! The recordings are written as JSON lines for `infra/bench/run.py`, which prices them.
 
 use std::collections::{BTreeMap, HashMap};
-use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
-use aws_sdk_kms::primitives::Blob;
-use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, SendMessageBatchRequestEntry};
 use serde::Serialize;
 use serde_json::json;
-use webhooks_core::message::{Delivery, DeliveryQueueMessage};
-use webhooks_core::signing::{delivery_id, webhook_message_id};
 
 use crate::receiver::RecordingReceiver;
 use crate::stack::{Stack, cloud_event, sqs_event, unique};
@@ -39,10 +32,6 @@ pub const FAIL_ONE_IN: u64 = 50;
 const COMPANY: &str = "benche2e";
 const PROJECT: &str = "p1";
 const EVENT_TYPE: &str = "TODO_CREATED";
-/// Timed calls per emulator operation.
-const CALL_SAMPLES: usize = 30;
-/// Invocations per batch shape when timing the functions.
-const INVOKE_SAMPLES: usize = 12;
 /// After the last publish, how long the run may take to drain (retries included).
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(120);
 /// After the last delivery arrived, how long the functions get to finish their writes
@@ -51,13 +40,8 @@ const SETTLE: Duration = Duration::from_secs(3);
 
 #[derive(Debug, Serialize)]
 pub struct Pipeline {
-    pub emulator_call_ms: BTreeMap<String, Summary>,
-    pub empty_invoke_ms: BTreeMap<String, Summary>,
-    /// Invoke API round trips by function and batch size (events or deliveries).
-    pub invoke_ms: BTreeMap<String, BTreeMap<usize, Summary>>,
     pub matcher_requests: Vec<RecordedBatch>,
     pub e2e: EndToEnd,
-    pub critical_path: CriticalPath,
 }
 
 /// One batch through the matcher and the file its requests were recorded in.
@@ -91,6 +75,22 @@ pub struct EndToEnd {
     pub recording: PathBuf,
     /// Bytes the functions logged during the run (CloudWatch Logs ingestion), by binary.
     pub log_bytes: BTreeMap<String, u64>,
+    /// The functions' invocations during the run, from their own clocks, by binary.
+    pub invocations: BTreeMap<String, FunctionTime>,
+}
+
+/// One function's invocations during the run: each logs `duration_ms` and `aws_ms`, the part
+/// of it with at least one AWS (here: emulator) request in flight.
+#[derive(Debug, Serialize)]
+pub struct FunctionTime {
+    pub count: usize,
+    pub duration_ms: Summary,
+    pub aws_ms: Summary,
+    pub aws_calls: Summary,
+    pub total_duration_ms: f64,
+    pub total_aws_ms: f64,
+    /// Sum of the durations rounded up to the millisecond, as Lambda bills them.
+    pub billed_ms: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -115,42 +115,11 @@ impl Percentiles {
     }
 }
 
-/// The emulator calls between an event entering the ingest queue and its POST, as the
-/// functions are written today, and their estimated share of the median latency.
-#[derive(Debug, Serialize)]
-pub struct CriticalPath {
-    pub calls: Vec<String>,
-    pub emulator_ms: f64,
-    pub local_stack_hops_ms: f64,
-    pub p50_ms: f64,
-    pub emulator_share: f64,
-    pub local_stack_share: f64,
-    pub rest_share: f64,
-}
-
-/// The emulator calls on an event's critical path: the producer's send, the matcher's
-/// receive, claim, two Queries (project, company), owner keys, fan-out; the delivery's
-/// receive and its three reads (webhooks, owner keys, health). Completing the claim and the
-/// delivery log happen after the fan-out and the POST respectively.
-const CRITICAL_PATH: [&str; 11] = [
-    "sqs:SendMessage",
-    "sqs:ReceiveMessage",
-    "dynamodb:PutItem (conditional)",
-    "dynamodb:Query",
-    "dynamodb:Query",
-    "dynamodb:BatchGetItem",
-    "sqs:SendMessageBatch",
-    "sqs:ReceiveMessage",
-    "dynamodb:BatchGetItem",
-    "dynamodb:BatchGetItem",
-    "dynamodb:BatchGetItem",
-];
-
 /// Everything above, with `events` published at `rate` per second.
 pub async fn measure(stack: &Stack, stack_file: &Path, events: usize, rate: f64, out_dir: &Path) -> Result<Pipeline> {
     let run = unique();
-    // Only the measured run fails first attempts: the other deliveries are invoked directly
-    // and would never be retried.
+    // Only the measured run fails first attempts: the warm-up and the recorded batches must
+    // arrive at once.
     let receiver = RecordingReceiver::new(Some(FAIL_ONE_IN), "e2e-");
     let base = receiver.start()?;
     let key = stack.create_key(&format!("bench-e2e-{run}"), &[COMPANY]).await?;
@@ -161,8 +130,6 @@ pub async fn measure(stack: &Stack, stack_file: &Path, events: usize, rate: f64,
     }
     let sdk = stack.sdk_config().await;
     let sqs = aws_sdk_sqs::Client::new(&sdk);
-    let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
-    let kms = aws_sdk_kms::Client::new(&sdk);
     let ingest = stack.info.ingest_queue_url.clone();
 
     // Warm every process and the secret cache; wait for it all to arrive.
@@ -174,47 +141,8 @@ pub async fn measure(stack: &Stack, stack_file: &Path, events: usize, rate: f64,
     expected_pairs += 20 * FAN_OUT as usize;
     wait_for(&receiver, expected_pairs, DRAIN_TIMEOUT).await?;
 
-    stack.start_recording().await?;
-    let emulator_call_ms = time_emulator_calls(stack, &sqs, &dynamodb, &kms, &webhooks).await?;
-    stack.stop_recording().await?;
-
-    let mut empty_invoke_ms = BTreeMap::new();
-    for function in ["matcher", "delivery"] {
-        let mut rtts = Vec::new();
-        for _ in 0..CALL_SAMPLES {
-            rtts.push(ms(stack.invoke(function, &json!({"Records": []})).await?.1));
-        }
-        empty_invoke_ms.insert(function.to_owned(), Summary::of(&rtts).context("no samples")?);
-    }
-
     let ingest_arn = "arn:aws:sqs:us-east-1:123456789012:ingest";
-    let delivery_arn = "arn:aws:sqs:us-east-1:123456789012:delivery";
-    let mut invoke_ms: BTreeMap<String, BTreeMap<usize, Summary>> = BTreeMap::new();
     let mut sequence = 0usize;
-    for size in [1usize, 10] {
-        let mut rtts = Vec::new();
-        for _ in 0..INVOKE_SAMPLES {
-            let bodies: Vec<String> = (0..size)
-                .map(|_| {
-                    sequence += 1;
-                    cloud_event(&format!("inv-{run}-{sequence}"), COMPANY, PROJECT, EVENT_TYPE).to_string()
-                })
-                .collect();
-            rtts.push(ms(stack.invoke("matcher", &sqs_event(ingest_arn, &bodies)).await?.1));
-            expected_pairs += size * FAN_OUT as usize;
-        }
-        invoke_ms.entry("matcher".into()).or_default().insert(size, Summary::of(&rtts).context("no samples")?);
-    }
-    for size in [1usize, 10] {
-        let mut rtts = Vec::new();
-        for _ in 0..INVOKE_SAMPLES {
-            sequence += 1;
-            let bodies = delivery_messages(&format!("dlv-{run}-{sequence}"), &webhooks[..size])?;
-            rtts.push(ms(stack.invoke("delivery", &sqs_event(delivery_arn, &bodies)).await?.1));
-            expected_pairs += size;
-        }
-        invoke_ms.entry("delivery".into()).or_default().insert(size, Summary::of(&rtts).context("no samples")?);
-    }
 
     // The matcher's requests per batch: delivery paused, so nothing else calls the emulator.
     let mut matcher_requests = Vec::new();
@@ -244,44 +172,7 @@ pub async fn measure(stack: &Stack, stack_file: &Path, events: usize, rate: f64,
 
     let e2e = end_to_end(stack, stack_file, &sqs, &receiver, &run, events, rate, expected_pairs, out_dir).await?;
 
-    let emulator_ms: f64 = CRITICAL_PATH
-        .iter()
-        .map(|call| emulator_call_ms.get(*call).map_or(0.0, |s| s.median))
-        .sum();
-    let local_stack_hops_ms: f64 = empty_invoke_ms.values().map(|s| s.median).sum();
-    let p50 = e2e.latency_ms.p50;
-    let critical_path = CriticalPath {
-        calls: CRITICAL_PATH.iter().map(|c| (*c).to_owned()).collect(),
-        emulator_ms,
-        local_stack_hops_ms,
-        p50_ms: p50,
-        emulator_share: emulator_ms / p50,
-        local_stack_share: local_stack_hops_ms / p50,
-        rest_share: 1.0 - (emulator_ms + local_stack_hops_ms) / p50,
-    };
-    Ok(Pipeline { emulator_call_ms, empty_invoke_ms, invoke_ms, matcher_requests, e2e, critical_path })
-}
-
-/// Delivery queue messages of one new event for `webhooks`.
-fn delivery_messages(event_id: &str, webhooks: &[String]) -> Result<Vec<String>> {
-    let json = cloud_event(event_id, COMPANY, PROJECT, EVENT_TYPE).to_string();
-    let event = webhooks_core::event::parse_ingest_body(&json, time::OffsetDateTime::now_utc())
-        .map_err(|e| anyhow::anyhow!("bench event refused: {}", e.message))?;
-    let message_id = webhook_message_id(&event.source, &event.id);
-    Ok(webhooks
-        .iter()
-        .map(|w| {
-            DeliveryQueueMessage::Delivery(Delivery {
-                delivery_id: delivery_id(&message_id, w, 0),
-                webhook_id: w.clone(),
-                webhook_message_id: message_id.clone(),
-                event: event.clone(),
-                generation: 0,
-                queued_at: 0,
-            })
-            .to_json()
-        })
-        .collect())
+    Ok(Pipeline { matcher_requests, e2e })
 }
 
 async fn wait_for(receiver: &RecordingReceiver, pairs: usize, timeout: Duration) -> Result<()> {
@@ -293,152 +184,6 @@ async fn wait_for(receiver: &RecordingReceiver, pairs: usize, timeout: Duration)
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     Ok(())
-}
-
-async fn time_calls<F, Fut, T>(samples: usize, mut call: F) -> Result<Summary>
-where
-    F: FnMut(usize) -> Fut,
-    Fut: Future<Output = Result<T>>,
-{
-    let mut took = Vec::with_capacity(samples);
-    for i in 0..samples {
-        let started = Instant::now();
-        call(i).await?;
-        took.push(ms(started.elapsed()));
-    }
-    Summary::of(&took).context("no samples")
-}
-
-/// The emulator's latency per call, for the operations on the critical path and the writes
-/// after it, with items and messages of the pipeline's sizes.
-async fn time_emulator_calls(
-    stack: &Stack,
-    sqs: &aws_sdk_sqs::Client,
-    dynamodb: &aws_sdk_dynamodb::Client,
-    kms: &aws_sdk_kms::Client,
-    webhooks: &[String],
-) -> Result<BTreeMap<String, Summary>> {
-    let subscriptions = stack.table("SubscriptionsTable")?.to_owned();
-    let events_table = stack.table("EventsTable")?.to_owned();
-    let deliveries = stack.table("DeliveriesTable")?.to_owned();
-    let health = stack.table("HealthTable")?.to_owned();
-    let scratch = sqs.create_queue().queue_name(format!("bench-scratch-{}", unique().replace('-', ""))).send().await?.queue_url.context("queue url")?;
-    let run = unique();
-    let payload = cloud_event("call-timing", COMPANY, PROJECT, EVENT_TYPE).to_string();
-    let s = |v: String| AttributeValue::S(v);
-    let mut out = BTreeMap::new();
-
-    out.insert("sqs:SendMessage".into(), time_calls(CALL_SAMPLES, |_| {
-        let r = sqs.send_message().queue_url(&scratch).message_body(&payload).send();
-        async move { r.await.map(|_| ()).map_err(anyhow::Error::from) }
-    }).await?);
-    out.insert("sqs:SendMessageBatch".into(), time_calls(CALL_SAMPLES, |i| {
-        let entries: Vec<SendMessageBatchRequestEntry> = (0..10)
-            .filter_map(|j| SendMessageBatchRequestEntry::builder().id(format!("m{i}x{j}")).message_body(&payload).build().ok())
-            .collect();
-        let r = sqs.send_message_batch().queue_url(&scratch).set_entries(Some(entries)).send();
-        async move { r.await.map(|_| ()).map_err(anyhow::Error::from) }
-    }).await?);
-    // Messages are waiting: a receive answers at once, as the mappings' long polls do when
-    // work arrives.
-    let handles: Arc<Mutex<Vec<String>>> = Arc::default();
-    out.insert("sqs:ReceiveMessage".into(), time_calls(CALL_SAMPLES, |_| {
-        let r = sqs.receive_message().queue_url(&scratch).max_number_of_messages(10).send();
-        let handles = Arc::clone(&handles);
-        async move {
-            let got = r.await?;
-            if let Ok(mut h) = handles.lock() {
-                h.extend(got.messages().iter().filter_map(|m| m.receipt_handle().map(str::to_owned)));
-            }
-            Ok::<(), anyhow::Error>(())
-        }
-    }).await?);
-    let received: Vec<String> = handles.lock().map(|h| h.clone()).unwrap_or_default();
-    let chunks: Vec<Vec<String>> = received.chunks(10).map(<[String]>::to_vec).collect();
-    if !chunks.is_empty() {
-        out.insert("sqs:DeleteMessageBatch".into(), time_calls(chunks.len().min(CALL_SAMPLES), |i| {
-            let entries: Vec<DeleteMessageBatchRequestEntry> = chunks[i]
-                .iter()
-                .enumerate()
-                .filter_map(|(j, h)| DeleteMessageBatchRequestEntry::builder().id(format!("d{j}")).receipt_handle(h).build().ok())
-                .collect();
-            let r = sqs.delete_message_batch().queue_url(&scratch).set_entries(Some(entries)).send();
-            async move { r.await.map(|_| ()).map_err(anyhow::Error::from) }
-        }).await?);
-    }
-
-    out.insert("dynamodb:PutItem (conditional)".into(), time_calls(CALL_SAMPLES, |i| {
-        let r = dynamodb
-            .put_item()
-            .table_name(&events_table)
-            .item("pk", s(format!("BENCH#{run}#{i}")))
-            .item("state", s("in_progress".into()))
-            .item("lease_until", AttributeValue::N("1".into()))
-            .condition_expression("attribute_not_exists(pk)")
-            .send();
-        async move { r.await.map(|_| ()).map_err(anyhow::Error::from) }
-    }).await?);
-    out.insert("dynamodb:Query".into(), time_calls(CALL_SAMPLES, |_| {
-        let r = dynamodb
-            .query()
-            .table_name(&subscriptions)
-            .key_condition_expression("pk = :pk")
-            .expression_attribute_values(":pk", s(format!("IDX#P#{COMPANY}#{PROJECT}")))
-            .consistent_read(true)
-            .send();
-        async move { r.await.map(|_| ()).map_err(anyhow::Error::from) }
-    }).await?);
-    out.insert("dynamodb:BatchGetItem".into(), time_calls(CALL_SAMPLES, |_| {
-        let keys: Vec<HashMap<String, AttributeValue>> = webhooks
-            .iter()
-            .map(|w| HashMap::from([("pk".to_owned(), s(format!("WH#{w}"))), ("sk".to_owned(), s("WH".into()))]))
-            .collect();
-        let request = KeysAndAttributes::builder().set_keys(Some(keys)).consistent_read(true).build();
-        let r = request.map(|req| dynamodb.batch_get_item().request_items(&subscriptions, req).send());
-        async move {
-            match r {
-                Ok(call) => call.await.map(|_| ()).map_err(anyhow::Error::from),
-                Err(e) => Err(anyhow::Error::from(e)),
-            }
-        }
-    }).await?);
-    out.insert("dynamodb:PutItem (log entry)".into(), time_calls(CALL_SAMPLES, |i| {
-        let r = dynamodb
-            .put_item()
-            .table_name(&deliveries)
-            .item("pk", s(format!("BENCH#{run}")))
-            .item("sk", s(format!("{i:06}")))
-            .item("payload", s(payload.clone()))
-            .send();
-        async move { r.await.map(|_| ()).map_err(anyhow::Error::from) }
-    }).await?);
-    out.insert("dynamodb:UpdateItem".into(), time_calls(CALL_SAMPLES, |_| {
-        let r = dynamodb
-            .update_item()
-            .table_name(&health)
-            .key("pk", s(format!("BENCH#{run}")))
-            .update_expression("ADD failures :one")
-            .expression_attribute_values(":one", AttributeValue::N("1".into()))
-            .send();
-        async move { r.await.map(|_| ()).map_err(anyhow::Error::from) }
-    }).await?);
-
-    let key_id = stack.info.functions.get("delivery").and_then(|f| f.env.get("SIGNING_KEY_ID")).context("SIGNING_KEY_ID")?;
-    let ciphertext = kms
-        .encrypt()
-        .key_id(key_id)
-        .plaintext(Blob::new(b"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".to_vec()))
-        .encryption_context("webhook_id", "wh_bench")
-        .send()
-        .await?
-        .ciphertext_blob
-        .context("no ciphertext")?;
-    out.insert("kms:Decrypt".into(), time_calls(CALL_SAMPLES, |_| {
-        let r = kms.decrypt().key_id(key_id).ciphertext_blob(ciphertext.clone()).encryption_context("webhook_id", "wh_bench").send();
-        async move { r.await.map(|_| ()).map_err(anyhow::Error::from) }
-    }).await?);
-    sqs.delete_queue().queue_url(&scratch).send().await?;
-    Ok(out)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -493,6 +238,10 @@ async fn end_to_end(
     let seconds = started.elapsed().as_secs_f64();
     let logs_after = log_sizes(&logs_dir);
     drained?;
+    let invocations = ["matcher", "delivery"]
+        .iter()
+        .map(|b| Ok(((*b).to_owned(), function_time(&logs_dir, b, &logs_before, &logs_after)?)))
+        .collect::<Result<BTreeMap<_, _>>>()?;
 
     let sent = sent.lock().map(|s| s.clone()).unwrap_or_default();
     let arrivals = receiver.arrivals();
@@ -545,6 +294,48 @@ async fn end_to_end(
         ended_unix,
         recording,
         log_bytes,
+        invocations,
+    })
+}
+
+/// The "invocation timed" lines `binary`'s processes logged between the two readings of the
+/// log sizes.
+fn function_time(
+    dir: &Path,
+    binary: &str,
+    before: &BTreeMap<String, u64>,
+    after: &BTreeMap<String, u64>,
+) -> Result<FunctionTime> {
+    let (mut durations, mut aws, mut calls) = (Vec::new(), Vec::new(), Vec::new());
+    for (name, end) in after.iter().filter(|(name, _)| name.starts_with(&format!("{binary}-"))) {
+        let start = before.get(name).copied().unwrap_or(0);
+        let bytes = std::fs::read(dir.join(name))?;
+        let appended = bytes.get(start as usize..(*end as usize).min(bytes.len())).unwrap_or_default();
+        for line in String::from_utf8_lossy(appended).lines() {
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+            let fields = &v["fields"];
+            if fields["message"] != "invocation timed" {
+                continue;
+            }
+            let (Some(d), Some(a), Some(c)) =
+                (fields["duration_ms"].as_f64(), fields["aws_ms"].as_f64(), fields["aws_calls"].as_f64())
+            else {
+                continue;
+            };
+            durations.push(d);
+            aws.push(a);
+            calls.push(c);
+        }
+    }
+    let summary = |v: &[f64]| Summary::of(v).with_context(|| format!("no invocation of {binary} was logged during the run"));
+    Ok(FunctionTime {
+        count: durations.len(),
+        duration_ms: summary(&durations)?,
+        aws_ms: summary(&aws)?,
+        aws_calls: summary(&calls)?,
+        total_duration_ms: durations.iter().sum(),
+        total_aws_ms: aws.iter().sum(),
+        billed_ms: durations.iter().map(|d| d.ceil().max(1.0)).sum(),
     })
 }
 

@@ -14,13 +14,18 @@ pub mod sns;
 pub mod sqs;
 pub mod state;
 pub mod telemetry;
+pub mod timing;
 pub mod tls;
 
 /// Loads the shared AWS SDK configuration once per execution environment. Region, credentials
 /// and endpoint (`AWS_ENDPOINT_URL`, used by the local stack) all come from the environment.
-/// The HTTPS client trusts the bundled roots of [`tls`], never the OS store.
+/// The HTTPS client trusts the bundled roots of [`tls`], never the OS store, and times every
+/// request on [`timing`]'s clock.
 pub async fn sdk_config() -> aws_config::SdkConfig {
-    aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(tls::sdk_http_client()).load().await
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(timing::timed_http_client(tls::sdk_http_client()))
+        .load()
+        .await
 }
 
 /// An error and its causes on one line, for logs (the SDK's top-level messages say little).

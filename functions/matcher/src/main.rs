@@ -18,6 +18,6 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         deliveries: SqsBatchSender::new(sqs, required("DELIVERY_QUEUE_URL")?),
     };
     let matcher = &matcher;
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<_>| async move { matcher.handle(event).await }))
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<_>| webhooks_aws::timing::invocation(matcher.handle(event))))
         .await
 }

@@ -430,14 +430,14 @@ fn add_errors(path: &str, writes: bool, operation: &mut Operation) {
         errors.push((415, "The body's media type is not the one documented."));
     }
     for (status, description) in errors {
-        let status = status.to_string();
-        if !operation.responses.responses.contains_key(&status) {
-            let response = ResponseBuilder::new()
-                .description(description)
-                .content("application/json", ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorBody"))).build())
-                .build();
-            operation.responses.responses.insert(status, RefOr::T(response));
-        }
+        operation.responses.responses.entry(status.to_string()).or_insert_with(|| {
+            RefOr::T(
+                ResponseBuilder::new()
+                    .description(description)
+                    .content("application/json", ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorBody"))).build())
+                    .build(),
+            )
+        });
     }
 }
 
