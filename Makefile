@@ -71,12 +71,12 @@ deploy: package ## package, then sam deploy (guided: asks for the stack, region 
 	$(SAM) deploy $(SAM_DEPLOY_FLAGS)
 
 # Figures, not tests (never part of `make test`): release builds of the functions, a private
-# local stack on free ports, half an hour of load (1000 events at 0.5/s). Prints one table and keeps it, as JSON, in
+# local stack on free ports, a quarter of an hour of load (1000 events at 1/s). Prints one table and keeps it, as JSON, in
 # target/bench/. wrk, the raw HTTP baseline of the throughput figure, comes from apt if missing.
 BENCH_SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 # The arm64 sizes need make package's tools (cargo-lambda, zig) and target; BENCH_ARM64=0 skips
 # them (the first cross build of the AWS crates takes about 40 minutes on two cores).
-bench: venv $(BUILD_TOOLS_STAMP) ## Speed and cost figures (release builds; ~50 min, first run longer): one table, JSON in target/bench/
+bench: venv $(BUILD_TOOLS_STAMP) ## Speed and cost figures (release builds; ~35 min, first run longer): one table, JSON in target/bench/
 	[ "$${BENCH_ARM64:-auto}" = 0 ] || rustup target add $(LAMBDA_TARGET)
 	command -v wrk >/dev/null || $(BENCH_SUDO) apt-get install -y -qq wrk || { $(BENCH_SUDO) apt-get update -qq && $(BENCH_SUDO) apt-get install -y -qq wrk; } || echo "wrk could not be installed: the throughput figure will have no raw baseline" >&2
 	$(CARGO) build --release -p subscriptions -p matcher -p delivery -p webhooks-bench
