@@ -7,7 +7,9 @@
 //! from a running process of the local stack) and built by `Deliverer::from_env`, the
 //! function's own wiring; its AWS calls go to the stack's emulator. A third figure, the HTTP
 //! sender alone (signing and egress checks included, no AWS), separates our sending path from
-//! the cost of the emulator calls around it.
+//! the cost of the emulator calls around it; and the handler's rate over its time not spent
+//! waiting on AWS (`webhooks_aws::timing`, at the SDK's HTTP connector) is what it would do
+//! if every AWS call answered at once: the upper bound of our own code.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -41,11 +43,18 @@ pub struct WorkerRun {
     pub deliveries: u64,
     pub failed: u64,
     pub seconds: f64,
+    /// Of `seconds`, the time with at least one AWS request in flight.
+    pub aws_seconds: f64,
 }
 
 impl WorkerRun {
     pub fn per_second(&self) -> f64 {
         self.deliveries as f64 / self.seconds
+    }
+
+    /// The rate over the time not spent waiting on AWS.
+    pub fn per_second_without_aws(&self) -> f64 {
+        self.deliveries as f64 / (self.seconds - self.aws_seconds).max(f64::MIN_POSITIVE)
     }
 }
 
@@ -53,9 +62,11 @@ impl WorkerRun {
 #[derive(Debug, Clone, Serialize)]
 pub struct Round {
     pub handler_per_s: f64,
+    pub handler_without_aws_per_s: f64,
     pub sender_per_s: f64,
     pub raw_per_s: Option<f64>,
     pub handler_to_raw: Option<f64>,
+    pub handler_without_aws_to_raw: Option<f64>,
     pub sender_to_raw: Option<f64>,
 }
 
@@ -67,9 +78,11 @@ pub struct Throughput {
     pub raw_tool: Option<String>,
     pub rounds: Vec<Round>,
     pub handler_per_s: Option<Summary>,
+    pub handler_without_aws_per_s: Option<Summary>,
     pub sender_per_s: Option<Summary>,
     pub raw_per_s: Option<Summary>,
     pub handler_to_raw: Option<Summary>,
+    pub handler_without_aws_to_raw: Option<Summary>,
     pub sender_to_raw: Option<Summary>,
 }
 
@@ -123,9 +136,11 @@ pub async fn measure(stack: &Stack, receiver: &str, rounds: usize, seconds: f64,
         }
         all.push(Round {
             handler_per_s: handler.per_second(),
+            handler_without_aws_per_s: handler.per_second_without_aws(),
             sender_per_s: sender.per_second(),
             raw_per_s: raw,
             handler_to_raw: raw.map(|r| handler.per_second() / r),
+            handler_without_aws_to_raw: raw.map(|r| handler.per_second_without_aws() / r),
             sender_to_raw: raw.map(|r| sender.per_second() / r),
         });
     }
@@ -136,9 +151,11 @@ pub async fn measure(stack: &Stack, receiver: &str, rounds: usize, seconds: f64,
         seconds_per_figure: seconds,
         raw_tool: raw_tool.map(|p| format!("wrk -t2 -c{BATCH} -d{seconds}s ({})", p.display())),
         handler_per_s: series(|r| Some(r.handler_per_s)),
+        handler_without_aws_per_s: series(|r| Some(r.handler_without_aws_per_s)),
         sender_per_s: series(|r| Some(r.sender_per_s)),
         raw_per_s: series(|r| r.raw_per_s),
         handler_to_raw: series(|r| r.handler_to_raw),
+        handler_without_aws_to_raw: series(|r| r.handler_without_aws_to_raw),
         sender_to_raw: series(|r| r.sender_to_raw),
         rounds: all,
     })
@@ -240,13 +257,15 @@ pub async fn worker(mode: Mode, receiver: &str, webhooks: &[String], seconds: f6
         run_batch(next_batch()?).await?;
     }
     let started = Instant::now();
-    let mut run = WorkerRun { deliveries: 0, failed: 0, seconds: 0.0 };
+    let (aws_before, _) = webhooks_aws::timing::aws_time();
+    let mut run = WorkerRun { deliveries: 0, failed: 0, seconds: 0.0, aws_seconds: 0.0 };
     while started.elapsed() < Duration::from_secs_f64(seconds) {
         let failed = run_batch(next_batch()?).await?;
         run.deliveries += BATCH as u64 - failed;
         run.failed += failed;
     }
     run.seconds = started.elapsed().as_secs_f64();
+    run.aws_seconds = webhooks_aws::timing::aws_time().0.saturating_sub(aws_before).as_secs_f64();
     std::fs::write(out, serde_json::to_vec(&run)?)?;
     Ok(())
 }

@@ -365,6 +365,8 @@ def table(report: dict) -> str:
     ratio = t.get("handler_to_raw") or {}
     add("3 handler / wrk (same round)", ratio, ">= 0.7", verdict(ratio.get("median"), TARGETS["throughput_ratio"], lower_is_better=False), 3)
     add("3 sender alone / wrk (same round)", t.get("sender_to_raw"), "", "", 3)
+    add("3 handler over its time not waiting on AWS (deliveries/s)", t.get("handler_without_aws_per_s"), "", "", 0)
+    add("3   / wrk (same round): our code's bound if AWS answered at once", t.get("handler_without_aws_to_raw"), "", "", 3)
 
     p = report["pipeline"]
     e = p["e2e"]

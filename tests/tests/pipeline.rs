@@ -124,6 +124,51 @@ async fn every_webhook_receives_exactly_its_events_signed() -> Result<()> {
 }
 
 #[tokio::test]
+async fn the_matchers_query_returns_only_entries_of_the_batchs_event_types() -> Result<()> {
+    // GIVEN webhooks on one project selecting different event types, and one taking every type
+    let stack = Stack::shared().await?;
+    let api = Api::new(&stack);
+    let admin = stack.info.admin_key.clone().context("admin key")?;
+    let acme = unique("acme");
+    let (_, key) = api.create_key(&admin, &[&acme], &["manage"]).await?;
+    let scopes = json!([{"company_id": acme, "project_id": "p1"}]);
+    let receiver = Receiver::start().await?;
+    let mut ids = BTreeMap::new();
+    for (name, events) in [
+        ("todo", json!(["TODO_CREATED"])),
+        ("tags_comments", json!(["TAG_CREATED", "COMMENT_CREATED"])),
+        ("every_type", json!([])),
+        ("deleted", json!(["TODO_DELETED"])),
+    ] {
+        let created = api
+            .create_webhook(&key, json!({"url": receiver.url, "events": events, "scopes": scopes}))
+            .await?;
+        ids.insert(created["id"].as_str().context("id")?.to_owned(), name);
+    }
+    let table = stack.info.tables.get("SubscriptionsTable").context("SubscriptionsTable")?;
+    let store = webhooks_aws::dynamodb::DynamoDbSubscriptions::new(stack.dynamodb().await, table.clone());
+    let partition = webhooks_core::matching::project_partition(&acme, "p1");
+    // (the batch's event types in the project, the webhooks the Query returns)
+    let cases: [(&[&str], &[&str]); 4] = [
+        (&["TODO_CREATED", "COMMENT_CREATED"], &["every_type", "tags_comments", "todo"]),
+        (&["TODO_MOVED"], &["every_type"]),
+        (&["TODO_DELETED", "TAG_CREATED", "TODO_CREATED"], &["deleted", "every_type", "tags_comments", "todo"]),
+        (&[], &["deleted", "every_type", "tags_comments", "todo"]),
+    ];
+    for (types, expected) in cases {
+        // WHEN the matcher queries the project's partition for a batch with these types
+        let types: BTreeSet<&str> = types.iter().copied().collect();
+        let entries = store.index_entries(&partition, &types).await?;
+        // THEN it gets exactly the entries that select one of them or every type
+        let mut got: Vec<&str> = entries.iter().filter_map(|e| ids.get(&e.webhook_id).copied()).collect();
+        got.sort_unstable();
+        assert_eq!(got, expected, "{types:?}");
+        assert_eq!(entries.len(), got.len(), "no entry of another webhook");
+    }
+    Ok(())
+}
+
+#[tokio::test]
 async fn a_webhook_change_applies_to_the_very_next_event() -> Result<()> {
     let stack = Stack::shared().await?;
     let api = Api::new(&stack);

@@ -605,18 +605,39 @@ impl DynamoDbSubscriptions {
 
     // ------------------------------------------------------------------ matching
 
-    /// Every index entry of one partition, all pages, strongly consistent.
-    pub async fn index_entries(&self, partition: &str) -> Result<Vec<IndexEntry>, StoreError> {
+    /// The index entries of one partition that select one of `event_types` or every type (an
+    /// empty list), all pages, strongly consistent. The filter is applied by DynamoDB after
+    /// the read, so the read units are those of the whole partition, but only candidates are
+    /// sent and decoded: a project with 10 000 webhooks costs the matcher the few that take
+    /// the batch's event types. An empty `event_types` returns every entry.
+    pub async fn index_entries(&self, partition: &str, event_types: &BTreeSet<&str>) -> Result<Vec<IndexEntry>, StoreError> {
         let mut entries = Vec::new();
         let mut start = None;
+        let filter = (!event_types.is_empty()).then(|| {
+            let mut filter = "size(#events) = :no_types".to_owned();
+            for i in 0..event_types.len() {
+                filter.push_str(&format!(" OR contains(#events, :t{i})"));
+            }
+            filter
+        });
         loop {
-            let out = self
+            let mut query = self
                 .client
                 .query()
                 .table_name(&self.table)
                 .key_condition_expression("pk = :pk")
                 .expression_attribute_values(":pk", s(index_pk(partition)))
-                .consistent_read(true)
+                .consistent_read(true);
+            if let Some(filter) = &filter {
+                query = query
+                    .filter_expression(filter)
+                    .expression_attribute_names("#events", "events")
+                    .expression_attribute_values(":no_types", AttributeValue::N("0".to_owned()));
+                for (i, event_type) in event_types.iter().enumerate() {
+                    query = query.expression_attribute_values(format!(":t{i}"), s(*event_type));
+                }
+            }
+            let out = query
                 .set_exclusive_start_key(start)
                 .send()
                 .await

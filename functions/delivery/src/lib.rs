@@ -16,7 +16,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
-use futures_util::future::join_all;
+use futures_util::future::{join, join_all};
 use lambda_runtime::LambdaEvent;
 use reqwest::header::HeaderMap;
 use time::OffsetDateTime;
@@ -211,13 +211,15 @@ impl Deliverer {
         Ok(webhooks_aws::batch::retry_only(failed))
     }
 
+    /// The batch's webhooks, their owner keys and their health: two round trips (the health
+    /// is read together with the webhooks; the keys need the webhooks' owners).
     async fn load(&self, ids: &BTreeSet<String>) -> Result<Loaded, String> {
         let chain = |e: webhooks_aws::dynamodb::StoreError| webhooks_aws::error_chain(&e);
-        let webhooks = self.subscriptions.webhooks_by_ids(ids).await.map_err(chain)?;
+        let (webhooks, health) = join(self.subscriptions.webhooks_by_ids(ids), self.state.health_of(ids)).await;
+        let webhooks = webhooks.map_err(chain)?;
         let owner_ids: BTreeSet<String> = webhooks.values().map(|w| w.webhook.owner_key_id.clone()).collect();
         let owners = self.subscriptions.keys_by_ids(&owner_ids).await.map_err(chain)?;
-        let health = self.state.health_of(ids).await.map_err(chain)?;
-        Ok(Loaded { webhooks, owners, health })
+        Ok(Loaded { webhooks, owners, health: health.map_err(chain)? })
     }
 
     /// Delivers one record; `true` when SQS must hand it back later.

@@ -4,7 +4,8 @@
 //!
 //! Cost per batch (SPEC §4): one claim per distinct event, one Query (all pages, strongly
 //! consistent) per distinct (company, project) and per distinct company, one BatchGetItem per
-//! 100 distinct owner keys; no Scan, no per-webhook reads. Subscriptions are never cached, so
+//! 100 distinct owner keys; no Scan, no per-webhook reads. Claims, Queries and completions
+//! each go out concurrently. Subscriptions are never cached, so
 //! a webhook change applies to every event accepted after the API call returned.
 //!
 //! A record is reported as failed (left on the queue for SQS to retry) only when the work
@@ -13,6 +14,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use futures_util::future::{join, join_all};
 use lambda_runtime::LambdaEvent;
 use time::OffsetDateTime;
 use tracing::{error, info, warn};
@@ -112,11 +114,18 @@ impl Matcher {
     }
 
     /// Fans the batch's events out; returns the indexes of events to retry.
+    ///
+    /// The claims and the reads do not depend on each other, so they go out together: an
+    /// event's way to the delivery queue is three round trips (claims and Queries, owner keys,
+    /// the send), whatever the batch holds. The reads for an event that turns out to be a
+    /// duplicate are wasted; that is rare.
     async fn fan_out(&self, pending: &[Pending], now: i64) -> Vec<usize> {
+        let (claims, reads) =
+            join(join_all(pending.iter().map(|p| self.claims.claim(&p.message_id, now))), self.read(pending)).await;
         let mut retry = Vec::new();
         let mut claimed = Vec::new();
-        for (i, p) in pending.iter().enumerate() {
-            match self.claims.claim(&p.message_id, now).await {
+        for ((i, p), claim) in pending.iter().enumerate().zip(claims) {
+            match claim {
                 Ok(Claim::Claimed) => claimed.push(i),
                 Ok(Claim::Done) => info!(event_id = %p.event.id, "duplicate event skipped"),
                 Ok(Claim::Busy) => {
@@ -132,9 +141,8 @@ impl Matcher {
         if claimed.is_empty() {
             return retry;
         }
-
-        let plan = match self.plan(pending, &claimed).await {
-            Ok(plan) => plan,
+        let (candidates, owners) = match reads {
+            Ok(reads) => reads,
             Err(e) => {
                 error!(error = %e, "matching failed; the batch's events will be retried");
                 retry.extend(claimed);
@@ -142,8 +150,19 @@ impl Matcher {
             }
         };
 
+        let index = match_index(&candidates, &owners);
+        let queued_at = (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
+        let mut plan = Vec::new();
+        for &i in &claimed {
+            let p = &pending[i];
+            for message in first_deliveries(&index, &p.event, &p.message_id, queued_at) {
+                plan.push((i, message));
+            }
+        }
+
         let bodies: Vec<String> = plan.iter().map(|(_, m)| m.to_json()).collect();
         let unsent: BTreeSet<usize> = self.deliveries.send_all(&bodies).await.into_iter().map(|j| plan[j].0).collect();
+        let mut done = Vec::new();
         for i in claimed {
             let p = &pending[i];
             if unsent.contains(&i) {
@@ -154,44 +173,39 @@ impl Matcher {
             }
             let deliveries = plan.iter().filter(|(e, _)| *e == i).count();
             info!(event_id = %p.event.id, event_type = %p.event.event_type, deliveries, "event fanned out");
-            if let Err(e) = self.claims.complete(&p.message_id, now).await {
+            done.push(p);
+        }
+        let completed = join_all(done.iter().map(|p| self.claims.complete(&p.message_id, now))).await;
+        for (p, result) in done.iter().zip(completed) {
+            if let Err(e) = result {
                 warn!(event_id = %p.event.id, error = %webhooks_aws::error_chain(&e), "could not mark the event done");
             }
         }
         retry
     }
 
-    /// Every (event index, delivery message) of the claimed events.
-    async fn plan(&self, pending: &[Pending], claimed: &[usize]) -> Result<Vec<(usize, DeliveryQueueMessage)>, Transient> {
-        let partitions: BTreeSet<String> =
-            claimed.iter().flat_map(|i| partitions_for_event(&pending[*i].event)).collect();
-        let mut candidates: BTreeMap<String, Vec<IndexEntry>> = BTreeMap::new();
-        for partition in &partitions {
-            let entries = self
-                .subscriptions
-                .index_entries(partition)
-                .await
-                .map_err(|e| Transient(webhooks_aws::error_chain(&e)))?;
-            candidates.insert(partition.clone(), entries);
-        }
-        let owner_ids: BTreeSet<String> =
-            candidates.values().flatten().map(|entry| entry.owner_key_id.clone()).collect();
-        let owners = if owner_ids.is_empty() {
-            HashMap::new()
-        } else {
-            self.subscriptions.keys_by_ids(&owner_ids).await.map_err(|e| Transient(webhooks_aws::error_chain(&e)))?
-        };
-
-        let index = match_index(&candidates, &owners);
-        let queued_at = (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
-        let mut plan = Vec::new();
-        for &i in claimed {
-            let p = &pending[i];
-            for message in first_deliveries(&index, &p.event, &p.message_id, queued_at) {
-                plan.push((i, message));
+    /// What matching the batch's events needs: the index entries of every partition they
+    /// touch (one Query each, all at once) and those entries' owner keys.
+    async fn read(&self, pending: &[Pending]) -> Result<(BTreeMap<String, Vec<IndexEntry>>, HashMap<String, StoredKey>), Transient> {
+        let transient = |e: webhooks_aws::dynamodb::StoreError| Transient(webhooks_aws::error_chain(&e));
+        // Each partition the batch touches, with the event types its events there have: the
+        // Query returns only entries selecting one of them (or every type).
+        let mut partitions: BTreeMap<String, BTreeSet<&str>> = BTreeMap::new();
+        for p in pending {
+            for partition in partitions_for_event(&p.event) {
+                partitions.entry(partition).or_default().insert(p.event.event_type.as_str());
             }
         }
-        Ok(plan)
+        let queried = join_all(partitions.iter().map(|(partition, event_types)| async move {
+            self.subscriptions.index_entries(partition, event_types).await.map(|entries| (partition.clone(), entries))
+        }))
+        .await;
+        let candidates = queried.into_iter().collect::<Result<BTreeMap<_, _>, _>>().map_err(transient)?;
+        let owner_ids: BTreeSet<String> =
+            candidates.values().flatten().map(|entry| entry.owner_key_id.clone()).collect();
+        let owners =
+            if owner_ids.is_empty() { HashMap::new() } else { self.subscriptions.keys_by_ids(&owner_ids).await.map_err(transient)? };
+        Ok((candidates, owners))
     }
 }
 
