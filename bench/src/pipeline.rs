@@ -89,6 +89,7 @@ pub struct FunctionTime {
     pub aws_calls: Summary,
     pub total_duration_ms: f64,
     pub total_aws_ms: f64,
+    pub total_aws_calls: f64,
     /// Sum of the durations rounded up to the millisecond, as Lambda bills them.
     pub billed_ms: f64,
 }
@@ -335,6 +336,7 @@ fn function_time(
         aws_calls: summary(&calls)?,
         total_duration_ms: durations.iter().sum(),
         total_aws_ms: aws.iter().sum(),
+        total_aws_calls: calls.iter().sum(),
         billed_ms: durations.iter().map(|d| d.ceil().max(1.0)).sum(),
     })
 }
