@@ -12,6 +12,14 @@ them to the DLQ after maxReceiveCount receives: the pollers never do that themse
 The long poll returns as soon as a message arrives, so there is no sleeping on the hot path;
 the only sleeps are a short, growing backoff after emulator errors.
 
+The pollers of one queue take turns to receive (one ReceiveMessage, long poll included, per
+queue at a time). moto's ReceiveMessage is not atomic (5.2.5: it checks that a message is
+visible, then marks it received, with nothing held in between), so two receives running at
+once could both take one message: the same message, attempt 1, in two invocations a few ms
+apart. SQS hands a message to one receive per visibility timeout; taking turns keeps that
+true. It costs no throughput: a receive returns as soon as messages are there, and the
+invocation runs after the turn is handed on.
+
 One emulator detail is corrected here: moto applies the queue's VisibilityTimeout as it was
 when a long poll *started*, so after a SetQueueAttributes (tests shorten it to see retries
 quickly) a poll already waiting would hide its messages for the old timeout. When a batch
@@ -127,9 +135,14 @@ class EventSourceMappings:
         stop: threading.Event,
         verbose: bool = False,
         delete_client_factory: Callable[..., Any] | None = None,
+        receive_client_factory: Callable[..., Any] | None = None,
     ):
         self.mappings = mappings
         self.client_factory = client_factory
+        # ReceiveMessage may go elsewhere too (through the proxy, which remembers when each
+        # message was received: SQS counts the 12 h visibility cap from there).
+        self.receive_client_factory = receive_client_factory
+        self.receive_turns: dict[str, threading.Lock] = {m.queue_url: threading.Lock() for m in mappings}
         # DeleteMessageBatch may go elsewhere (through the fault proxy): a delete that fails
         # leaves a processed message to come back, a duplicate, as on AWS.
         self.delete_client_factory = delete_client_factory
@@ -148,21 +161,29 @@ class EventSourceMappings:
 
     def _poll(self, mapping: Mapping) -> None:
         # The read timeout must outlast the long poll.
-        sqs = self.client_factory("sqs", read_timeout=WAIT_SECONDS + 10, retries={"max_attempts": 1, "mode": "standard"})
+        sqs = self.client_factory("sqs")
+        receive_options = {"read_timeout": WAIT_SECONDS + 10, "retries": {"max_attempts": 1, "mode": "standard"}}
+        receiver = (self.receive_client_factory or self.client_factory)("sqs", **receive_options)
         deleter = self.delete_client_factory("sqs") if self.delete_client_factory else sqs
+        turn = self.receive_turns[mapping.queue_url]
         event = mapping.event
         backoff = 0.0
         errors = 0
         visibility = self._visibility_timeout(sqs, mapping)
         while not self.stop.is_set():
+            if not turn.acquire(timeout=1.0):
+                continue  # check for a stop now and then
             try:
-                response = sqs.receive_message(
-                    QueueUrl=mapping.queue_url,
-                    MaxNumberOfMessages=max(1, min(event.batch_size, 10)),
-                    WaitTimeSeconds=WAIT_SECONDS,
-                    MessageSystemAttributeNames=["All"],
-                    MessageAttributeNames=["All"],
-                )
+                try:
+                    response = receiver.receive_message(
+                        QueueUrl=mapping.queue_url,
+                        MaxNumberOfMessages=max(1, min(event.batch_size, 10)),
+                        WaitTimeSeconds=WAIT_SECONDS,
+                        MessageSystemAttributeNames=["All"],
+                        MessageAttributeNames=["All"],
+                    )
+                finally:
+                    turn.release()
             except Exception as e:  # the emulator is down or busy: back off, then retry
                 if self.stop.is_set():
                     return
@@ -201,7 +222,8 @@ class EventSourceMappings:
     def _apply_current_visibility(self, sqs, mapping: Mapping, messages: list[dict], done: list[dict], seen: int | None, received_at: float) -> int | None:
         """See the module docstring: corrects a visibility timeout the long poll took stale."""
         current = self._visibility_timeout(sqs, mapping)
-        if current is None or current == seen:
+        if current is None or current == seen or seen is None:
+            # Unknown before (the first read failed): no change seen, nothing to correct.
             return seen if current is None else current
         remaining = max(0, math.ceil(current - (time.monotonic() - received_at)))
         deleted = {m["MessageId"] for m in done}
