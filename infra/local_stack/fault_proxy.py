@@ -1,10 +1,17 @@
-"""A fault-injecting proxy between the functions and the AWS emulator.
+"""A proxy between the functions and the AWS emulator: as strict as AWS, and faults on demand.
+
+It runs in every local stack. Whatever the fault rate, it refuses what AWS refuses and the
+emulator accepts (strict.py): DynamoDB items over 400 KB, nesting over 32 levels, numbers
+out of range; SQS bodies with characters SQS refuses, visibility beyond 12 h from receipt;
+transactions overlapping on an item (TransactionCanceledException, `TransactionConflict`)
+and writes to an item a transaction holds (TransactionConflictException). Only the requests
+those checks concern are parsed; the rest is forwarded as it came.
 
 AWS fails now and then: a call answers 500, or is throttled, or (the nastiest case) takes
 effect and still answers an error, so that the caller retries something that already
-happened. The emulator never does any of this. When `WEBHOOKS_LOCAL_FAULT_RATE` is above 0
-the local stack starts this proxy and gives the functions its URL as `AWS_ENDPOINT_URL`; for
-that fraction of the requests it answers as AWS does under faults:
+happened. The emulator never does any of this. With `WEBHOOKS_LOCAL_FAULT_RATE` above 0, for
+that fraction of the requests (the pollers' ReceiveMessage excepted) it answers as AWS does
+under faults:
 
 * `error` (not forwarded): HTTP 500 with the service's internal error (`InternalServerError`
   for DynamoDB, `InternalError` for SQS, `KMSInternalException` for KMS, `InternalFailure` /
@@ -65,7 +72,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from xml.sax.saxutils import escape
 
-from . import httputil
+from . import httputil, strict
 
 log = logging.getLogger("local_stack")
 
@@ -80,6 +87,14 @@ FAULTS_PATH = "/_faults"
 MAX_BODY = 16 * 1024 * 1024  # SQS batches are at most 1 MiB, DynamoDB items 400 KiB
 UPSTREAM_TIMEOUT = 60.0
 KINDS = ("error", "throttle", "after")
+# Only the pollers (AWS's side of an event source mapping) receive: never faulted.
+EXEMPT_FROM_FAULTS = {("sqs", "ReceiveMessage")}
+# The requests the strictness checks read; everything else is forwarded unparsed.
+STRICT_OPERATIONS = {
+    "dynamodb": {"PutItem", "UpdateItem", "DeleteItem", "TransactWriteItems", "BatchWriteItem"},
+    "sqs": {"SendMessage", "SendMessageBatch", "ChangeMessageVisibility", "ChangeMessageVisibilityBatch", "DeleteMessage", "DeleteMessageBatch"},
+}
+KEY_SCHEMA_TIMEOUT = 10.0
 IDEMPOTENCY_WINDOW = 600.0  # DynamoDB keeps a ClientRequestToken this long
 # Hop-by-hop headers and the ones http.server writes itself.
 _SKIPPED_RESPONSE_HEADERS = {"connection", "keep-alive", "transfer-encoding", "content-length", "server", "date"}
@@ -147,6 +162,11 @@ def _json_error(call: Call, status: int, code: str, message: str, query_code: st
     if query_code is not None:  # SQS's JSON protocol is query compatible: this header carries the old code
         headers.append(("x-amzn-query-error", query_code))
     return status, headers, json.dumps({"__type": code, "message": message}).encode()
+
+
+def _json_body(call: Call, status: int, document: dict) -> tuple[int, list[tuple[str, str]], bytes]:
+    headers = [("Content-Type", f"application/x-amz-json-{call.json_version}"), ("x-amzn-RequestId", str(uuid.uuid4()))]
+    return status, headers, json.dumps(document).encode()
 
 
 def _xml_error(status: int, kind: str, code: str, message: str) -> tuple[int, list[tuple[str, str]], bytes]:
@@ -256,11 +276,14 @@ class Faults:
         self.slowest: tuple[float, str] = (0.0, "")
         self.slow = 0  # forwarded requests that took over a second, waiting included
         self.timing: dict[str, list[float]] = {}  # operation -> [count, emulator seconds, waiting seconds]
+        self.refused: dict[str, int] = {}  # "service:Operation Code" -> requests (or entries) refused as AWS would
 
     def decide(self, call: Call) -> tuple[str | None, int]:
         """The fault for this request (None: none) and a variant number for its response."""
         with self.lock:
             self.requests += 1
+            if (call.service, call.operation) in EXEMPT_FROM_FAULTS:
+                return None, 0
             draw, kind_draw = self.random.random(), self.random.random()
             if draw >= self.settings.rate:
                 return None, 0
@@ -291,6 +314,8 @@ class Faults:
     def count_forwarded(self, call: Call, waited: float, seconds: float) -> None:
         with self.lock:
             self.forwarded += 1
+            if (call.service, call.operation) in EXEMPT_FROM_FAULTS:
+                return  # the pollers' long polls: time spent waiting for messages, not work
             operation = f"{call.service}:{call.operation}"
             if seconds > 1.0:
                 self.slow += 1
@@ -300,6 +325,11 @@ class Faults:
             timing[0] += 1
             timing[1] += seconds - waited
             timing[2] += waited
+
+    def count_refusal(self, call: Call, code: str, n: int = 1) -> None:
+        with self.lock:
+            name = f"{call.service}:{call.operation} {code}"
+            self.refused[name] = self.refused.get(name, 0) + n
 
     def count_upstream_error(self) -> None:
         with self.lock:
@@ -327,6 +357,7 @@ class Faults:
                 "injected": sum(self.by_kind.values()),
                 "by_kind": dict(self.by_kind),
                 "by_operation": {k: dict(v) for k, v in sorted(self.by_operation.items())},
+                "refused": dict(sorted(self.refused.items())),
                 "timing": {
                     k: {"requests": int(n), "emulator_seconds": round(busy, 1), "waiting_seconds": round(waited, 1)}
                     for k, (n, busy, waited) in sorted(self.timing.items())
@@ -342,7 +373,35 @@ class FaultProxy(httputil.Server):
         self.upstream = (parsed.hostname, parsed.port or 80)
         self.faults = Faults(settings)
         self.dynamodb_lock = ReadersWriterLock()
+        self.items_in_flight = strict.ItemsInFlight()
+        self.receipts = strict.Receipts()
+        self.key_schemas: dict[tuple[str, str], tuple[str, ...]] = {}
         super().__init__(("127.0.0.1", port), FaultProxyHandler)
+
+    def key_names(self, table: str, authorization: str) -> tuple[str, ...]:
+        """A table's key attribute names, sorted (asked of the emulator once per table and
+        region; empty when it cannot say, and then conflicts on that table go unnoticed)."""
+        scope = _SCOPE.search(authorization)
+        region = authorization[scope.start():scope.end()].split("/")[2] if scope else ""
+        cached = self.key_schemas.get((region, table))
+        if cached is not None:
+            return cached
+        connection = http.client.HTTPConnection(*self.upstream, timeout=KEY_SCHEMA_TIMEOUT)
+        try:
+            connection.request(
+                "POST", "/", body=json.dumps({"TableName": table}),
+                headers={"Content-Type": "application/x-amz-json-1.0", "X-Amz-Target": "DynamoDB_20120810.DescribeTable", "Authorization": authorization},
+            )
+            response = connection.getresponse()
+            described = json.loads(response.read()) if response.status == 200 else None
+            names = tuple(sorted(k["AttributeName"] for k in described["Table"]["KeySchema"])) if described else ()
+        except (OSError, ValueError, KeyError, TypeError):
+            names = ()
+        finally:
+            connection.close()
+        if names:
+            self.key_schemas[(region, table)] = names
+        return names
 
     @property
     def url(self) -> str:
@@ -408,10 +467,65 @@ class FaultProxyHandler(httputil.QuietHandler):
             return self._answer(*internal_error(call))
         if kind == "throttle":
             return self._answer(*throttled(call, variant))
+        request = None
+        if call.json_protocol and call.operation in STRICT_OPERATIONS.get(call.service, ()):
+            try:
+                request = json.loads(body)
+            except ValueError:
+                request = None  # the emulator says what is wrong with it
+            if not isinstance(request, dict):
+                request = None
+        if call.service == "sqs" and request is not None:
+            return self._sqs(call, kind, body, request)
+        if request is not None:
+            try:
+                strict.check_dynamodb(call.operation, request)
+            except strict.Refusal as refusal:
+                self.server.faults.count_refusal(call, refusal.code)
+                return self._answer(*_json_error(call, 400, strict.VALIDATION, refusal.message))
         token = idempotency_token(call, body)
         remembered = self.server.faults.remembered(token) if token else None
         if remembered is not None:
             return self._answer(*remembered)
+        # DynamoDB refuses a transaction touching an item another transaction or a write is
+        # busy with, and a write to an item a transaction is busy with.
+        in_flight = self.server.items_in_flight
+        transaction_items: list | None = None
+        written = None
+        if request is not None and call.operation == "TransactWriteItems":
+            transaction_items = strict.transaction_items(request, self._key_names)
+            reasons = in_flight.begin_transaction(transaction_items)
+            if reasons is not None:
+                self.server.faults.count_refusal(call, "TransactionConflict")
+                return self._answer(*_json_body(call, 400, strict.cancellation(reasons)))
+        elif request is not None and call.operation in ("PutItem", "UpdateItem", "DeleteItem"):
+            written = strict.single_write_item(call.operation, request, self._key_names)
+            if not in_flight.begin_write(written):
+                self.server.faults.count_refusal(call, "TransactionConflictException")
+                return self._answer(*_json_error(call, 400, strict.DYNAMODB_PREFIX + "TransactionConflictException", strict.CONFLICT_REASON))
+        try:
+            answer = self._forward_isolated(call, body)
+        finally:
+            if transaction_items is not None:
+                in_flight.end_transaction(transaction_items)
+            if written is not None:
+                in_flight.end_write(written)
+        if answer is None:
+            return self._answer(*internal_error(call))
+        if token and 200 <= answer[0] < 300:
+            self.server.faults.remember(token, answer)
+        if call.service == "sqs" and call.operation == "ReceiveMessage" and answer[0] == 200:
+            self._remember_receipts(answer[2])
+        if kind == "after":
+            return self._answer(*internal_error(call))
+        return self._answer(*answer)
+
+    def _key_names(self, table: str) -> tuple[str, ...]:
+        return self.server.key_names(table, self.headers.get("Authorization", ""))
+
+    def _forward_isolated(self, call: Call, body: bytes) -> tuple[int, list[tuple[str, str]], bytes] | None:
+        """Forwards; a TransactWriteItems alone (see the module docstring). None: the emulator
+        could not be reached."""
         isolate = call.service == "dynamodb"
         exclusive = isolate and call.operation == "TransactWriteItems"
         started = time.monotonic()
@@ -424,13 +538,75 @@ class FaultProxyHandler(httputil.QuietHandler):
             self.server.faults.count_upstream_error()
             log.warning("fault proxy: upstream %s:%d failed (%s)", *self.server.upstream, e)
             self.close_connection = True
-            return self._answer(*internal_error(call))
+            return None
         finally:
             if isolate:
                 self.server.dynamodb_lock.release(exclusive)
         self.server.faults.count_forwarded(call, waited, time.monotonic() - started)
-        if token and 200 <= answer[0] < 300:
-            self.server.faults.remember(token, answer)
+        return answer
+
+    def _remember_receipts(self, data: bytes) -> None:
+        if b"ReceiptHandle" not in data:
+            return
+        try:
+            messages = json.loads(data).get("Messages") or []
+            self.server.receipts.remember([m["ReceiptHandle"] for m in messages if isinstance(m.get("ReceiptHandle"), str)])
+        except (ValueError, AttributeError, TypeError):
+            pass
+
+    def _sqs(self, call: Call, kind: str | None, body: bytes, request: dict) -> None:
+        """SQS requests the checks read: refused as SQS would, or forwarded (a batch without
+        the entries SQS would fail, its answer then given those entries as `Failed`)."""
+        receipts = self.server.receipts
+        operation = call.operation
+        now = receipts.clock()
+        failed: list[dict] = []
+        if operation == "SendMessage":
+            message = strict.refused_character(request.get("MessageBody"))
+            if message is not None:
+                self.server.faults.count_refusal(call, "InvalidMessageContents")
+                return self._answer(*_json_error(call, 400, "com.amazonaws.sqs#InvalidMessageContents", message, "InvalidMessageContents;Sender"))
+        elif operation == "ChangeMessageVisibility":
+            message = strict.visibility_refusal(request.get("VisibilityTimeout"), receipts.received_at(request.get("ReceiptHandle")), now)
+            if message is not None:
+                self.server.faults.count_refusal(call, "InvalidParameterValue")
+                return self._answer(*_json_error(call, 400, "com.amazonaws.sqs#InvalidParameterValue", message, "InvalidParameterValue;Sender"))
+        elif operation in ("SendMessageBatch", "ChangeMessageVisibilityBatch"):
+            entries = request.get("Entries")
+            if isinstance(entries, list):
+                kept = []
+                for entry in entries:
+                    if not isinstance(entry, dict):
+                        kept.append(entry)
+                        continue
+                    if operation == "SendMessageBatch":
+                        code, message = "InvalidMessageContents", strict.refused_character(entry.get("MessageBody"))
+                    else:
+                        code = "InvalidParameterValue"
+                        message = strict.visibility_refusal(entry.get("VisibilityTimeout"), receipts.received_at(entry.get("ReceiptHandle")), now)
+                    if message is None:
+                        kept.append(entry)
+                    else:
+                        failed.append({"Id": entry.get("Id"), "SenderFault": True, "Code": code, "Message": message})
+                if failed:
+                    self.server.faults.count_refusal(call, failed[0]["Code"], len(failed))
+                    if not kept:
+                        return self._answer(*_json_body(call, 200, {"Successful": [], "Failed": failed}))
+                    body = json.dumps({**request, "Entries": kept}).encode()
+        answer = self._forward_isolated(call, body)
+        if answer is None:
+            return self._answer(*internal_error(call))
+        if operation == "DeleteMessage" and 200 <= answer[0] < 300:
+            receipts.forget([request.get("ReceiptHandle")])
+        elif operation == "DeleteMessageBatch" and 200 <= answer[0] < 300:
+            receipts.forget([e.get("ReceiptHandle") for e in request.get("Entries") or [] if isinstance(e, dict)])
+        if failed and answer[0] == 200:
+            try:
+                merged = json.loads(answer[2])
+                merged["Failed"] = list(merged.get("Failed") or []) + failed
+                answer = (answer[0], answer[1], json.dumps(merged).encode())
+            except (ValueError, AttributeError):
+                pass
         if kind == "after":
             return self._answer(*internal_error(call))
         return self._answer(*answer)

@@ -85,8 +85,10 @@ class Runner:
         self.pools: dict[str, FunctionPool] = {}
         self.mappings: EventSourceMappings | None = None
         self.stack_json: dict[str, Any] = {}
-        # WEBHOOKS_LOCAL_FAULT_RATE > 0: the functions reach the emulator through this proxy.
+        # The functions (and the pollers' receives and deletes) reach the emulator through this
+        # proxy; `fault_proxy_url` names it only when faults are on (WEBHOOKS_LOCAL_FAULT_RATE > 0).
         self.fault_proxy = None
+        self.proxy_url: str | None = None
         self.fault_proxy_url: str | None = None
 
     # ------------------------------------------------------------------ start
@@ -143,18 +145,24 @@ class Runner:
         apply_ttl(self.emulator, stack, resolve(template.ttl, stack.outputs))
         log.info("stack created: %d queues, %d tables, %d topics", len(stack.queues), len(stack.tables), len(stack.topics))
 
+        # The proxy runs in every stack: it refuses what AWS refuses (see strict.py), and it
+        # injects faults only when asked to (rate 0 otherwise).
+        faults = cfg.faults or fault_proxy.FaultSettings(rate=0.0)
+        try:
+            self.fault_proxy, self.proxy_url = fault_proxy.spawn(
+                self.emulator.url, faults, cfg.state_dir, cfg.logs_dir / "fault_proxy.log", self.stop
+            )
+        except RuntimeError as e:
+            raise StartupError(str(e)) from None
         if cfg.faults is not None:
-            try:
-                self.fault_proxy, self.fault_proxy_url = fault_proxy.spawn(
-                    self.emulator.url, cfg.faults, cfg.state_dir, cfg.logs_dir / "fault_proxy.log", self.stop
-                )
-            except RuntimeError as e:
-                raise StartupError(str(e)) from None
+            self.fault_proxy_url = self.proxy_url
             log.info(
                 "fault proxy on %s: %.1f %% of the functions' AWS requests fail (seed %d, %.0f %% of them after taking effect)",
-                self.fault_proxy_url, 100 * cfg.faults.rate, cfg.faults.seed, 100 * cfg.faults.after_share,
+                self.proxy_url, 100 * cfg.faults.rate, cfg.faults.seed, 100 * cfg.faults.after_share,
             )
-        endpoint_url = self.fault_proxy_url or self.emulator.url
+        else:
+            log.info("strict proxy on %s (no faults)", self.proxy_url)
+        endpoint_url = self.proxy_url
 
         resolved = {binary: spec.resolved(stack.outputs) for binary, spec in functions.items()}
         envs = {binary: self._function_env(spec, stack) for binary, spec in resolved.items()}
@@ -175,10 +183,13 @@ class Runner:
         self.control_thread = threading.Thread(target=self.control.serve_forever, name="control", daemon=True)
         self.control_thread.start()
 
-        # The pollers stand in for AWS's own event source mapping: they receive from the emulator
-        # directly, but their deletes meet the faults too (see the README).
-        deleter = self._fault_proxy_client if self.fault_proxy_url else None
-        self.mappings = EventSourceMappings(self._mappings(resolved, stack), self.emulator.client, self.stop, cfg.verbose, deleter)
+        # The pollers stand in for AWS's own event source mapping: their receives and deletes go
+        # through the proxy (receives are never faulted there, deletes are; the proxy learns
+        # when each message was received), their visibility corrections go to the emulator.
+        self.mappings = EventSourceMappings(
+            self._mappings(resolved, stack), self.emulator.client, self.stop, cfg.verbose,
+            delete_client_factory=self._proxy_client, receive_client_factory=self._proxy_client,
+        )
         self.mappings.start()
 
         deadline = time.monotonic() + READY_TIMEOUT
@@ -198,8 +209,8 @@ class Runner:
             time.monotonic() - t0, api_url, cfg.processes, "" if cfg.processes == 1 else "es", cfg.logs_dir,
         )
 
-    def _fault_proxy_client(self, service: str, **config: Any):
-        return self.emulator.client(service, endpoint_url=self.fault_proxy_url, **config)
+    def _proxy_client(self, service: str, **config: Any):
+        return self.emulator.client(service, endpoint_url=self.proxy_url, **config)
 
     def _parameters(self, declared: dict[str, dict]) -> dict[str, str]:
         unknown = sorted(set(self.config.parameter_overrides) - set(declared))
@@ -274,7 +285,8 @@ class Runner:
                 for binary, spec in functions.items()
             },
             "lambda_reserved_env": list(LAMBDA_RESERVED_ENV),
-            "local_env": {"AWS_ENDPOINT_URL": self.fault_proxy_url or self.emulator.url},
+            "local_env": {"AWS_ENDPOINT_URL": self.proxy_url},
+            "proxy_url": self.proxy_url,
             "fault_proxy_url": self.fault_proxy_url,
             "processes_per_function": cfg.processes,
             "pid": os.getpid(),

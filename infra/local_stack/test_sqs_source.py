@@ -4,20 +4,17 @@ moto's ReceiveMessage is not atomic: it checks that a message is visible and onl
 it received, with no lock in between, so two receives running at once can both take the same
 message (seen as the same delivery, attempt 1, invoked twice a few ms apart). It happens
 when the interpreter switches threads inside that window, which is rare at the default switch
-interval and frequent at a tiny one: the emulator here runs with a tiny one to make it show.
+interval and frequent at a tiny one: the test emulator (conftest.py) runs with a tiny one to
+make it show.
 """
 
 from __future__ import annotations
 
 import collections
-import socket
-import subprocess
-import sys
 import threading
 import time
 
 import boto3
-import pytest
 from botocore.config import Config as BotoConfig
 
 from . import sqs_source
@@ -28,33 +25,6 @@ from .template import SqsEvent
 POLLERS = 8
 MESSAGES = 400
 VISIBILITY_SECONDS = 120  # far longer than the test: any second receive is a duplicate
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def emulator_url():
-    port = _free_port()
-    code = "import sys; sys.setswitchinterval(1e-5); from moto.server import main; main(['-H', '127.0.0.1', '-p', sys.argv[1]])"
-    proc = subprocess.Popen([sys.executable, "-c", code, str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise RuntimeError("the emulator did not start") from None
-                time.sleep(0.05)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(5)
 
 
 def _client_factory(url: str):
