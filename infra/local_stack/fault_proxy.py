@@ -169,6 +169,13 @@ def _json_body(call: Call, status: int, document: dict) -> tuple[int, list[tuple
     return status, headers, json.dumps(document).encode()
 
 
+def _int(value) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
 def _xml_error(status: int, kind: str, code: str, message: str) -> tuple[int, list[tuple[str, str]], bytes]:
     request_id = str(uuid.uuid4())
     body = (
@@ -549,8 +556,9 @@ class FaultProxyHandler(httputil.QuietHandler):
         if b"ReceiptHandle" not in data:
             return
         try:
-            messages = json.loads(data).get("Messages") or []
-            self.server.receipts.remember([m["ReceiptHandle"] for m in messages if isinstance(m.get("ReceiptHandle"), str)])
+            messages = [m for m in json.loads(data).get("Messages") or [] if isinstance(m.get("ReceiptHandle"), str)]
+            sent = [_int((m.get("Attributes") or {}).get("SentTimestamp")) for m in messages]
+            self.server.receipts.remember([m["ReceiptHandle"] for m in messages], sent)
         except (ValueError, AttributeError, TypeError):
             pass
 
@@ -571,10 +579,13 @@ class FaultProxyHandler(httputil.QuietHandler):
             if message is not None:
                 self.server.faults.count_refusal(call, "InvalidParameterValue")
                 return self._answer(*_json_error(call, 400, "com.amazonaws.sqs#InvalidParameterValue", message, "InvalidParameterValue;Sender"))
+            cap = receipts.emulator_cap(request.get("ReceiptHandle"), request.get("VisibilityTimeout"))
+            if cap is not None:
+                body = json.dumps({**request, "VisibilityTimeout": cap}).encode()
         elif operation in ("SendMessageBatch", "ChangeMessageVisibilityBatch"):
             entries = request.get("Entries")
             if isinstance(entries, list):
-                kept = []
+                kept, changed = [], False
                 for entry in entries:
                     if not isinstance(entry, dict):
                         kept.append(entry)
@@ -585,13 +596,16 @@ class FaultProxyHandler(httputil.QuietHandler):
                         code = "InvalidParameterValue"
                         message = strict.visibility_refusal(entry.get("VisibilityTimeout"), receipts.received_at(entry.get("ReceiptHandle")), now)
                     if message is None:
-                        kept.append(entry)
+                        cap = receipts.emulator_cap(entry.get("ReceiptHandle"), entry.get("VisibilityTimeout")) if operation == "ChangeMessageVisibilityBatch" else None
+                        kept.append(entry if cap is None else {**entry, "VisibilityTimeout": cap})
+                        changed = changed or cap is not None
                     else:
                         failed.append({"Id": entry.get("Id"), "SenderFault": True, "Code": code, "Message": message})
                 if failed:
                     self.server.faults.count_refusal(call, failed[0]["Code"], len(failed))
                     if not kept:
                         return self._answer(*_json_body(call, 200, {"Successful": [], "Failed": failed}))
+                if failed or changed:
                     body = json.dumps({**request, "Entries": kept}).encode()
         answer = self._forward_isolated(call, body)
         if answer is None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import re
 import threading
 import time
@@ -328,19 +329,25 @@ class Receipts:
         self.clock = clock
         self.lock = threading.Lock()
         self.received: dict[str, float] = {}
+        # The emulator counts the cap from the message's send instead (moto 5.2.5), and so
+        # refuses what SQS allows: handle -> (SentTimestamp in ms, wall clock at receipt).
+        self.sent: dict[str, tuple[int, float]] = {}
         self.added = 0
 
-    def remember(self, handles: list[str]) -> None:
+    def remember(self, handles: list[str], sent_ms: list[int | None] | None = None) -> None:
         now = self.clock()
         with self.lock:
-            for handle in handles:
+            for i, handle in enumerate(handles):
                 self.received[handle] = now
+                if sent_ms and sent_ms[i] is not None:
+                    self.sent[handle] = (sent_ms[i], time.time())
             self.added += len(handles)
             if self.added >= self.PRUNE_EVERY:
                 self.added = 0
                 old = [h for h, at in self.received.items() if now - at > MAX_VISIBILITY_SECONDS]
                 for handle in old:
                     del self.received[handle]
+                    self.sent.pop(handle, None)
 
     def received_at(self, handle) -> float | None:
         with self.lock:
@@ -350,3 +357,19 @@ class Receipts:
         with self.lock:
             for handle in handles:
                 self.received.pop(handle, None)
+                self.sent.pop(handle, None)
+
+    def emulator_cap(self, handle, timeout) -> int | None:
+        """The longest timeout the emulator accepts for this receipt, when below `timeout`
+        (None: no need to lower it). The proxy lowers an allowed timeout to it: seconds apart
+        at a 12 h horizon, where SQS would refuse nothing."""
+        with self.lock:
+            sent = self.sent.get(handle) if isinstance(handle, str) else None
+        if sent is None:
+            return None
+        try:
+            seconds = int(timeout)
+        except (TypeError, ValueError):
+            return None
+        cap = MAX_VISIBILITY_SECONDS - math.ceil(time.time() - sent[0] / 1000.0) - 1
+        return max(0, cap) if seconds > cap else None

@@ -297,3 +297,15 @@ def test_visibility_over_12_hours_from_receipt_is_refused(proxy, sqs, queue):
     assert [(f["Id"], f["Code"]) for f in answer["Failed"]] == [("over", "InvalidParameterValue")]
     # AND 11 h less a few seconds is allowed
     sqs.change_message_visibility(QueueUrl=queue, ReceiptHandle=handle, VisibilityTimeout=39590)
+
+
+def test_a_visibility_sqs_allows_is_not_refused_by_the_emulator(sqs, queue):
+    # GIVEN a message received some seconds after it was sent (the emulator counts the 12 h
+    # cap from the send, SQS from the receipt)
+    sqs.send_message(QueueUrl=queue, MessageBody="m")
+    time.sleep(2.5)
+    handle = sqs.receive_message(QueueUrl=queue, MessageSystemAttributeNames=["All"])["Messages"][0]["ReceiptHandle"]
+    # WHEN its visibility is set to just under 12 h THEN it is accepted, as SQS does
+    sqs.change_message_visibility(QueueUrl=queue, ReceiptHandle=handle, VisibilityTimeout=43199)
+    answer = sqs.change_message_visibility_batch(QueueUrl=queue, Entries=[{"Id": "a", "ReceiptHandle": handle, "VisibilityTimeout": 43199}])
+    assert [s["Id"] for s in answer["Successful"]] == ["a"] and not answer.get("Failed")
