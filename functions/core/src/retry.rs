@@ -28,6 +28,17 @@ const PER_MILLION: u128 = 1_000_000;
 const IMF_FIXDATE: &[BorrowedFormatItem<'static>] =
     format_description!("[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT");
 
+/// RFC 850 date (obsolete, but recipients must read it), with its two-digit year already
+/// widened to four digits, e.g. `Sunday, 06-Nov-1994 08:49:37 GMT`.
+const RFC850_WIDENED: &[BorrowedFormatItem<'static>] =
+    format_description!("[weekday], [day]-[month repr:short]-[year] [hour]:[minute]:[second] GMT");
+/// ANSI C's asctime() format (obsolete, but recipients must read it), e.g.
+/// `Sun Nov  6 08:49:37 1994`.
+const ASCTIME: &[BorrowedFormatItem<'static>] =
+    format_description!("[weekday repr:short] [month repr:short] [day padding:space] [hour]:[minute]:[second] [year]");
+/// RFC 9110 §5.6.7: a two-digit year more than 50 years in the future is in the past century.
+const TWO_DIGIT_YEAR_HORIZON: i32 = 50;
+
 /// The delays before attempts 2, 3, …: never empty, each between 1 s and 12 h.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RetrySchedule {
@@ -126,27 +137,62 @@ pub fn jittered(base: Duration, unit: f64) -> Duration {
     Duration::from_secs(u64::try_from(seconds).unwrap_or(u64::MAX)).max(MIN_RETRY_DELAY)
 }
 
-/// Reads a `Retry-After` value (RFC 9110 §10.2.3): delta-seconds, or an IMF-fixdate taken
-/// relative to `now`. A date in the past gives zero; a fractional remainder is rounded up to
-/// whole seconds. Anything else (including the obsolete RFC 850 and asctime date forms) gives
-/// `None`, and the schedule alone decides.
+/// Reads a `Retry-After` value (RFC 9110 §10.2.3): delta-seconds, or an HTTP date in any of
+/// the three forms RFC 9110 §5.6.7 requires recipients to read (IMF-fixdate, RFC 850,
+/// asctime), taken relative to `now`. A date in the past gives zero; a fractional remainder is
+/// rounded up to whole seconds. Anything else gives `None`, and the schedule alone decides.
 pub fn parse_retry_after(value: &str, now: OffsetDateTime) -> Option<Duration> {
     let value = value.trim();
     if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
         // Only digits: too many of them is a very long wait, which the caller clamps anyway.
         return Some(Duration::from_secs(value.parse().unwrap_or(u64::MAX)));
     }
-    let date = PrimitiveDateTime::parse(value, IMF_FIXDATE).ok()?;
-    // The parser does not check the weekday against the date; a re-format does.
-    if date.format(IMF_FIXDATE).ok()? != value {
-        return None;
-    }
+    let date = http_date(value, now)?;
     let wait = date.assume_utc() - now;
     if wait.is_negative() {
         return Some(Duration::ZERO);
     }
     let whole = wait.whole_seconds().unsigned_abs();
     Some(Duration::from_secs(if wait.subsec_nanoseconds() > 0 { whole.saturating_add(1) } else { whole }))
+}
+
+/// An HTTP date in one of its three forms. The parser does not check the weekday against the
+/// date, nor the exact padding: a re-format to the same text does.
+fn http_date(value: &str, now: OffsetDateTime) -> Option<PrimitiveDateTime> {
+    let exact = |text: &str, format: &[BorrowedFormatItem<'static>]| {
+        PrimitiveDateTime::parse(text, format).ok().filter(|d| d.format(format).ok().as_deref() == Some(text))
+    };
+    exact(value, IMF_FIXDATE).or_else(|| exact(&widen_rfc850_year(value, now)?, RFC850_WIDENED)).or_else(|| exact(value, ASCTIME))
+}
+
+/// `Sunday, 06-Nov-94 08:49:37 GMT` with its year in four digits: the most recent year ending
+/// in those digits that is not more than 50 years after `now`.
+fn widen_rfc850_year(value: &str, now: OffsetDateTime) -> Option<String> {
+    let (weekday, rest) = value.split_once(", ")?;
+    let (date, time_of_day) = rest.split_once(' ')?;
+    let (day_month, yy) = date.rsplit_once('-')?;
+    if yy.len() != 2 || !yy.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let yy: i32 = yy.parse().ok()?;
+    let this_year = now.year();
+    let mut year = this_year - this_year.rem_euclid(100) + yy;
+    if year > this_year + TWO_DIGIT_YEAR_HORIZON {
+        year -= 100;
+    }
+    Some(format!("{weekday}, {day_month}-{year:04} {time_of_day}"))
+}
+
+/// SQS refuses a visibility timeout that ends more than 12 h after the message was received;
+/// the receive happened somewhat before the handler saw it (the poller's batching window):
+/// this much is kept in hand.
+pub const RECEIPT_MARGIN: Duration = Duration::from_secs(60);
+
+/// The visibility timeout to ask for now so that the retry comes back after `delay`, within
+/// SQS's cap of 12 h counted from the receipt, `since_receipt` ago.
+pub fn visibility_within_cap(delay: Duration, since_receipt: Duration) -> Duration {
+    let left = MAX_RETRY_DELAY.saturating_sub(since_receipt).saturating_sub(RECEIPT_MARGIN);
+    delay.min(left)
 }
 
 /// The visibility timeout before attempt `next_attempt`: the schedule's delay with jitter
@@ -369,8 +415,9 @@ mod tests {
             ("Sun, 06 Nov 1994 08:49:37 GMT", at(date)?, Some(secs(0))),
             ("Sun, 06 Nov 1994 08:49:37 GMT", at(date + 60)?, Some(secs(0))),
             ("Mon, 06 Nov 1994 08:49:37 GMT", now, None), // wrong weekday
-            ("Sunday, 06-Nov-94 08:49:37 GMT", now, None), // RFC 850, obsolete
-            ("Sun Nov  6 08:49:37 1994", now, None),      // asctime, obsolete
+            ("Sunday, 06-Nov-94 08:49:37 GMT", now, Some(secs(120))), // RFC 850: recipients must read it
+            ("Sun Nov  6 08:49:37 1994", now, Some(secs(120))),       // asctime, likewise
+            ("Sun Nov 06 08:49:37 1994", now, None),                  // asctime pads the day with a space
             ("Sun, 06 Nov 1994 08:49:37 UTC", now, None),
             ("Sun, 6 Nov 1994 08:49:37 GMT", now, None),
             ("-5", now, None),
@@ -420,5 +467,16 @@ mod tests {
             );
         }
         Ok(())
+    }
+
+    #[test]
+    fn a_visibility_near_twelve_hours_counts_from_the_receipt() {
+        // GIVEN a delay well below the cap THEN asked as is
+        assert_eq!(visibility_within_cap(secs(30), secs(5)), secs(30));
+        // GIVEN a delay of 12 h and a receive 5 s ago THEN what is left of the 12 h, with margin
+        assert_eq!(visibility_within_cap(MAX_RETRY_DELAY, secs(5)), MAX_RETRY_DELAY - secs(5) - RECEIPT_MARGIN);
+        assert_eq!(visibility_within_cap(secs(43_000), secs(200)), MAX_RETRY_DELAY - secs(200) - RECEIPT_MARGIN);
+        // GIVEN a receipt older than the cap (cannot happen) THEN the shortest visibility
+        assert_eq!(visibility_within_cap(MAX_RETRY_DELAY, MAX_RETRY_DELAY * 2), Duration::ZERO);
     }
 }
