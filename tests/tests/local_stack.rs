@@ -328,3 +328,167 @@ async fn a_killed_function_process_is_replaced_and_its_batch_is_not_lost() -> Re
     assert_eq!(reason.as_deref(), Some("invalid_json"));
     Ok(())
 }
+
+// ------------------------------------------------------------- as strict as AWS where it matters
+
+/// The endpoint the functions are given (`local_env.AWS_ENDPOINT_URL` in stack.json): the
+/// proxy in front of the emulator.
+fn functions_endpoint(stack: &Stack) -> Result<String> {
+    let file = stack.state_dir.join("stack.json");
+    let info: Value = serde_json::from_str(&std::fs::read_to_string(&file)?)?;
+    info["local_env"]["AWS_ENDPOINT_URL"].as_str().map(str::to_owned).context("local_env.AWS_ENDPOINT_URL")
+}
+
+/// SDK settings the functions use, pointed where they are pointed, without retries.
+async fn functions_sdk_config(stack: &Stack) -> Result<aws_config::SdkConfig> {
+    use aws_sdk_sqs::config::{BehaviorVersion, Credentials, Region};
+    Ok(aws_config::defaults(BehaviorVersion::latest())
+        .endpoint_url(functions_endpoint(stack)?)
+        .region(Region::new(stack.info.region.clone()))
+        .credentials_provider(Credentials::new("test", "test", None, None, "local-stack"))
+        .retry_config(aws_config::retry::RetryConfig::disabled())
+        .load()
+        .await)
+}
+
+/// A table of its own (key `pk`), created on the emulator.
+async fn table_of_its_own(stack: &Stack) -> Result<String> {
+    use aws_sdk_dynamodb::types::{AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType};
+    let name = unique("strict");
+    stack
+        .dynamodb()
+        .await
+        .create_table()
+        .table_name(&name)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(AttributeDefinition::builder().attribute_name("pk").attribute_type(ScalarAttributeType::S).build()?)
+        .key_schema(KeySchemaElement::builder().attribute_name("pk").key_type(KeyType::Hash).build()?)
+        .send()
+        .await?;
+    Ok(name)
+}
+
+fn nested(depth: usize) -> aws_sdk_dynamodb::types::AttributeValue {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    (0..depth).fold(AttributeValue::S("leaf".into()), |inner, _| AttributeValue::M([("d".to_owned(), inner)].into()))
+}
+
+#[tokio::test]
+async fn the_functions_endpoint_refuses_items_dynamodb_refuses() -> Result<()> {
+    use aws_sdk_dynamodb::error::ProvideErrorMetadata;
+    use aws_sdk_dynamodb::types::AttributeValue;
+    // GIVEN the endpoint the functions use, and a table
+    let stack = Stack::shared().await?;
+    let table = table_of_its_own(&stack).await?;
+    let dynamodb = aws_sdk_dynamodb::Client::new(&functions_sdk_config(&stack).await?);
+    let cases = [
+        ("33 levels", nested(33), "Nesting Levels have exceeded supported limits"),
+        ("39 digits", AttributeValue::N("1".repeat(39)), "Attempting to store more than 38 significant digits in a Number"),
+        ("over 400 KB", AttributeValue::S("x".repeat(400 * 1024)), "Item size has exceeded the maximum allowed size"),
+    ];
+    for (what, value, message) in cases {
+        // WHEN an item DynamoDB refuses is put
+        let result = dynamodb
+            .put_item()
+            .table_name(&table)
+            .item("pk", AttributeValue::S(unique("item")))
+            .item("v", value)
+            .send()
+            .await;
+        // THEN it is refused as DynamoDB does
+        let error = result.err().with_context(|| format!("{what} was stored"))?.into_service_error();
+        assert_eq!(error.code(), Some("ValidationException"), "{what}");
+        assert_eq!(error.message(), Some(message), "{what}");
+    }
+    // AND what DynamoDB accepts is stored
+    dynamodb.put_item().table_name(&table).item("pk", AttributeValue::S(unique("item"))).item("v", nested(32)).send().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_functions_endpoint_refuses_bodies_sqs_refuses() -> Result<()> {
+    use aws_sdk_sqs::error::ProvideErrorMetadata;
+    use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
+    // GIVEN the endpoint the functions use, and a queue
+    let stack = Stack::shared().await?;
+    let queue = stack.sqs().await.create_queue().queue_name(unique("strict")).send().await?.queue_url.context("queue url")?;
+    let sqs = aws_sdk_sqs::Client::new(&functions_sdk_config(&stack).await?);
+    // WHEN a body holds U+FFFF THEN SQS's refusal comes back
+    let error = sqs.send_message().queue_url(&queue).message_body("a\u{ffff}b").send().await.err().context("U+FFFF was queued")?;
+    let error = error.into_service_error();
+    assert!(error.is_invalid_message_contents(), "{error:?}");
+    assert!(error.message().unwrap_or_default().contains("'#xFFFF'"), "{error:?}");
+    // AND in a batch only that entry fails
+    let answer = sqs
+        .send_message_batch()
+        .queue_url(&queue)
+        .entries(SendMessageBatchRequestEntry::builder().id("good").message_body("fine").build()?)
+        .entries(SendMessageBatchRequestEntry::builder().id("bad").message_body("\u{1}").build()?)
+        .send()
+        .await?;
+    assert_eq!(answer.successful().iter().map(|s| s.id()).collect::<Vec<_>>(), ["good"]);
+    assert_eq!(answer.failed().iter().map(|f| (f.id(), f.code())).collect::<Vec<_>>(), [("bad", "InvalidMessageContents")]);
+    Ok(())
+}
+
+#[tokio::test]
+async fn overlapping_transactions_on_one_item_are_cancelled_for_a_conflict() -> Result<()> {
+    use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+    use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
+    // GIVEN the endpoint the functions use, and a table
+    let stack = Stack::shared().await?;
+    let table = table_of_its_own(&stack).await?;
+    let dynamodb = aws_sdk_dynamodb::Client::new(&functions_sdk_config(&stack).await?);
+    let shared = unique("shared");
+
+    // WHEN many transactions, each on the shared item and an item of its own, run at once
+    let mut running = Vec::new();
+    for n in 0..32 {
+        let (dynamodb, table, shared) = (dynamodb.clone(), table.clone(), shared.clone());
+        running.push(tokio::spawn(async move {
+            let own = Put::builder().table_name(&table).item("pk", AttributeValue::S(format!("{shared}-own-{n}"))).build()?;
+            let count = Update::builder()
+                .table_name(&table)
+                .key("pk", AttributeValue::S(shared))
+                .update_expression("ADD n :one")
+                .expression_attribute_values(":one", AttributeValue::N("1".into()))
+                .build()?;
+            let result = dynamodb
+                .transact_write_items()
+                .transact_items(TransactWriteItem::builder().put(own).build())
+                .transact_items(TransactWriteItem::builder().update(count).build())
+                .send()
+                .await;
+            anyhow::Ok(result.map_err(|e| e.into_service_error()))
+        }));
+    }
+    let mut done = 0;
+    let mut conflicts = 0;
+    for task in running {
+        match task.await?? {
+            Ok(_) => done += 1,
+            Err(TransactWriteItemsError::TransactionCanceledException(e)) => {
+                // THEN those that met another one are cancelled with the shared item's reason
+                let reasons: Vec<_> = e.cancellation_reasons().iter().map(|r| r.code().unwrap_or_default().to_owned()).collect();
+                assert_eq!(reasons, ["None", "TransactionConflict"]);
+                conflicts += 1;
+            }
+            Err(other) => bail!("unexpected answer: {other:?}"),
+        }
+    }
+    assert!(conflicts > 0, "no transaction met another one on the shared item");
+    // AND the others took effect, each once
+    let item = stack
+        .dynamodb()
+        .await
+        .get_item()
+        .table_name(&table)
+        .key("pk", AttributeValue::S(shared))
+        .consistent_read(true)
+        .send()
+        .await?
+        .item
+        .context("the shared item")?;
+    assert_eq!(item.get("n").and_then(|n| n.as_n().ok()).map(String::as_str), Some(done.to_string().as_str()));
+    Ok(())
+}
