@@ -148,3 +148,47 @@ async fn removing_a_company_from_the_owner_key_stops_queued_retries() -> Result<
     assert!(attempts <= 2, "{attempts}");
     Ok(())
 }
+
+/// Trust issue, defect 1: a publisher of one company wraps another company's event in
+/// EventBridge envelope fields. The API must enqueue the event it validated, re-serialised, so
+/// the other company's webhooks never see the forged one.
+#[tokio::test]
+async fn a_publisher_cannot_forge_another_companys_event_through_envelope_fields() -> Result<()> {
+    // GIVEN a victim company with a webhook, and an attacker key that may publish only for its own
+    let (victim, attacker) = (unique("victim"), unique("attacker"));
+    let (stack, api, _, victim_key) = setup(&[&victim]).await?;
+    let admin = stack.info.admin_key.clone().context("admin key")?;
+    let (_, attacker_key) = api.create_key(&admin, &[&attacker], &["manage", "publish"]).await?;
+    let victim_hook = Receiver::start().await?;
+    api.create_webhook(&victim_key, json!({"url": victim_hook.url})).await?;
+    let attacker_hook = Receiver::start().await?;
+    api.create_webhook(&attacker_key, json!({"url": attacker_hook.url})).await?;
+
+    // WHEN the attacker publishes valid events of its own company that carry envelope fields
+    // holding an event of the victim's, one alone and in a batch
+    let forged = |id: &str| {
+        let mut own = cloud_event(id, "TODO_CREATED", &attacker, "p1");
+        own["detail-type"] = json!("TODO_CREATED");
+        own["detail"] = cloud_event(&format!("{id}-forged"), "TODO_CREATED", &victim, "p1");
+        own
+    };
+    let (single, batched) = (unique("single"), unique("batched"));
+    let r = api
+        .raw("POST", "/v1/events", Some(&attacker_key), Some("application/cloudevents+json"), Some(forged(&single).to_string().into_bytes()))
+        .await?;
+    assert_eq!(r.status, 202, "{}", r.body);
+    assert_eq!(api.publish(&attacker_key, &[forged(&batched)]).await?.status, 202);
+
+    // THEN the attacker's own webhook receives the events it validated (its own company's)
+    let got = attacker_hook.wait_for(2, WAIT).await?;
+    let mut ids: Vec<String> = got.iter().map(|r| r.json()["event_id"].as_str().unwrap_or_default().to_owned()).collect();
+    ids.sort();
+    let mut want = vec![single.clone(), batched.clone()];
+    want.sort();
+    assert_eq!(ids, want);
+    assert!(got.iter().all(|r| r.json()["company_id"] == attacker.as_str()));
+    // AND the victim's webhook receives nothing
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(victim_hook.received().len(), 0, "a forged event reached another company's webhook");
+    Ok(())
+}

@@ -53,7 +53,9 @@ impl EventError {
 }
 
 /// Parses one ingest queue message body: a CloudEvent, or an EventBridge envelope whose
-/// `detail` is one.
+/// `detail` is one. A body with a `specversion` is a CloudEvent, whatever else it carries:
+/// only a body without one is read as an envelope (SPEC §2), so no attribute of an event can
+/// make the matcher read another event out of it.
 pub fn parse_ingest_body(body: &str, received_at: OffsetDateTime) -> Result<Event, EventError> {
     if body.len() > MAX_EVENT_BYTES + 64 * 1024 {
         return Err(EventError::new("too_large", "", "message is larger than an event may be"));
@@ -63,7 +65,7 @@ pub fn parse_ingest_body(body: &str, received_at: OffsetDateTime) -> Result<Even
     let Value::Object(mut object) = value else {
         return Err(EventError::new("not_an_object", "", "body must be a JSON object"));
     };
-    if object.contains_key("detail-type") {
+    if !object.contains_key("specversion") && object.contains_key("detail-type") {
         return match object.remove("detail") {
             Some(Value::Object(detail)) => {
                 let size = Value::Object(detail.clone()).to_string().len();
@@ -77,6 +79,43 @@ pub fn parse_ingest_body(body: &str, received_at: OffsetDateTime) -> Result<Even
         };
     }
     validate_object(object, body.len(), received_at)
+}
+
+/// The CloudEvent form of a validated [`Event`], borrowed: what is enqueued and measured.
+#[derive(Serialize)]
+struct CloudEventOut<'a> {
+    specversion: &'static str,
+    id: &'a str,
+    source: &'a str,
+    #[serde(rename = "type")]
+    event_type: &'a str,
+    time: &'a str,
+    companyid: &'a str,
+    projectid: &'a str,
+    datacontenttype: &'static str,
+    data: &'a Value,
+}
+
+impl Event {
+    fn as_cloud_event(&self) -> CloudEventOut<'_> {
+        CloudEventOut {
+            specversion: "1.0",
+            id: &self.id,
+            source: &self.source,
+            event_type: &self.event_type,
+            time: &self.time,
+            companyid: &self.company_id,
+            projectid: &self.project_id,
+            datacontenttype: "application/json",
+            data: &self.data,
+        }
+    }
+
+    /// The event as a CloudEvent again, with only the attributes the service validated, as an
+    /// ingest queue body: what `POST /v1/events` enqueues, never the caller's raw JSON.
+    pub fn to_ingest_body(&self) -> String {
+        serde_json::to_string(&self.as_cloud_event()).unwrap_or_default()
+    }
 }
 
 /// Validates one CloudEvent given as a JSON value (an element of an API batch, say).
@@ -218,6 +257,33 @@ mod tests {
         inner["type"] = json!("NOPE");
         let err = parse_ingest_body(&json!({"detail-type":"x","detail":inner}).to_string(), now());
         assert_eq!(err.map_err(|e| e.field), Err("detail.type".to_owned()));
+    }
+
+    #[test]
+    fn a_body_with_a_specversion_is_never_read_as_an_envelope() {
+        // GIVEN a valid event of one company carrying envelope fields with another's event
+        let mut own = sample();
+        let mut other = sample();
+        other["companyid"] = json!("victim");
+        other["id"] = json!("forged");
+        own["detail-type"] = json!("TODO_CREATED");
+        own["detail"] = other;
+        // WHEN the matcher parses it THEN it is the outer event
+        let e = parse_ingest_body(&own.to_string(), now()).map_err(|e| e.to_string());
+        assert_eq!(e.map(|e| (e.id, e.company_id)), Ok(("evt-8f2c".to_owned(), "acme".to_owned())));
+    }
+
+    #[test]
+    fn the_re_serialised_event_parses_to_the_same_event_and_nothing_else() {
+        let mut v = sample();
+        v["detail-type"] = json!("x");
+        v["detail"] = json!({"specversion": "1.0"});
+        v["extension"] = json!("ignored");
+        let event = validate_event(v, now()).map_err(|e| e.to_string()).unwrap_or_else(|m| panic!("{m}"));
+        let body = event.to_ingest_body();
+        let value: Value = serde_json::from_str(&body).unwrap_or_default();
+        assert!(value.get("detail").is_none() && value.get("detail-type").is_none() && value.get("extension").is_none());
+        assert_eq!(parse_ingest_body(&body, now()), Ok(event));
     }
 
     #[test]

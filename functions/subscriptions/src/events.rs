@@ -6,9 +6,9 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use serde_json::{Value, json};
+use serde_json::Value;
 use time::OffsetDateTime;
-use webhooks_core::event::{EventError, format_utc, validate_event};
+use webhooks_core::event::{Event, EventError, validate_event};
 use webhooks_core::model::Permission;
 
 use crate::AppState;
@@ -69,8 +69,8 @@ pub async fn publish(
 
     let now = OffsetDateTime::now_utc();
     let mut events = Vec::with_capacity(items.len());
-    for (i, item) in items.iter().enumerate() {
-        let event = validate_event(item.clone(), now).map_err(|e| if batch { e.within(&format!("[{i}]")) } else { e });
+    for (i, item) in items.into_iter().enumerate() {
+        let event = validate_event(item, now).map_err(|e| if batch { e.within(&format!("[{i}]")) } else { e });
         events.push(event.map_err(invalid)?);
     }
     if let Some((i, e)) = events.iter().enumerate().find(|(_, e)| !key.holds(&e.company_id)) {
@@ -78,17 +78,10 @@ pub async fn publish(
         return Err(ApiError::Forbidden(format!("{field}: the key does not hold company `{}`", e.company_id)));
     }
 
-    // The receipt time becomes the event's time when it has none, so it does not drift to
-    // whenever the matcher reads it.
-    let bodies: Vec<String> = items
-        .into_iter()
-        .map(|mut item| {
-            if item.get("time").is_none_or(Value::is_null) {
-                item["time"] = json!(format_utc(now));
-            }
-            item.to_string()
-        })
-        .collect();
+    // What is enqueued is the event as validated and authorised, re-serialised, never the
+    // caller's JSON: no attribute it carried can make the matcher read another event. The
+    // receipt time is already the event's time when it had none.
+    let bodies: Vec<String> = events.iter().map(Event::to_ingest_body).collect();
     let unsent = state.ingest.send_all(&bodies).await;
     if !unsent.is_empty() {
         tracing::error!(unsent = unsent.len(), total = bodies.len(), "events could not all be enqueued");
