@@ -18,7 +18,7 @@ fn match_one_event(c: &mut Criterion) {
     let mut group = c.benchmark_group("match_one_event");
     group.sample_size(30).warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(2));
     let e = event("evt-bench");
-    let message_id = webhook_message_id(&e.source, &e.id);
+    let message_id = webhook_message_id(&e.company_id, &e.source, &e.id);
     for n in SIZES {
         let c = candidates(n);
         group.throughput(Throughput::Elements(1));

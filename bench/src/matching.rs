@@ -109,7 +109,7 @@ pub fn shipped_match(index: &MatchIndex<'_>, event: &Event, message_id: &str, qu
 /// each entry not seen yet: look up the owner key, build the `Selection`, apply `matches`, and
 /// build a delivery message per match: every entry of the project, for every event.
 pub fn scan_loop(candidates: &Candidates, event: &Event, queued_at: i64) -> Vec<DeliveryQueueMessage> {
-    let message_id = webhook_message_id(&event.source, &event.id);
+    let message_id = webhook_message_id(&event.company_id, &event.source, &event.id);
     let mut plan = Vec::new();
     let mut seen = BTreeSet::new();
     for partition in partitions_for_event(event) {
@@ -177,7 +177,7 @@ mod tests {
             // GIVEN n subscriptions in the event's project, at most 10 selecting its type
             let c = candidates(n);
             let e = event("evt-1");
-            let message_id = webhook_message_id(&e.source, &e.id);
+            let message_id = webhook_message_id(&e.company_id, &e.source, &e.id);
             // WHEN the matcher's functions and the baseline loop match the event
             let index = shipped_index(&c);
             let shipped = webhook_ids(shipped_match(&index, &e, &message_id, 0));

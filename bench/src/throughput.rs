@@ -211,7 +211,7 @@ pub async fn worker(mode: Mode, receiver: &str, webhooks: &[String], seconds: f6
         let event_json = cloud_event(&format!("tp-{run_id}-{batch_number}"), COMPANY, PROJECT, "TODO_CREATED");
         let event = webhooks_core::event::parse_ingest_body(&event_json.to_string(), time::OffsetDateTime::now_utc())
             .map_err(|e| anyhow::anyhow!("bench event refused: {}", e.message))?;
-        let message_id = webhook_message_id(&event.source, &event.id);
+        let message_id = webhook_message_id(&event.company_id, &event.source, &event.id);
         Ok::<_, anyhow::Error>(
             webhooks
                 .iter()

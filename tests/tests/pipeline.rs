@@ -107,7 +107,7 @@ async fn every_webhook_receives_exactly_its_events_signed() -> Result<()> {
     // AND the request is the documented one
     let r = w1.receiver.received().into_iter().find(|r| r.json()["event_id"] == e1.as_str()).context("e1 at w1")?;
     let source = format!("app/companies/{acme}/projects/p1");
-    assert_eq!(r.header("webhook-id"), webhook_message_id(&source, &e1));
+    assert_eq!(r.header("webhook-id"), webhook_message_id(&acme, &source, &e1));
     assert_eq!(r.header("content-type"), "application/json");
     assert!(r.header("user-agent").starts_with("granular-webhooks/"));
     assert_eq!(
@@ -266,6 +266,40 @@ async fn a_malformed_message_is_dead_lettered_and_its_batch_mates_are_delivered(
     .await?;
     assert_eq!(found.0, "unknown_type");
     assert!(found.1.starts_with("type:"), "{}", found.1);
+    Ok(())
+}
+
+#[tokio::test]
+async fn one_companys_event_ids_never_suppress_anothers() -> Result<()> {
+    // GIVEN two companies, each with a publisher, and a webhook of the victim's
+    let stack = Stack::shared().await?;
+    let api = Api::new(&stack);
+    let admin = stack.info.admin_key.clone().context("admin key")?;
+    let (victim, attacker) = (unique("victim"), unique("attacker"));
+    let (_, victim_key) = api.create_key(&admin, &[&victim], &["manage", "publish"]).await?;
+    let (_, attacker_key) = api.create_key(&admin, &[&attacker], &["manage", "publish"]).await?;
+    let w = hook(&api, &victim_key, json!({})).await?;
+    let a = hook(&api, &attacker_key, json!({})).await?;
+
+    // WHEN the attacker first publishes, for its own company, the (source, id) the victim is
+    // about to use, and then the victim publishes its real event
+    let id = unique("evt");
+    let mut squatted = cloud_event(&id, "TODO_CREATED", &victim, "p1");
+    squatted["companyid"] = json!(attacker);
+    assert_eq!(api.publish(&attacker_key, &[squatted.clone()]).await?.status, 202);
+    a.receiver.wait_for(1, ARRIVAL).await?;
+    let real = cloud_event(&id, "TODO_CREATED", &victim, "p1");
+    assert_eq!(api.publish(&victim_key, &[real]).await?.status, 202);
+
+    // THEN the victim's webhook receives its event, once
+    assert_exact(&BTreeMap::from([("w", &w), ("a", &a)]), &BTreeMap::from([("w", vec![id.as_str()]), ("a", vec![id.as_str()])]))
+        .await?;
+    // AND the two events have different webhook-ids, each derived with its company
+    let source = format!("app/companies/{victim}/projects/p1");
+    let (at_w, at_a) = (&w.receiver.received()[0], &a.receiver.received()[0]);
+    assert_eq!(at_w.json()["company_id"], victim.as_str());
+    assert_eq!(at_w.header("webhook-id"), webhook_message_id(&victim, &source, &id));
+    assert_eq!(at_a.header("webhook-id"), webhook_message_id(&attacker, &source, &id));
     Ok(())
 }
 

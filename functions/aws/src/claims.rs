@@ -1,5 +1,5 @@
-//! Event de-duplication claims (EventsTable): an event is fanned out once per (source, id)
-//! within 24 h. The matcher claims the id with an expiring in-progress record, enqueues, then
+//! Event de-duplication claims (EventsTable): an event is fanned out once per (company,
+//! source, id) within 24 h (claimed under its `webhook-id`, which is derived from all three). The matcher claims the id with an expiring in-progress record, enqueues, then
 //! marks it done; a crash between the two lets the lease expire and the event fan out again
 //! (same `webhook-id`s) — twice at worst, never zero times.
 

@@ -44,13 +44,16 @@ const LENIENT_BASE64: GeneralPurpose = GeneralPurpose::new(
 type HmacSha256 = Hmac<Sha256>;
 
 /// The `webhook-id` of an event: `msg_` + 26 characters of lowercase Crockford base32 of the
-/// first 130 bits of SHA-256(`source` ‖ 0x00 ‖ `id`).
+/// first 130 bits of SHA-256(`company_id` ‖ 0x00 ‖ `source` ‖ 0x00 ‖ `id`).
 ///
-/// The same (source, id) always gives the same value, for every attempt, replay, redelivery and
-/// webhook, so receivers can de-duplicate on it. The 0x00 separator keeps ("a", "bc") and
-/// ("ab", "c") apart.
-pub fn webhook_message_id(source: &str, id: &str) -> String {
+/// The same (company, source, id) always gives the same value, for every attempt, replay,
+/// redelivery and webhook, so receivers can de-duplicate on it; it also keys the matcher's
+/// de-duplication, so one company's events can never suppress another's (SPEC §2, §5). The
+/// 0x00 separators keep ("a", "bc") and ("ab", "c") apart (ids never contain 0x00).
+pub fn webhook_message_id(company_id: &str, source: &str, id: &str) -> String {
     let mut hasher = Sha256::new();
+    hasher.update(company_id.as_bytes());
+    hasher.update([0u8]);
     hasher.update(source.as_bytes());
     hasher.update([0u8]);
     hasher.update(id.as_bytes());
@@ -318,31 +321,33 @@ mod tests {
 
     #[test]
     fn message_id_shape_and_determinism() {
-        // GIVEN (source, id) pairs
-        let pairs = [
-            ("app/companies/acme/projects/p1", "evt-8f2c"),
-            ("", ""),
-            ("a", "bc"),
-            ("ab", "c"),
-            ("src", "ü-unicode-✓"),
+        // GIVEN (company, source, id) triples, the same (source, id) in two companies among them
+        let triples = [
+            ("acme", "app/companies/acme/projects/p1", "evt-8f2c"),
+            ("globex", "app/companies/acme/projects/p1", "evt-8f2c"),
+            ("acme", "", ""),
+            ("acme", "a", "bc"),
+            ("acme", "ab", "c"),
+            ("acmea", "", "bc"),
+            ("acme", "src", "ü-unicode-✓"),
         ];
         let mut seen = std::collections::HashSet::new();
-        for (source, id) in pairs {
+        for (company, source, id) in triples {
             // WHEN the webhook-id is derived
-            let got = webhook_message_id(source, id);
+            let got = webhook_message_id(company, source, id);
             // THEN it is msg_ + 26 chars of the lowercase Crockford alphabet, stable and distinct
             let body = got.strip_prefix("msg_").unwrap_or_default();
             assert_eq!(body.len(), 26, "{got}");
             assert!(body.bytes().all(|b| CROCKFORD_LOWER.contains(&b)), "{got}");
-            assert_eq!(got, webhook_message_id(source, id));
-            assert!(seen.insert(got), "collision for {source:?}/{id:?}");
+            assert_eq!(got, webhook_message_id(company, source, id));
+            assert!(seen.insert(got), "collision for {company:?}/{source:?}/{id:?}");
         }
     }
 
     #[test]
     fn message_id_is_the_documented_derivation() {
-        // GIVEN the SHA-256 of source, a NUL byte and id, written out as a string of bits
-        let digest = Sha256::digest(b"app/companies/acme/projects/p1\0evt-8f2c");
+        // GIVEN the SHA-256 of company, NUL, source, NUL and id, written out as a string of bits
+        let digest = Sha256::digest(b"acme\0app/companies/acme/projects/p1\0evt-8f2c");
         let bits: String = digest.iter().map(|b| format!("{b:08b}")).collect();
         // WHEN its first 130 bits are read 5 at a time into the alphabet
         let expected: String = bits.as_bytes()[..130]
@@ -354,7 +359,7 @@ mod tests {
             .collect();
         // THEN that is the webhook-id after `msg_`
         assert_eq!(
-            webhook_message_id("app/companies/acme/projects/p1", "evt-8f2c"),
+            webhook_message_id("acme", "app/companies/acme/projects/p1", "evt-8f2c"),
             format!("msg_{expected}")
         );
     }

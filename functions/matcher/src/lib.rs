@@ -62,7 +62,7 @@ impl Matcher {
             let body = record.body.as_deref().unwrap_or_default();
             match parse_ingest_body(body, received_at) {
                 Ok(event) => {
-                    let message_id = webhook_message_id(&event.source, &event.id);
+                    let message_id = webhook_message_id(&event.company_id, &event.source, &event.id);
                     match by_message_id.get(&message_id) {
                         Some(i) => pending[*i].records.push(record_id),
                         None => {
