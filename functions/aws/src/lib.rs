@@ -10,6 +10,7 @@ pub mod dynamodb;
 pub mod egress;
 pub mod http;
 pub mod kms;
+pub mod metrics;
 pub mod sns;
 pub mod sqs;
 pub mod state;

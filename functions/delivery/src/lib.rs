@@ -564,14 +564,8 @@ fn receive_count(record: &SqsMessage) -> u32 {
     record.attributes.get("ApproximateReceiveCount").and_then(|v| v.parse().ok()).unwrap_or(1)
 }
 
-/// One counted drop, in CloudWatch's embedded metric format.
+/// One counted drop: a metric in Embedded Metric Format, and a log line saying which.
 fn metric_drop(reason: DropReason) {
-    info!(
-        _aws = %serde_json::json!({"Timestamp": now().unix_timestamp() * 1000,
-            "CloudWatchMetrics": [{"Namespace": "Webhooks", "Dimensions": [["reason"]],
-            "Metrics": [{"Name": "DroppedDeliveries", "Unit": "Count"}]}]}),
-        reason = reason.as_str(),
-        DroppedDeliveries = 1,
-        "delivery dropped"
-    );
+    webhooks_aws::metrics::dropped_delivery(reason);
+    info!(reason = reason.as_str(), "delivery dropped");
 }

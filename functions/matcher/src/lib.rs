@@ -72,7 +72,7 @@ impl Matcher {
                     }
                 }
                 Err(rejection) => {
-                    if let Err(e) = self.reject(body, &rejection, received_at).await {
+                    if let Err(e) = self.reject(body, &rejection).await {
                         warn!(message_id = %record_id, error = %webhooks_aws::error_chain(&e), "could not dead-letter a refused event; it will be retried");
                         failed.push(record_id);
                     }
@@ -93,18 +93,9 @@ impl Matcher {
         &self,
         body: &str,
         rejection: &webhooks_core::event::EventError,
-        at: OffsetDateTime,
     ) -> Result<(), webhooks_aws::sqs::SqsError> {
-        // One line per refused event, in CloudWatch's embedded metric format.
-        info!(
-            _aws = %serde_json::json!({"Timestamp": at.unix_timestamp() * 1000,
-                "CloudWatchMetrics": [{"Namespace": "Webhooks", "Dimensions": [["reason"]],
-                "Metrics": [{"Name": "RejectedEvents", "Unit": "Count"}]}]}),
-            reason = rejection.code,
-            RejectedEvents = 1,
-            field = %rejection.field,
-            "event rejected"
-        );
+        webhooks_aws::metrics::rejected_event(rejection.code);
+        info!(reason = rejection.code, field = %rejection.field, "event rejected");
         let detail = if rejection.field.is_empty() {
             rejection.message.clone()
         } else {
