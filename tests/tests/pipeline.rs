@@ -312,3 +312,135 @@ async fn one_companys_event_ids_never_suppress_anothers() -> Result<()> {
     assert_eq!(at_a.header("webhook-id"), webhook_message_id(&attacker, &source, &id));
     Ok(())
 }
+
+/// Trust issue, defect 6: every accepted event can be stored, queued, delivered once and
+/// logged; what cannot be is refused at the door.
+#[tokio::test]
+async fn events_that_storage_or_queues_would_refuse_are_refused_at_the_door_or_delivered_once() -> Result<()> {
+    let stack = Stack::shared().await?;
+    let api = Api::new(&stack);
+    let admin = stack.info.admin_key.clone().context("admin key")?;
+    let acme = unique("acme");
+    let (_, key) = api.create_key(&admin, &[&acme], &["manage", "publish"]).await?;
+    let w = hook(&api, &key, json!({})).await?;
+    let with_data = |data: Value| {
+        let mut e = cloud_event(&unique("e"), "TODO_CREATED", &acme, "p1");
+        e["data"] = data;
+        e
+    };
+
+    // GIVEN events DynamoDB could not store: a number beyond its range, data nested too deep
+    let mut deep = json!({"leaf": true});
+    for _ in 0..40 {
+        deep = json!({"d": deep});
+    }
+    for (event, field) in [
+        (with_data(json!({"n": 1e200})), "[0].data.n"),
+        (with_data(json!({"list": [1, 2, 1e-200]})), "[0].data.list[2]"),
+        (with_data(deep), "[0].data"),
+    ] {
+        // WHEN they are published THEN they are refused with the field, and nothing is enqueued
+        let r = api.publish(&key, &[event]).await?;
+        assert_eq!((r.status, r.code(), r.body["error"]["field"].as_str()), (400, "validation_failed", Some(field)), "{}", r.body);
+    }
+
+    // GIVEN an event whose size as enqueued would pass 256 KiB though the caller's JSON does not
+    let mut big = with_data(json!({"blob": ""}));
+    big.as_object_mut().map(|o| {
+        o.remove("time");
+        o.remove("datacontenttype")
+    });
+    let pad = 256 * 1024 - big.to_string().len() - 8;
+    big["data"]["blob"] = json!("x".repeat(pad));
+    assert!(big.to_string().len() < 256 * 1024);
+    let r = api.publish(&key, &[big]).await?;
+    assert_eq!((r.status, r.body["error"]["field"].as_str()), (400, Some("[0]")), "{}", r.body);
+
+    // GIVEN events with characters SQS refuses in a message, by HTTP and from the ingest queue
+    let odd = "a\u{FFFF}b\u{FFFE}c\u{1}d";
+    let by_http = with_data(json!({"s": odd}));
+    let by_sqs = with_data(json!({"s": odd}));
+    assert_eq!(api.publish(&key, &[by_http.clone()]).await?.status, 202);
+    // (escaped as JSON, so that the queue accepts the body)
+    let escaped = by_sqs.to_string().replace('\u{FFFF}', "\\uffff").replace('\u{FFFE}', "\\ufffe");
+    stack.sqs().await.send_message().queue_url(&stack.info.ingest_queue_url).message_body(escaped).send().await?;
+    // THEN each is delivered once, with its data intact, and logged
+    let ids = [by_http["id"].as_str().unwrap_or_default(), by_sqs["id"].as_str().unwrap_or_default()];
+    assert_exact(&BTreeMap::from([("w", &w)]), &BTreeMap::from([("w", ids.to_vec())])).await?;
+    assert!(w.receiver.received().iter().all(|r| r.json()["data"]["s"] == odd));
+    for id in ids {
+        let log = webhooks_tests::eventually(ARRIVAL, "the log entry", || {
+            let api = api.clone();
+            let (key, hook_id) = (key.clone(), w.id.clone());
+            async move {
+                let r = api.call("GET", &format!("/v1/webhooks/{hook_id}/deliveries?event_id={id}"), Some(&key), None).await?;
+                Ok(r.body["data"].as_array().filter(|d| !d.is_empty()).cloned())
+            }
+        })
+        .await?;
+        assert_eq!(log[0]["status"], "succeeded");
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_failed_attempt_is_retried_with_the_same_webhook_id() -> Result<()> {
+    let stack = Stack::shared().await?;
+    let api = Api::new(&stack);
+    let admin = stack.info.admin_key.clone().context("admin key")?;
+    let acme = unique("acme");
+    let (_, key) = api.create_key(&admin, &[&acme], &["manage", "publish"]).await?;
+    let w = hook(&api, &key, json!({})).await?;
+    // GIVEN a receiver that fails twice, then recovers
+    w.receiver.respond_with(&[500, 503]);
+
+    let id = unique("retry");
+    api.publish(&key, &[cloud_event(&id, "TODO_CREATED", &acme, "p1")]).await?;
+
+    // THEN it gets three attempts, spaced by the 1 s schedule, all with one webhook-id
+    let got = w.receiver.wait_for(3, ARRIVAL).await?;
+    let ids: BTreeSet<&str> = got.iter().map(|r| r.header("webhook-id")).collect();
+    assert_eq!(ids.len(), 1);
+    for pair in got.windows(2) {
+        assert!(pair[1].at - pair[0].at >= Duration::from_millis(700), "retries are spaced by the schedule");
+    }
+    tokio::time::sleep(QUIET_PERIOD).await;
+    assert_eq!(w.receiver.received().len(), 3, "no attempt after the success");
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_owner_keys_companies_decide_what_flows() -> Result<()> {
+    // GIVEN a publisher for two companies, and an owner key holding only acme with a webhook
+    // for everything it holds
+    let stack = Stack::shared().await?;
+    let api = Api::new(&stack);
+    let admin = stack.info.admin_key.clone().context("admin key")?;
+    let (acme, globex) = (unique("acme"), unique("globex"));
+    let (_, publisher) = api.create_key(&admin, &[&acme, &globex], &["publish"]).await?;
+    let (owner_id, owner) = api.create_key(&admin, &[&acme], &["manage"]).await?;
+    let all = hook(&api, &owner, json!({})).await?;
+    let pinned = hook(&api, &owner, json!({"scopes": [{"company_id": acme, "project_id": "p1"}]})).await?;
+
+    // WHEN the key gains globex and loses acme
+    let r = api.call("PATCH", &format!("/v1/api-keys/{owner_id}"), Some(&admin), Some(json!({"companies": [globex]}))).await?;
+    assert_eq!(r.status, 200);
+    let (to_acme, to_globex) = (unique("acme-ev"), unique("globex-ev"));
+    api.publish(&publisher, &[cloud_event(&to_acme, "TODO_CREATED", &acme, "p1"), cloud_event(&to_globex, "TODO_CREATED", &globex, "g")])
+        .await?;
+
+    // THEN the webhook without scopes follows the key to globex, and nothing of acme flows
+    assert_exact(
+        &BTreeMap::from([("all", &all), ("pinned", &pinned)]),
+        &BTreeMap::from([("all", vec![to_globex.as_str()])]),
+    )
+    .await?;
+
+    // AND once the key is deleted, its webhooks are gone and nothing flows
+    assert_eq!(api.call("DELETE", &format!("/v1/api-keys/{owner_id}"), Some(&admin), None).await?.status, 204);
+    assert_eq!(api.call("GET", &format!("/v1/webhooks/{}", all.id), Some(&admin), None).await?.status, 404);
+    api.publish(&publisher, &[cloud_event(&unique("after"), "TODO_CREATED", &globex, "g")]).await?;
+    tokio::time::sleep(QUIET_PERIOD).await;
+    assert_eq!(all.receiver.received().len(), 1);
+    Ok(())
+}

@@ -14,6 +14,12 @@ use crate::catalog;
 pub const MAX_EVENT_BYTES: usize = 256 * 1024;
 pub const MAX_ID_CHARS: usize = 128;
 pub const MAX_SOURCE_CHARS: usize = 1024;
+/// Deepest nesting of objects and arrays in `data`: DynamoDB keeps at most 32 levels in an
+/// item, and the delivery log stores `data` inside the event, inside the entry.
+pub const MAX_DATA_DEPTH: usize = 28;
+/// DynamoDB's number range (magnitude): every number of `data` must be storable as it is.
+const MIN_STORABLE_MAGNITUDE: f64 = 1e-130;
+const MAX_STORABLE_MAGNITUDE: f64 = 1e126;
 
 /// A validated event: everything matching and delivery need, nothing else.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -114,7 +120,14 @@ impl Event {
     /// The event as a CloudEvent again, with only the attributes the service validated, as an
     /// ingest queue body: what `POST /v1/events` enqueues, never the caller's raw JSON.
     pub fn to_ingest_body(&self) -> String {
-        serde_json::to_string(&self.as_cloud_event()).unwrap_or_default()
+        crate::wire::queue_safe_json(serde_json::to_string(&self.as_cloud_event()).unwrap_or_default())
+    }
+
+    /// The size of [`Self::to_ingest_body`] before queue escaping, counted without building it.
+    fn kept_size(&self) -> usize {
+        let mut counter = crate::wire::ByteCounter::default();
+        let _ = serde_json::to_writer(&mut counter, &self.as_cloud_event());
+        counter.bytes
     }
 }
 
@@ -134,8 +147,9 @@ fn validate_object(
     size: usize,
     received_at: OffsetDateTime,
 ) -> Result<Event, EventError> {
-    if size > MAX_EVENT_BYTES {
-        return Err(EventError::new("too_large", "", "an event is at most 256 KiB"));
+    // A cheap first look at what the caller sent; the rule is on what is kept (below).
+    if size > MAX_EVENT_BYTES + MAX_IGNORED_BYTES {
+        return Err(too_large());
     }
     match object.get("specversion") {
         Some(Value::String(v)) if v == "1.0" => {}
@@ -168,7 +182,60 @@ fn validate_object(
         Some(v @ Value::Object(_)) => v,
         Some(_) => return Err(EventError::new("invalid_data", "data", "must be a JSON object or null")),
     };
-    Ok(Event { id, source, event_type, company_id, project_id, time, data })
+    storable(&data, "data", 0)?;
+    let event = Event { id, source, event_type, company_id, project_id, time, data };
+    // The size that counts is the event's as it is enqueued and kept (re-serialised, other
+    // attributes dropped), so what the API accepts the matcher accepts too.
+    if event.kept_size() > MAX_EVENT_BYTES {
+        return Err(too_large());
+    }
+    Ok(event)
+}
+
+/// How far the caller's JSON may exceed the limit with attributes that are not kept.
+const MAX_IGNORED_BYTES: usize = 64 * 1024;
+
+fn too_large() -> EventError {
+    EventError::new("too_large", "", "an event is at most 256 KiB")
+}
+
+/// Refuses what DynamoDB could not store: nesting deeper than [`MAX_DATA_DEPTH`], numbers
+/// outside its range. `depth` counts the objects and arrays around `value` inside `data`.
+fn storable(value: &Value, path: &str, depth: usize) -> Result<(), EventError> {
+    match value {
+        Value::Object(map) => {
+            if depth >= MAX_DATA_DEPTH {
+                return Err(EventError::new(
+                    "invalid_data",
+                    "data",
+                    format!("nests deeper than {MAX_DATA_DEPTH} levels of objects and arrays"),
+                ));
+            }
+            map.iter().try_for_each(|(k, v)| storable(v, &format!("{path}.{k}"), depth + 1))
+        }
+        Value::Array(items) => {
+            if depth >= MAX_DATA_DEPTH {
+                return Err(EventError::new(
+                    "invalid_data",
+                    "data",
+                    format!("nests deeper than {MAX_DATA_DEPTH} levels of objects and arrays"),
+                ));
+            }
+            items.iter().enumerate().try_for_each(|(i, v)| storable(v, &format!("{path}[{i}]"), depth + 1))
+        }
+        Value::Number(n) if n.is_f64() => {
+            let magnitude = n.as_f64().map_or(0.0, f64::abs);
+            if magnitude != 0.0 && !(MIN_STORABLE_MAGNITUDE..MAX_STORABLE_MAGNITUDE).contains(&magnitude) {
+                return Err(EventError::new(
+                    "invalid_data",
+                    path,
+                    "numbers must be 0 or of magnitude 1e-130 to 1e126",
+                ));
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
 }
 
 /// RFC 3339 in UTC with a `Z`, as delivered in `timestamp`.
@@ -347,6 +414,50 @@ mod tests {
         let mut v = sample();
         v["data"] = json!({"blob": "x".repeat(MAX_EVENT_BYTES)});
         assert_eq!(validate_event(v, now()).map_err(|e| e.code), Err("too_large"));
+    }
+
+    #[test]
+    fn data_must_be_storable() {
+        let with = |data: Value| {
+            let mut v = sample();
+            v["data"] = data;
+            validate_event(v, now()).map_err(|e| (e.code, e.field))
+        };
+        // Numbers: DynamoDB's range, 0 included, integers of any size JSON gives
+        assert_eq!(with(json!({"n": 1e200})), Err(("invalid_data", "data.n".to_owned())));
+        assert_eq!(with(json!({"a": [0, {"b": -1e-131}]})), Err(("invalid_data", "data.a[1].b".to_owned())));
+        for ok in [json!(0.0), json!(-1e125), json!(1e-130), json!(u64::MAX), json!(i64::MIN), json!(1.5)] {
+            assert!(with(json!({"n": ok})).is_ok(), "{ok}");
+        }
+        // Nesting: MAX_DATA_DEPTH levels of objects and arrays, counting `data` itself
+        // (objects and arrays alternating, the outermost an object as `data` must be)
+        let nested = |levels: usize| {
+            (1..levels).fold(json!({"leaf": 1}), |inner, i| if (levels - i) % 2 == 1 { json!({"d": inner}) } else { json!([inner]) })
+        };
+        assert!(with(nested(MAX_DATA_DEPTH)).is_ok());
+        assert_eq!(with(nested(MAX_DATA_DEPTH + 1)), Err(("invalid_data", "data".to_owned())));
+    }
+
+    #[test]
+    fn the_size_limit_is_on_the_event_as_it_is_kept() {
+        // GIVEN an event just under the limit as sent, without the attributes it gains
+        let mut v = sample();
+        v.as_object_mut().map(|o| {
+            o.remove("time");
+            o.remove("datacontenttype")
+        });
+        v["data"] = json!({"blob": ""});
+        let pad = MAX_EVENT_BYTES - v.to_string().len() - 8;
+        v["data"]["blob"] = json!("x".repeat(pad));
+        assert!(v.to_string().len() < MAX_EVENT_BYTES);
+        // THEN it is refused: re-serialised it would not fit
+        assert_eq!(validate_event(v.clone(), now()).map_err(|e| e.code), Err("too_large"));
+        // AND an event that fits as kept is accepted, by the API and the matcher alike
+        v["data"]["blob"] = json!("x".repeat(pad - 80));
+        let event = validate_event(v, now()).map_err(|e| e.to_string());
+        let kept = event.map(|e| e.to_ingest_body());
+        assert!(kept.as_ref().is_ok_and(|k| k.len() <= MAX_EVENT_BYTES), "{kept:?}");
+        assert!(kept.is_ok_and(|k| parse_ingest_body(&k, now()).is_ok()));
     }
 
     #[test]

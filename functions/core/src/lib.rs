@@ -18,3 +18,4 @@ pub mod retry;
 pub mod signing;
 pub mod ssrf;
 pub mod validation;
+pub mod wire;

@@ -59,8 +59,9 @@ impl Delivery {
 }
 
 impl DeliveryQueueMessage {
+    /// The message as a delivery queue body (JSON that SQS accepts, see [`crate::wire`]).
     pub fn to_json(&self) -> String {
-        serde_json::to_string(self).unwrap_or_default()
+        crate::wire::queue_safe_json(serde_json::to_string(self).unwrap_or_default())
     }
 
     pub fn from_json(body: &str) -> Result<Self, serde_json::Error> {
@@ -77,5 +78,31 @@ mod tests {
         assert!(DeliveryQueueMessage::from_json(r#"{"kind":"delivery.v0"}"#).is_err());
         assert!(DeliveryQueueMessage::from_json(r#"{"delivery_id":"d"}"#).is_err());
         assert!(DeliveryQueueMessage::from_json("not json").is_err());
+    }
+
+    #[test]
+    fn a_body_sqs_would_refuse_is_never_written() {
+        // GIVEN a delivery whose event holds characters SQS refuses in a message
+        let event = crate::event::Event {
+            id: "e\u{FFFF}".into(),
+            source: "s".into(),
+            event_type: "TODO_CREATED".into(),
+            company_id: "acme".into(),
+            project_id: "p1".into(),
+            time: "2026-11-28T10:00:00Z".into(),
+            data: serde_json::json!({"text": "a\u{FFFE}b\u{1}c"}),
+        };
+        let message = DeliveryQueueMessage::Delivery(Delivery {
+            delivery_id: "dlv_x".into(),
+            webhook_id: "wh_x".into(),
+            webhook_message_id: "msg_x".into(),
+            event,
+            generation: 0,
+            queued_at: 1,
+        });
+        // WHEN it is written for the queue THEN SQS accepts it, and it reads back the same
+        let body = message.to_json();
+        assert!(crate::wire::sqs_accepts(&body), "{body:?}");
+        assert_eq!(DeliveryQueueMessage::from_json(&body).ok(), Some(message));
     }
 }
