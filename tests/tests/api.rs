@@ -373,3 +373,97 @@ async fn malformed_queries_and_unserved_methods_answer_in_the_documented_shape()
     assert_eq!((r.status, r.body["error"]["field"].as_str()), (400, Some("grace_seconds")));
     Ok(())
 }
+
+/// Trust issue, defect 11: a cursor tampered with, or an id no key or webhook can have, is the
+/// caller's mistake (400, 404), never a 503.
+#[tokio::test]
+async fn tampered_cursors_and_impossible_ids_are_the_callers_mistake() -> Result<()> {
+    let (_stack, api, admin) = setup().await?;
+    let company = unique("co");
+    let (_, key) = api.create_key(&admin, &[&company], &["manage"]).await?;
+    let (_, other) = api.create_key(&admin, &[&company], &["manage"]).await?;
+    for _ in 0..2 {
+        api.create_webhook(&key, hook("http://127.0.0.1:9/hook")).await?;
+        api.create_webhook(&other, hook("http://127.0.0.1:9/hook")).await?;
+    }
+    // A real cursor of the other key's list, and cursors decoded, changed and encoded again
+    let theirs = api.call("GET", "/v1/webhooks?limit=1", Some(&other), None).await?;
+    let theirs = theirs.body["next_cursor"].as_str().context("a second page")?.to_owned();
+    let encode = |v: Value| base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, v.to_string());
+    let long = "x".repeat(3000);
+    for cursor in [
+        theirs,
+        encode(json!({"pk": "WH#wh_x"})),
+        encode(json!({"pk": "WH#wh_x", "sk": "WH", "gsi1pk": "OWNER#someone", "gsi1sk": "2026"})),
+        encode(json!({"pk": long, "sk": "WH", "gsi1pk": "x", "gsi1sk": "x"})),
+        encode(json!({"pk": "", "sk": "", "gsi1pk": "", "gsi1sk": ""})),
+    ] {
+        let r = api.call("GET", &format!("/v1/webhooks?limit=1&cursor={cursor}"), Some(&key), None).await?;
+        assert_eq!((r.status, r.body["error"]["field"].as_str()), (400, Some("cursor")), "{cursor}: {}", r.body);
+        let r = api.call("GET", &format!("/v1/api-keys?cursor={cursor}"), Some(&admin), None).await?;
+        assert_eq!((r.status, r.body["error"]["field"].as_str()), (400, Some("cursor")), "{cursor}: {}", r.body);
+    }
+    // Ids no webhook or key can have
+    for id in [long.as_str(), "wh_%20x", "wh_a.b"] {
+        for (method, path) in [
+            ("GET", format!("/v1/webhooks/{id}")),
+            ("PATCH", format!("/v1/webhooks/{id}")),
+            ("DELETE", format!("/v1/webhooks/{id}")),
+            ("GET", format!("/v1/webhooks/{id}/deliveries")),
+        ] {
+            let body = (method == "PATCH").then(|| json!({"name": "x"}));
+            let r = api.call(method, &path, Some(&key), body).await?;
+            assert_eq!((r.status, r.code()), (404, "not_found"), "{method} {}: {}", &path[..path.len().min(60)], r.body);
+        }
+        let r = api.call("PATCH", &format!("/v1/api-keys/{id}"), Some(&admin), Some(json!({"name": "x"}))).await?;
+        assert_eq!((r.status, r.code()), (404, "not_found"), "{}", r.body);
+    }
+    Ok(())
+}
+
+/// Trust issue, defect 11: deleting a key that AWS interrupts half-way (its webhooks partly
+/// deleted) is completed by repeating the request; no webhook of a deleted key is left.
+#[tokio::test]
+async fn an_interrupted_key_deletion_is_completed_by_repeating_it() -> Result<()> {
+    // GIVEN a stack whose AWS calls can be made to fail, and a key with a dozen webhooks
+    let stack = Stack::private(webhooks_tests::TEST_SETTINGS, &[]).await?;
+    let stack = if webhooks_tests::chaos::fault_proxy_url(&stack)?.is_some() {
+        stack
+    } else {
+        drop(stack);
+        let mut env = webhooks_tests::TEST_SETTINGS.to_vec();
+        env.push(("WEBHOOKS_LOCAL_FAULT_RATE", "0.000001"));
+        Stack::private(&env, &[]).await?
+    };
+    let proxy = webhooks_tests::chaos::fault_proxy_url(&stack)?.context("the stack runs the fault proxy")?;
+    let api = Api::new(&stack);
+    let admin = stack.info.admin_key.clone().context("admin key")?;
+    let company = unique("co");
+    let (key_id, key) = api.create_key(&admin, &[&company], &["manage"]).await?;
+    let mut webhooks = Vec::new();
+    for _ in 0..12 {
+        webhooks.push(api.create_webhook(&key, hook("http://127.0.0.1:9/hook")).await?["id"].as_str().context("id")?.to_owned());
+    }
+
+    // WHEN its deletion meets failing AWS calls, and the admin repeats it until it is answered
+    webhooks_tests::chaos::set_fault_rate(&proxy, 0.6).await?;
+    let mut answers = Vec::new();
+    for _ in 0..40 {
+        let r = api.call("DELETE", &format!("/v1/api-keys/{key_id}"), Some(&admin), None).await?;
+        answers.push(r.status);
+        if r.status != 503 {
+            break;
+        }
+    }
+    webhooks_tests::chaos::set_fault_rate(&proxy, 0.0).await?;
+
+    // THEN it ends in 204 (or 404 when an earlier try finished the work), and nothing of the
+    // key is left
+    assert!(matches!(answers.last(), Some(204 | 404)), "{answers:?}");
+    assert_eq!(api.call("GET", "/v1/me", Some(&key), None).await?.status, 401);
+    for id in &webhooks {
+        let r = api.call("GET", &format!("/v1/webhooks/{id}"), Some(&admin), None).await?;
+        assert_eq!(r.status, 404, "webhook {id} of the deleted key is still there (answers {answers:?})");
+    }
+    Ok(())
+}

@@ -444,3 +444,44 @@ async fn the_owner_keys_companies_decide_what_flows() -> Result<()> {
     assert_eq!(all.receiver.received().len(), 1);
     Ok(())
 }
+
+/// Trust issue, defect 8: a key's new companies saved, but the reindex of its webhooks
+/// interrupted. Repeating the same PATCH completes it.
+#[tokio::test]
+async fn repeating_a_key_patch_completes_an_interrupted_reindex() -> Result<()> {
+    // GIVEN a key holding acme, with a webhook for every company it holds
+    let stack = Stack::shared().await?;
+    let api = Api::new(&stack);
+    let admin = stack.info.admin_key.clone().context("admin key")?;
+    let (acme, globex) = (unique("acme"), unique("globex"));
+    let (_, publisher) = api.create_key(&admin, &[&acme, &globex], &["publish"]).await?;
+    let (owner_id, owner) = api.create_key(&admin, &[&acme], &["manage"]).await?;
+    let all = hook(&api, &owner, json!({})).await?;
+    // AND its companies changed to globex in the store, with no reindex after it (as when the
+    // API stopped between saving the key and moving the webhook's index entries)
+    let table = stack.info.tables.get("SubscriptionsTable").context("SubscriptionsTable")?;
+    stack
+        .dynamodb()
+        .await
+        .update_item()
+        .table_name(table)
+        .key("pk", aws_sdk_dynamodb::types::AttributeValue::S(format!("KEY#{owner_id}")))
+        .key("sk", aws_sdk_dynamodb::types::AttributeValue::S("KEY".into()))
+        .update_expression("SET companies = :c")
+        .expression_attribute_values(
+            ":c",
+            aws_sdk_dynamodb::types::AttributeValue::L(vec![aws_sdk_dynamodb::types::AttributeValue::S(globex.clone())]),
+        )
+        .send()
+        .await?;
+
+    // WHEN the admin repeats the PATCH
+    let r = api.call("PATCH", &format!("/v1/api-keys/{owner_id}"), Some(&admin), Some(json!({"companies": [globex]}))).await?;
+    assert_eq!(r.status, 200, "{}", r.body);
+
+    // THEN the webhook follows the key to globex
+    let event = unique("globex-ev");
+    api.publish(&publisher, &[cloud_event(&event, "TODO_CREATED", &globex, "g")]).await?;
+    assert_exact(&BTreeMap::from([("all", &all)]), &BTreeMap::from([("all", vec![event.as_str()])])).await?;
+    Ok(())
+}

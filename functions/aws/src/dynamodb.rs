@@ -155,6 +155,37 @@ pub(crate) fn decode_cursor(cursor: &str) -> Result<HashMap<String, AttributeVal
     Ok(plain.into_iter().map(|(k, v)| (k, s(v))).collect())
 }
 
+/// Longest cursor this API hands out, with room: a key of four attributes of ids and times.
+const MAX_CURSOR_CHARS: usize = 2048;
+/// DynamoDB refuses key attribute values longer than this (a sort key's limit; the partition
+/// key's is longer).
+const MAX_KEY_VALUE_BYTES: usize = 1024;
+
+/// The start key of a page from a `cursor` this API handed out for the same list: exactly the
+/// attributes `names`, the partition attribute `partition.0` equal to `partition.1`, values of
+/// a length DynamoDB takes. Anything else (a cursor tampered with, or from another list) is
+/// `InvalidCursor`, a 400, rather than a request DynamoDB would refuse.
+pub(crate) fn decode_page_cursor(cursor: &str, names: &[&str], partition: (&str, &str)) -> Result<HashMap<String, AttributeValue>, StoreError> {
+    if cursor.len() > MAX_CURSOR_CHARS {
+        return Err(StoreError::InvalidCursor);
+    }
+    let json = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| StoreError::InvalidCursor)?;
+    let plain: HashMap<String, String> = serde_json::from_slice(&json).map_err(|_| StoreError::InvalidCursor)?;
+    let shaped = plain.len() == names.len()
+        && names.iter().all(|n| plain.get(*n).is_some_and(|v| !v.is_empty() && v.len() <= MAX_KEY_VALUE_BYTES))
+        && plain.get(partition.0).map(String::as_str) == Some(partition.1);
+    if !shaped {
+        return Err(StoreError::InvalidCursor);
+    }
+    Ok(plain.into_iter().map(|(k, v)| (k, s(v))).collect())
+}
+
+/// Whether `id` can name a key or webhook at all (`key_…`, `wh_…`: letters, digits, `_`). A
+/// path id that cannot is not found, without asking DynamoDB (which refuses over-long keys).
+fn plausible_id(id: &str) -> bool {
+    (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
 fn webhook_pk(id: &str) -> String {
     format!("WH#{id}")
 }
@@ -266,6 +297,9 @@ impl DynamoDbSubscriptions {
     }
 
     pub async fn get_key(&self, id: &str) -> Result<Option<StoredKey>, StoreError> {
+        if !plausible_id(id) {
+            return Ok(None);
+        }
         self.get(key_pk(id), "KEY").await?.map(from_item).transpose()
     }
 
@@ -279,7 +313,7 @@ impl DynamoDbSubscriptions {
             .key_condition_expression("gsi1pk = :pk")
             .expression_attribute_values(":pk", s("KEYS"))
             .limit(limit)
-            .set_exclusive_start_key(cursor.map(decode_cursor).transpose()?)
+            .set_exclusive_start_key(cursor.map(|c| decode_page_cursor(c, &["pk", "sk", "gsi1pk", "gsi1sk"], ("gsi1pk", "KEYS"))).transpose()?)
             .send()
             .await
             .map_err(unavailable("Query"))?;
@@ -337,10 +371,31 @@ impl DynamoDbSubscriptions {
         .map_err(|(e, _)| e)
     }
 
-    /// Deletes a key and its lookup entry (its webhooks are deleted by the caller).
+    /// Removes a key's lookup-by-secret entry: from then on the key authenticates nothing,
+    /// while its item stays for a deletion to find again if it is interrupted.
+    pub async fn revoke_key_secret(&self, stored: &StoredKey) -> Result<(), StoreError> {
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(key_of(format!("KEYHASH#{}", stored.secret_sha256), "KEYHASH")))
+            .send()
+            .await
+            .map_err(unavailable("DeleteItem"))?;
+        Ok(())
+    }
+
+    /// Deletes a key that owns no webhook any more, and its lookup entry; `Conflict` when it
+    /// still owns one (created while its webhooks were being deleted) or is gone.
     pub async fn delete_key(&self, stored: &StoredKey) -> Result<(), StoreError> {
+        let key = Delete::builder()
+            .table_name(&self.table)
+            .set_key(Some(key_of(key_pk(&stored.key.id), "KEY")))
+            .condition_expression("attribute_exists(pk) AND (attribute_not_exists(webhook_count) OR webhook_count = :zero)")
+            .expression_attribute_values(":zero", AttributeValue::N("0".into()))
+            .build()
+            .map_err(unavailable("build"))?;
         self.transact(vec![
-            self.delete(key_of(key_pk(&stored.key.id), "KEY"), Some("attribute_exists(pk)"))?,
+            TransactWriteItem::builder().delete(key).build(),
             self.delete(key_of(format!("KEYHASH#{}", stored.secret_sha256), "KEYHASH"), None)?,
         ])
         .await
@@ -458,6 +513,9 @@ impl DynamoDbSubscriptions {
     }
 
     pub async fn get_webhook(&self, id: &str) -> Result<Option<StoredWebhook>, StoreError> {
+        if !plausible_id(id) {
+            return Ok(None);
+        }
         self.get(webhook_pk(id), "WH").await?.map(from_item).transpose()
     }
 
@@ -500,7 +558,8 @@ impl DynamoDbSubscriptions {
             Some(owner) => ("gsi1", "gsi1pk", format!("OWNER#{owner}")),
             None => ("gsi2", "gsi2pk", "WEBHOOKS".to_owned()),
         };
-        let mut start = cursor.map(decode_cursor).transpose()?;
+        let sk_name = pk_name.replace("pk", "sk");
+        let mut start = cursor.map(|c| decode_page_cursor(c, &["pk", "sk", pk_name, &sk_name], (pk_name, &pk))).transpose()?;
         let mut items = Vec::new();
         // Filtering by status happens after DynamoDB's limit: keep reading until the page is
         // full or the list ends, and hand out the cursor of the last item taken.
@@ -532,7 +591,7 @@ impl DynamoDbSubscriptions {
                         let order = format!("{}#{}", w.webhook.created_at, w.webhook.id);
                         let mut key = key_of(webhook_pk(&w.webhook.id), "WH");
                         key.insert(pk_name.to_owned(), s(pk.clone()));
-                        key.insert(pk_name.replace("pk", "sk"), s(order));
+                        key.insert(sk_name.clone(), s(order));
                         key
                     });
                     return Ok(Page { items, next_cursor: encode_cursor(next.as_ref()) });

@@ -6,9 +6,10 @@ use axum::extract::State;
 use crate::extract::{Path, Query};
 use axum::http::{HeaderMap, StatusCode};
 use time::OffsetDateTime;
-use webhooks_aws::dynamodb::StoredKey;
+use webhooks_aws::dynamodb::{StoreError, StoredKey, StoredWebhook};
 use webhooks_core::event::format_utc;
 use webhooks_core::ids::{new_api_key_secret, random_base62};
+use webhooks_core::matching::partitions_for_webhook;
 use webhooks_core::resources::{ADMIN_KEY_ID, ApiKey};
 use webhooks_core::signing::sha256_hex;
 use webhooks_core::validation::{parse_key_create, parse_key_patch};
@@ -18,7 +19,7 @@ use crate::body;
 use crate::error::ApiError;
 use crate::lists::{ListParams, list_limit};
 use crate::openapi::{ApiKeyCreate, ApiKeyList, ApiKeyPatch, ApiKeyWithSecret, Me};
-use crate::{AppState, webhooks};
+use crate::AppState;
 
 fn randomness(e: webhooks_core::ids::RandomnessError) -> ApiError {
     ApiError::Unavailable(Box::new(e))
@@ -99,6 +100,7 @@ pub async fn update(
     caller.require_admin()?;
     let stored = existing(&state, &id).await?;
     let patch = parse_key_patch(&body::json(&headers, &body)?)?;
+    let patch_has_companies = patch.companies.is_some();
     let mut key = stored.key.clone();
     if let Some(name) = patch.name {
         key.name = name;
@@ -110,9 +112,11 @@ pub async fn update(
         key.permissions = permissions;
     }
     state.store.update_key(&key).await?;
-    if key.companies != stored.key.companies {
-        // Webhooks with no scopes follow the key's companies: move their index entries.
-        webhooks::reindex_owner(&state, &key).await?;
+    if patch_has_companies {
+        // Webhooks with no scopes follow the key's companies: move their index entries. Done
+        // on every PATCH that names companies, changed or not, so that repeating a request
+        // whose reindex was interrupted completes it.
+        reindex_owner(&state, &key).await?;
     }
     tracing::info!(key_id = %key.id, "api key updated");
     Ok(Json(key))
@@ -124,11 +128,72 @@ pub async fn update(
 pub async fn delete(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
     caller.require_admin()?;
     let stored = existing(&state, &id).await?;
-    // The key goes first: from this moment it authenticates nothing and matches nothing.
-    state.store.delete_key(&stored).await?;
-    webhooks::delete_all_of_owner(&state, &id).await?;
+    // The secret goes first: from this moment the key authenticates nothing (so it creates no
+    // webhook). Then its webhooks, then the key item, which a retry of an interrupted
+    // deletion finds again and completes.
+    state.store.revoke_key_secret(&stored).await?;
+    for attempt in 1..=DELETE_ROUNDS {
+        for webhook in owned_webhooks(&state, &id).await? {
+            match state.store.delete_webhook(&webhook).await {
+                Ok(()) | Err(StoreError::Conflict) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        match state.store.delete_key(&stored).await {
+            Ok(()) => break,
+            // A webhook created by a request already under way: one more round.
+            Err(StoreError::Conflict) if attempt < DELETE_ROUNDS && state.store.get_key(&id).await?.is_some() => {}
+            Err(StoreError::Conflict) if state.store.get_key(&id).await?.is_none() => break,
+            Err(e) => return Err(e.into()),
+        }
+    }
     tracing::info!(key_id = %id, "api key deleted");
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Rounds of "delete the webhooks, then the key" before a deletion gives up (503, to retry).
+const DELETE_ROUNDS: u32 = 3;
+/// Tries per webhook when a concurrent change moves it during a reindex.
+const REINDEX_TRIES: u32 = 3;
+
+/// Every webhook a key owns, as the owner index lists them (eventually consistent: a webhook
+/// created a moment ago may be missing; each is re-read before it is rewritten).
+async fn owned_webhooks(state: &AppState, owner: &str) -> Result<Vec<StoredWebhook>, ApiError> {
+    let mut all = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = state.store.list_webhooks(Some(owner), None, crate::lists::MAX_LIMIT, cursor.as_deref()).await?;
+        all.extend(page.items);
+        match page.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => return Ok(all),
+        }
+    }
+}
+
+/// After a key's companies changed: webhooks without scopes follow them. Each webhook is read
+/// again (strongly consistent) before it is rewritten, and a concurrent change is met by
+/// reading and deciding again; a webhook already in place is left alone, so running it twice
+/// changes nothing the second time.
+async fn reindex_owner(state: &AppState, key: &ApiKey) -> Result<(), ApiError> {
+    for listed in owned_webhooks(state, &key.id).await? {
+        for attempt in 1..=REINDEX_TRIES {
+            let Some(current) = state.store.get_webhook(&listed.webhook.id).await? else { break };
+            let partitions = partitions_for_webhook(&current.webhook.selection(), &key.companies);
+            if partitions == current.partitions {
+                break;
+            }
+            let mut next = current.clone();
+            next.partitions = partitions;
+            next.version = current.version + 1;
+            match state.store.update_webhook(&current, &next).await {
+                Ok(()) => break,
+                Err(StoreError::Conflict) if attempt < REINDEX_TRIES => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A new secret for a key (admin only); the old one is dead at once.
