@@ -106,13 +106,25 @@ const LOGS: &[&str] = &["logs:CreateLogStream", "logs:PutLogEvents"];
 /// What Lambda's SQS event source mapping calls with the function's role.
 const SQS_CONSUME: &[&str] = &["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"];
 
-/// Exactly what each function's role may do: (actions, resources), a resource being a logical
-/// id or `<table>/index/*`. Every call the code makes, on its own resources, and nothing more.
-const PERMISSIONS: &[(&str, &[(&[&str], &[&str])])] = &[
+/// What a statement grants: actions, on resources (a logical id or `<table>/index/*`), under a
+/// condition (its JSON) or none.
+type Rule = (&'static [&'static str], &'static [&'static str], Option<&'static str>);
+
+/// Only the items of webhooks (`WH#…`) of the configuration table: delivery disables webhooks
+/// and clears their alerts; it never writes a key.
+const WEBHOOK_ITEMS_ONLY: &str = r#"{"ForAllValues:StringLike":{"dynamodb:LeadingKeys":["WH#*"]}}"#;
+/// Only with a webhook's id as encryption context: the signing key serves webhook secrets alone.
+const WEBHOOK_CONTEXT_ONLY: &str = r#"{"StringLike":{"kms:EncryptionContext:webhook_id":"wh_*"}}"#;
+/// Reads and condition checks (parking re-checks the webhook's state) of delivery.
+const DYNAMODB_READ_AND_CHECK: &[&str] = &["dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:ConditionCheckItem"];
+
+/// Exactly what each function's role may do. Every call the code makes, on its own resources,
+/// and nothing more.
+const PERMISSIONS: &[(&str, &[Rule])] = &[
     (
         "SubscriptionsFunction",
         &[
-            (LOGS, &["SubscriptionsLogs"]),
+            (LOGS, &["SubscriptionsLogs"], None),
             (
                 DYNAMODB_READ_WRITE,
                 &[
@@ -122,30 +134,33 @@ const PERMISSIONS: &[(&str, &[(&[&str], &[&str])])] = &[
                     "DeliveriesTable",
                     "DeliveriesTable/index/*",
                 ],
+                None,
             ),
-            (&["sqs:SendMessage"], &["IngestQueue", "DeliveryQueue"]),
-            (&["kms:Encrypt", "kms:Decrypt"], &["SigningKey"]),
+            (&["sqs:SendMessage"], &["IngestQueue", "DeliveryQueue"], None),
+            (&["kms:Encrypt", "kms:Decrypt"], &["SigningKey"], Some(WEBHOOK_CONTEXT_ONLY)),
         ],
     ),
     (
         "MatcherFunction",
         &[
-            (LOGS, &["MatcherLogs"]),
-            (SQS_CONSUME, &["IngestQueue"]),
-            (&["dynamodb:Query", "dynamodb:BatchGetItem"], &["SubscriptionsTable"]),
-            (&["dynamodb:PutItem", "dynamodb:GetItem"], &["EventsTable"]),
-            (&["sqs:SendMessage"], &["IngestDeadLetterQueue", "DeliveryQueue"]),
+            (LOGS, &["MatcherLogs"], None),
+            (SQS_CONSUME, &["IngestQueue"], None),
+            (&["dynamodb:Query", "dynamodb:BatchGetItem"], &["SubscriptionsTable"], None),
+            (&["dynamodb:PutItem", "dynamodb:GetItem"], &["EventsTable"], None),
+            (&["sqs:SendMessage"], &["IngestDeadLetterQueue", "DeliveryQueue"], None),
         ],
     ),
     (
         "DeliveryFunction",
         &[
-            (LOGS, &["DeliveryLogs"]),
-            (SQS_CONSUME, &["DeliveryQueue"]),
-            (&["sqs:SendMessage", "sqs:ChangeMessageVisibility"], &["DeliveryQueue"]),
-            (DYNAMODB_READ_WRITE, &["SubscriptionsTable", "HealthTable", "DeliveriesTable"]),
-            (&["sns:Publish"], &["AlertsTopic"]),
-            (&["kms:Decrypt"], &["SigningKey"]),
+            (LOGS, &["DeliveryLogs"], None),
+            (SQS_CONSUME, &["DeliveryQueue"], None),
+            (&["sqs:SendMessage", "sqs:ChangeMessageVisibility"], &["DeliveryQueue"], None),
+            (DYNAMODB_READ_AND_CHECK, &["SubscriptionsTable"], None),
+            (&["dynamodb:UpdateItem"], &["SubscriptionsTable"], Some(WEBHOOK_ITEMS_ONLY)),
+            (DYNAMODB_READ_WRITE, &["HealthTable", "DeliveriesTable"], None),
+            (&["sns:Publish"], &["AlertsTopic"], None),
+            (&["kms:Decrypt"], &["SigningKey"], Some(WEBHOOK_CONTEXT_ONLY)),
         ],
     ),
 ];
@@ -610,10 +625,14 @@ fn each_role_allows_exactly_the_calls_its_function_makes_on_its_own_resources() 
     let template = template()?;
     for (function, rules) in PERMISSIONS {
         // GIVEN what the function's code calls
-        let expected: BTreeSet<(String, String)> = rules
+        let expected: BTreeSet<(String, String, String)> = rules
             .iter()
-            .flat_map(|(actions, resources)| {
-                actions.iter().flat_map(move |a| resources.iter().map(move |r| ((*a).to_owned(), (*r).to_owned())))
+            .flat_map(|(actions, resources, condition)| {
+                let condition = condition.map(|c| serde_json::from_str::<Value>(c).map(|v| v.to_string()).unwrap_or_default());
+                actions.iter().flat_map(move |a| {
+                    let condition = condition.clone().unwrap_or_default();
+                    resources.iter().map(move |r| ((*a).to_owned(), (*r).to_owned(), condition.clone()))
+                })
             })
             .collect();
 
@@ -624,10 +643,11 @@ fn each_role_allows_exactly_the_calls_its_function_makes_on_its_own_resources() 
             for forbidden in ["NotAction", "NotResource", "Principal"] {
                 assert!(statement.get(forbidden).is_none(), "{function}: {forbidden} in {statement}");
             }
+            let condition = statement.get("Condition").map(Value::to_string).unwrap_or_default();
             for action in as_list(&statement["Action"]) {
                 let action = action.as_str().with_context(|| format!("{function}: action {action}"))?.to_owned();
                 for resource in as_list(&statement["Resource"]) {
-                    granted.insert((action.clone(), policy_resource(&template, &resource)));
+                    granted.insert((action.clone(), policy_resource(&template, &resource), condition.clone()));
                 }
             }
         }
