@@ -358,3 +358,199 @@ async fn retry_after_is_honoured_within_twice_the_delay() -> Result<()> {
     assert!(gap < Duration::from_secs(10), "Retry-After: 30 was clamped: {gap:?}");
     Ok(())
 }
+
+// ---------------------------------------------------------------------------- parking and replay
+
+impl Setup {
+    async fn publish_many(&self, ids: &[String]) -> Result<()> {
+        for chunk in ids.chunks(100) {
+            let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
+            self.publish(&refs).await?;
+        }
+        Ok(())
+    }
+
+    /// Every log entry of `status`, all pages.
+    async fn log_all(&self, id: &str, status: &str) -> Result<Vec<Value>> {
+        let mut all = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let query = match &cursor {
+                Some(c) => format!("?status={status}&limit=100&cursor={c}"),
+                None => format!("?status={status}&limit=100"),
+            };
+            let r = self.api.call("GET", &format!("/v1/webhooks/{id}/deliveries{query}"), Some(&self.key), None).await?;
+            assert_eq!(r.status, 200, "{}", r.body);
+            all.extend(r.body["data"].as_array().cloned().unwrap_or_default());
+            match r.body["next_cursor"].as_str() {
+                Some(c) => cursor = Some(c.to_owned()),
+                None => return Ok(all),
+            }
+        }
+    }
+
+    async fn enable(&self, id: &str) -> Result<Value> {
+        let r = self.api.call("POST", &format!("/v1/webhooks/{id}/enable"), Some(&self.key), None).await?;
+        assert_eq!(r.status, 200, "{}", r.body);
+        Ok(r.body)
+    }
+}
+
+/// The sort keys (park time first) of a webhook's parked items, read from the table.
+async fn parked_sort_keys(stack: &Stack, webhook_id: &str) -> Result<BTreeSet<String>> {
+    let table = stack.info.tables.get("DeliveriesTable").context("deliveries table")?;
+    let dynamodb = stack.dynamodb().await;
+    let mut keys = BTreeSet::new();
+    let mut start = None;
+    loop {
+        let out = dynamodb
+            .query()
+            .table_name(table)
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", aws_sdk_dynamodb::types::AttributeValue::S(format!("PARK#{webhook_id}")))
+            .projection_expression("sk")
+            .consistent_read(true)
+            .set_exclusive_start_key(start)
+            .send()
+            .await?;
+        keys.extend(out.items().iter().filter_map(|i| i.get("sk").and_then(|v| v.as_s().ok()).cloned()));
+        match out.last_evaluated_key {
+            Some(k) if !k.is_empty() => start = Some(k),
+            _ => return Ok(keys),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_replay_to_an_endpoint_that_still_fails_ends_and_keeps_each_delivery_parked_once() -> Result<()> {
+    // GIVEN a webhook gone (410) with 130 parked deliveries, more than one replay page
+    let s = setup().await?;
+    let receiver = Receiver::start().await?;
+    receiver.respond_with(&[410; 130]);
+    let (id, _) = s.webhook(&receiver).await?;
+    let events: Vec<String> = (0..130).map(|i| unique(&format!("loop{i}"))).collect();
+    s.publish_many(&events).await?;
+    s.wait_webhook(&id, "all parked", |w| w["status"] == "disabled" && w["parked"] == 130).await?;
+    let parked_before = parked_sort_keys(&s.stack, &id).await?;
+    assert_eq!(parked_before.len(), 130);
+
+    // WHEN it is enabled with a receiver that answers the health check but fails every event
+    receiver.heal();
+    receiver.respond_with(&[200]);
+    receiver.respond_with(&[500; 3000]);
+    let enabled = s.enable(&id).await?;
+    assert_eq!(enabled["replayed"], 130);
+
+    // THEN the replay ends: the webhook trips, then is disabled again, and all 130 stay parked
+    s.wait_webhook(&id, "disabled again with all parked", |w| w["status"] == "disabled" && w["parked"] == 130).await?;
+    let entries = s.log_all(&id, "parked").await?.len();
+    let requests = receiver.received().len();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    // AND nothing goes round any more: no new parking, no new request
+    assert_eq!(s.log_all(&id, "parked").await?.len(), entries, "the replay keeps re-parking");
+    assert_eq!(receiver.received().len(), requests, "the replay keeps re-sending");
+    assert!(entries <= 2 * 130, "each delivery parked at most once per replay: {entries}");
+    // AND each delivery is back in its original place (park time and expiry kept)
+    assert_eq!(parked_sort_keys(&s.stack, &id).await?, parked_before);
+    let w = s.get(&id).await?;
+    assert_eq!(w["parked"], 130);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_webhook_that_stays_active_resends_what_it_parked_once_it_is_healthy_again() -> Result<()> {
+    // GIVEN an event that fails five times while another one succeeds in between
+    let s = setup().await?;
+    let receiver = Receiver::start().await?;
+    receiver.respond_with(&[500, 200, 500, 500, 500, 500]);
+    let (id, _) = s.webhook(&receiver).await?;
+    let unlucky = unique("unlucky");
+    s.publish(&[&unlucky]).await?;
+    receiver.wait_for(1, WAIT).await?;
+    s.publish(&[&unique("lucky")]).await?;
+    // THEN it is parked while the webhook stays active
+    let w = s.wait_webhook(&id, "parked while active", |w| w["parked"] == 1).await?;
+    assert_eq!(w["status"], "active");
+    let tries = |r: &[webhooks_tests::Received]| r.iter().filter(|r| r.json()["event_id"] == unlucky.as_str()).count();
+    assert_eq!(tries(&receiver.received()), 5);
+
+    // WHEN the webhook is healthy again (its next delivery after the failures succeeds)
+    s.publish(&[&unique("healthy")]).await?;
+
+    // THEN the parked delivery is re-sent without an enable, and delivered
+    eventually(WAIT, "the parked delivery re-sent", || async { Ok((tries(&receiver.received()) == 6).then_some(())) }).await?;
+    s.wait_webhook(&id, "nothing parked", |w| w["parked"] == 0).await?;
+    let delivered = s.log(&id, &format!("?event_id={unlucky}&status=succeeded")).await?;
+    assert_eq!(delivered.len(), 1);
+    Ok(())
+}
+
+#[tokio::test]
+async fn expired_parked_deliveries_are_counted_as_dropped() -> Result<()> {
+    // GIVEN parked deliveries are kept 3 s
+    let stack = Stack::private(&[("WEBHOOKS_RETRY_SCHEDULE", "1s"), ("WEBHOOKS_DELIVERY_TIMEOUT", "2s"), ("WEBHOOKS_PARK_TTL", "3s")], &[]).await?;
+    let api = Api::new(&stack);
+    let admin = stack.info.admin_key.clone().context("admin key")?;
+    let company = unique("acme");
+    let (_, key) = api.create_key(&admin, &[&company], &["manage", "publish"]).await?;
+    let s = Setup { stack, api, key, company };
+    let receiver = Receiver::start().await?;
+    receiver.respond_with(&[410]);
+    let (id, _) = s.webhook(&receiver).await?;
+    s.publish(&[&unique("kept-briefly")]).await?;
+    s.wait_webhook(&id, "parked", |w| w["parked"] == 1).await?;
+
+    // WHEN its keeping time passes THEN the view counts it as dropped (park_expired)
+    let w = s.wait_webhook(&id, "expiry counted", |w| w["health"]["dropped"]["park_expired"] == 1).await?;
+    assert_eq!(w["parked"], 0);
+    Ok(())
+}
+
+#[tokio::test]
+async fn deleting_a_webhook_removes_its_parked_deliveries() -> Result<()> {
+    // GIVEN a webhook with parked deliveries
+    let s = setup().await?;
+    let receiver = Receiver::start().await?;
+    receiver.respond_with(&[410, 410]);
+    let (id, _) = s.webhook(&receiver).await?;
+    s.publish(&[&unique("orphan"), &unique("orphan")]).await?;
+    s.wait_webhook(&id, "parked", |w| w["parked"] == 2).await?;
+    assert_eq!(parked_sort_keys(&s.stack, &id).await?.len(), 2);
+
+    // WHEN it is deleted
+    let r = s.api.call("DELETE", &format!("/v1/webhooks/{id}"), Some(&s.key), None).await?;
+    assert_eq!(r.status, 204);
+
+    // THEN its parked deliveries (and their payloads) are removed
+    eventually(WAIT, "parked deliveries removed", || async {
+        Ok(parked_sort_keys(&s.stack, &id).await?.is_empty().then_some(()))
+    })
+    .await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn one_message_received_twice_is_sent_once() -> Result<()> {
+    // GIVEN a webhook and two copies of one delivery on the delivery queue (SQS may hand one
+    // message to two receives)
+    let s = setup().await?;
+    let receiver = Receiver::start().await?;
+    let (id, _) = s.webhook(&receiver).await?;
+    let event_id = unique("twice");
+    let delivery = json!({
+        "kind": "delivery.v1", "delivery_id": unique("dlv"), "webhook_id": id, "webhook_message_id": "msg_0123456789abcdefghjkmnpqrs",
+        "event": {"id": event_id, "source": "app/test", "type": "TODO_CREATED", "company_id": s.company, "project_id": "p1",
+                  "time": "2026-11-28T10:00:00Z", "data": {}},
+        "generation": 0, "queued_at": 0
+    })
+    .to_string();
+    let sqs = s.stack.sqs().await;
+    for _ in 0..2 {
+        sqs.send_message().queue_url(&s.stack.info.delivery_queue_url).message_body(&delivery).send().await?;
+    }
+    // WHEN both are handled THEN the receiver gets the event once
+    receiver.wait_for(1, WAIT).await?;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(receiver.received().len(), 1);
+    Ok(())
+}

@@ -4,6 +4,7 @@
 //! Adapters only persist and transport; every decision lives in `webhooks-core`.
 
 pub mod batch;
+pub mod batch_get;
 pub mod claims;
 pub mod config;
 pub mod dynamodb;

@@ -16,6 +16,15 @@ pub enum DeliveryQueueMessage {
     /// handler queues the next page, so a replay of any size never outgrows one invocation.
     #[serde(rename = "replay.v1")]
     Replay(Replay),
+    /// A parked delivery re-sent by a replay: if it has to be parked again, it goes back to
+    /// its original place (park time and expiry), so a replay never meets it twice and the
+    /// webhook's parked count holds each event once.
+    #[serde(rename = "replayed.v1")]
+    Replayed(Replayed),
+    /// Remove the parked deliveries of a deleted webhook, one page per message, each counted
+    /// as dropped (`webhook_deleted`).
+    #[serde(rename = "purge.v1")]
+    Purge(Purge),
 }
 
 /// One page of a replay.
@@ -24,6 +33,32 @@ pub struct Replay {
     pub webhook_id: String,
     /// Where the previous page ended; `None` for the first page.
     pub after: Option<String>,
+    /// The replay covers only what was parked before it started: sort keys below this one.
+    /// `None` (a message of the first shape) means "before the page's own start".
+    #[serde(default)]
+    pub until: Option<String>,
+}
+
+/// Where a parked delivery was kept, carried by its re-sent copy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParkSlot {
+    /// The sort key of the parked item (its original park time first).
+    pub sort_key: String,
+    /// Its original expiry (Unix seconds): parking again never extends it.
+    pub expires_at: i64,
+}
+
+/// A delivery re-sent by a replay, with the slot it came from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Replayed {
+    pub delivery: Delivery,
+    pub slot: ParkSlot,
+}
+
+/// One page of the removal of a deleted webhook's parked deliveries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Purge {
+    pub webhook_id: String,
 }
 
 /// One (event, webhook) pair to send.
@@ -69,6 +104,16 @@ impl DeliveryQueueMessage {
     }
 }
 
+impl Delivery {
+    /// The copy of a parked delivery a replay re-sends: fresh attempts (a new generation),
+    /// the same `webhook-id`, and its original match time, so a manual disable that comes
+    /// during the replay parks it (it was queued before the disable) instead of dropping it
+    /// as a new match.
+    pub fn replayed(&self, generation: u32) -> Self {
+        self.next_generation(generation, self.queued_at)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -78,6 +123,13 @@ mod tests {
         assert!(DeliveryQueueMessage::from_json(r#"{"kind":"delivery.v0"}"#).is_err());
         assert!(DeliveryQueueMessage::from_json(r#"{"delivery_id":"d"}"#).is_err());
         assert!(DeliveryQueueMessage::from_json("not json").is_err());
+    }
+
+    #[test]
+    fn replay_messages_of_the_first_shape_still_decode() {
+        // GIVEN a replay page queued before `until` existed THEN it decodes with no bound
+        let old = DeliveryQueueMessage::from_json(r#"{"kind":"replay.v1","webhook_id":"wh_1","after":null}"#);
+        assert!(matches!(old, Ok(DeliveryQueueMessage::Replay(Replay { until: None, .. }))));
     }
 
     #[test]

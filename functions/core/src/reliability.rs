@@ -12,7 +12,7 @@
 
 use std::time::Duration;
 
-use crate::model::DisabledReason;
+use crate::model::{DisabledReason, WebhookStatus};
 use crate::retry::{RetrySchedule, next_delay};
 
 /// The attempt a receive makes: the first receive of a message is attempt 1 with no read;
@@ -89,6 +89,101 @@ pub fn expired(expires_at: i64, now: i64) -> bool {
 /// Whether one more delivery may be parked for a webhook holding `parked` of at most `limit`.
 pub fn may_park(parked: u64, limit: u64) -> bool {
     parked < limit
+}
+
+
+/// Why a park transaction (`[put the item, count it, check the webhook is disabled?]`) was
+/// cancelled, read from its cancellation reason codes, one per action in that order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParkCancelled {
+    /// The counter's condition failed: the park limit is reached, or the webhook is no
+    /// longer tripped. Only this can mean "full".
+    LimitOrGuard,
+    /// The webhook is not disabled any more: send the delivery instead.
+    NotDisabled,
+    /// The item is already in its slot (a re-park of a replayed delivery that was parked
+    /// again by another receive): nothing to add, nothing to count.
+    AlreadyParked,
+    /// A conflict with a concurrent transaction, a throttle, or anything else: try again.
+    /// Never read as full.
+    Transient,
+}
+
+/// The code DynamoDB gives an action whose condition failed.
+const CONDITION_FAILED: &str = "ConditionalCheckFailed";
+
+/// Classifies a cancelled park transaction from its `CancellationReasons` codes.
+pub fn park_cancelled(codes: &[Option<&str>]) -> ParkCancelled {
+    let failed = |i: usize| codes.get(i).copied().flatten() == Some(CONDITION_FAILED);
+    if failed(2) {
+        ParkCancelled::NotDisabled
+    } else if failed(0) {
+        ParkCancelled::AlreadyParked
+    } else if failed(1) {
+        ParkCancelled::LimitOrGuard
+    } else {
+        ParkCancelled::Transient
+    }
+}
+
+/// Whether a replay goes on with its next page: only while the webhook is active and not
+/// tripped. A replay that stops leaves the rest parked for the next one (an `enable`, or the
+/// webhook's next recovery).
+pub fn replay_continues(status: Option<WebhookStatus>, consecutive_failures: u32, max_attempts: u32) -> bool {
+    status == Some(WebhookStatus::Active) && consecutive_failures < max_attempts
+}
+
+/// Whether a success should re-send the webhook's parked deliveries: it ends a failure streak
+/// (or a trip) and something is parked. A webhook that stays healthy replays nothing, so a
+/// delivery that keeps failing is re-sent once per recovery, not in a loop.
+pub fn replay_after_success(failures_before: u32, parked: u64) -> bool {
+    failures_before > 0 && parked > 0
+}
+
+/// What a receive makes of a delivery whose webhook was disabled by hand at `disabled_at_ms`:
+/// a delivery matched before the disable (`queued_at`, its original match time, also for a
+/// replayed copy) is parked; one matched after it is dropped (`manual_disabled`).
+pub fn parked_on_manual_disable(queued_at_ms: i64, disabled_at_ms: Option<i64>) -> bool {
+    disabled_at_ms.is_some_and(|disabled| queued_at_ms < disabled)
+}
+
+/// The attempt record of a delivery, as far as claiming an attempt is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct AttemptRecord {
+    /// Attempts whose outcome was recorded.
+    pub attempts_made: u32,
+    /// A receive already got a 2xx for this delivery.
+    pub delivered: bool,
+    /// The attempt a receive claimed (is sending), and until when (Unix seconds).
+    pub claim: Option<(u32, i64)>,
+}
+
+/// What a receive does when it could not claim `attempt` (SQS handed the same message to two
+/// receives, or a retry came back while the previous receive still runs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClaimRefused {
+    /// The delivery is done (delivered, or its attempts are used up and it was parked):
+    /// delete this copy, send nothing.
+    Duplicate,
+    /// Another receive is sending it now, or already moved on: hand this copy back to SQS for
+    /// this long, send nothing.
+    HandBack(Duration),
+}
+
+/// Shortest hand-back: visibility timeouts are whole seconds.
+const MIN_HAND_BACK: Duration = Duration::from_secs(1);
+
+/// The decision of a receive whose claim of `attempt` failed, given the record as it is now.
+pub fn after_refused_claim(record: AttemptRecord, attempt: u32, max_attempts: u32, now: i64) -> ClaimRefused {
+    if record.delivered || record.attempts_made >= max_attempts {
+        return ClaimRefused::Duplicate;
+    }
+    match record.claim {
+        Some((claimed, until)) if claimed >= attempt && until > now => {
+            ClaimRefused::HandBack(Duration::from_secs(u64::try_from(until - now).unwrap_or(0)).max(MIN_HAND_BACK))
+        }
+        _ => ClaimRefused::HandBack(MIN_HAND_BACK),
+    }
 }
 
 #[cfg(test)]
@@ -190,5 +285,67 @@ mod tests {
         assert!(may_park(9_999, 10_000));
         assert!(!may_park(10_000, 10_000));
         assert!(!may_park(0, 0));
+    }
+
+    #[test]
+    fn only_a_failed_limit_condition_means_the_park_is_full() {
+        let none = Some("None");
+        let ccf = Some("ConditionalCheckFailed");
+        let conflict = Some("TransactionConflict");
+        // GIVEN the counter's condition failed THEN full (or no longer tripped)
+        assert_eq!(park_cancelled(&[none, ccf]), ParkCancelled::LimitOrGuard);
+        assert_eq!(park_cancelled(&[none, ccf, none]), ParkCancelled::LimitOrGuard);
+        // GIVEN the disabled check failed THEN send
+        assert_eq!(park_cancelled(&[none, none, ccf]), ParkCancelled::NotDisabled);
+        assert_eq!(park_cancelled(&[none, ccf, ccf]), ParkCancelled::NotDisabled);
+        // GIVEN the slot is taken THEN already parked
+        assert_eq!(park_cancelled(&[ccf, none]), ParkCancelled::AlreadyParked);
+        // GIVEN a conflict or a throttle THEN retried, never full
+        assert_eq!(park_cancelled(&[none, conflict]), ParkCancelled::Transient);
+        assert_eq!(park_cancelled(&[conflict, none, none]), ParkCancelled::Transient);
+        assert_eq!(park_cancelled(&[Some("ThrottlingError"), Some("ThrottlingError")]), ParkCancelled::Transient);
+        assert_eq!(park_cancelled(&[]), ParkCancelled::Transient);
+    }
+
+    #[test]
+    fn a_replay_stops_as_soon_as_the_webhook_is_tripped_or_disabled() {
+        assert!(replay_continues(Some(WebhookStatus::Active), 0, 5));
+        assert!(replay_continues(Some(WebhookStatus::Active), 4, 5));
+        assert!(!replay_continues(Some(WebhookStatus::Active), 5, 5), "tripped");
+        assert!(!replay_continues(Some(WebhookStatus::Disabled), 0, 5));
+        assert!(!replay_continues(None, 0, 5), "deleted");
+    }
+
+    #[test]
+    fn a_recovery_replays_what_is_parked() {
+        assert!(replay_after_success(1, 3));
+        assert!(replay_after_success(5, 1));
+        assert!(!replay_after_success(0, 3), "a healthy webhook does not replay on every success");
+        assert!(!replay_after_success(4, 0));
+    }
+
+    #[test]
+    fn a_manual_disable_parks_what_was_matched_before_it() {
+        assert!(parked_on_manual_disable(1_000, Some(2_000)));
+        assert!(!parked_on_manual_disable(2_000, Some(2_000)));
+        assert!(!parked_on_manual_disable(3_000, Some(2_000)));
+        assert!(!parked_on_manual_disable(1_000, None));
+    }
+
+    #[test]
+    fn a_refused_claim_sends_nothing() {
+        let record = |attempts_made, delivered, claim| AttemptRecord { attempts_made, delivered, claim };
+        // GIVEN the first receive already delivered THEN the second is a duplicate
+        assert_eq!(after_refused_claim(record(0, true, Some((1, 90))), 1, 5, 100), ClaimRefused::Duplicate);
+        // GIVEN the attempts are used up THEN a duplicate
+        assert_eq!(after_refused_claim(record(5, false, None), 5, 5, 100), ClaimRefused::Duplicate);
+        // GIVEN another receive is sending the same attempt THEN handed back until its claim ends
+        assert_eq!(
+            after_refused_claim(record(0, false, Some((1, 130))), 1, 5, 100),
+            ClaimRefused::HandBack(Duration::from_secs(30))
+        );
+        // GIVEN the attempt was already counted by another receive THEN handed back briefly
+        assert_eq!(after_refused_claim(record(2, false, Some((2, 90))), 2, 5, 100), ClaimRefused::HandBack(Duration::from_secs(1)));
+        assert_eq!(after_refused_claim(record(1, false, Some((1, 100))), 1, 5, 100), ClaimRefused::HandBack(Duration::from_secs(1)));
     }
 }

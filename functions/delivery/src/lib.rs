@@ -13,7 +13,7 @@
 //! re-drivable.
 
 use std::collections::{BTreeSet, HashMap};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use futures_util::future::{join, join_all};
@@ -28,16 +28,20 @@ use webhooks_aws::http::{HttpSender, SendOutcome, insert};
 use webhooks_aws::kms::KmsSecretBox;
 use webhooks_aws::sns::SnsAlerts;
 use webhooks_aws::sqs::{SqsBatchSender, SqsRetryScheduler};
+use webhooks_aws::dynamodb::StoreError;
 use webhooks_aws::state::{DynamoDbDeliveryState, HealthRecord, LOGGED_RESPONSE_BYTES, ParkGuard, ParkOutcome};
 use webhooks_core::event::format_utc;
 use webhooks_core::ids::random_unit;
 use webhooks_core::matching::is_tripped;
-use webhooks_core::message::{Delivery, DeliveryQueueMessage, Replay};
+use webhooks_core::message::{Delivery, DeliveryQueueMessage, ParkSlot, Purge, Replay, Replayed};
 use webhooks_core::model::{DisabledReason, DropReason, WebhookStatus};
 use webhooks_core::payload::{delivery_body, request_headers};
-use webhooks_core::reliability::{AttemptResult, NextStep, after_attempt, attempt_number, expired, receive_limit_near};
+use webhooks_core::reliability::{
+    AttemptResult, ClaimRefused, NextStep, after_attempt, after_refused_claim, attempt_number, expired, parked_on_manual_disable,
+    receive_limit_near, replay_after_success, replay_continues,
+};
 use webhooks_core::resources::{LogEntry, log_status};
-use webhooks_core::retry::{RetrySchedule, parse_duration, parse_retention, parse_retry_after};
+use webhooks_core::retry::{RetrySchedule, parse_duration, parse_retention, parse_retry_after, visibility_within_cap};
 use webhooks_core::signing::SigningSecret;
 
 /// Default of `WEBHOOKS_MAX_ATTEMPTS` (SPEC §6).
@@ -46,8 +50,19 @@ pub const DEFAULT_MAX_ATTEMPTS: u32 = 5;
 pub const DEFAULT_DELIVERY_TIMEOUT: Duration = Duration::from_secs(10);
 /// The template's default `MaxReceiveCount`, used when `MAX_RECEIVE_COUNT` is not given.
 pub const DEFAULT_MAX_RECEIVE_COUNT: u32 = 12;
-/// Parked deliveries re-sent per replay message: one page fits easily in one invocation.
-const REPLAY_PAGE: i32 = 100;
+/// Parked deliveries re-sent per replay message: a page (payloads of up to 256 KiB each, one
+/// queue batch per 10, one transaction per removal) finishes well within the function's
+/// timeout.
+const REPLAY_PAGE: i32 = 25;
+/// Replay pages handled per invocation, before the batch's deliveries: bounded work.
+const REPLAY_PAGES_PER_INVOCATION: usize = 1;
+/// Parked deliveries of a deleted webhook removed per purge message (keys only).
+const PURGE_PAGE: i32 = 100;
+/// A replay request older than this was not queued by the success that recorded it (the
+/// send failed, or the function stopped): a later batch queues it.
+const REPLAY_REQUEST_GRACE_SECONDS: i64 = 30;
+/// An attempt's claim outlives the request's timeout by this much.
+const CLAIM_MARGIN_SECONDS: i64 = 30;
 /// `last_success_at` is refreshed at most this often while a webhook is healthy: a
 /// first-attempt success then writes only its log entry. After any failure the next success
 /// always writes (it resets the streak), so deactivation decisions stay exact.
@@ -102,6 +117,17 @@ pub struct Deliverer {
     pub config: DeliveryConfig,
 }
 
+/// Why a step of delivery failed; the record is handed back to SQS (no attempt is lost).
+#[derive(Debug, thiserror::Error)]
+pub enum DeliveryError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("could not queue {0}")]
+    Queue(&'static str),
+    #[error("signing secrets unavailable, no attempt made")]
+    Secrets(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
 /// What one batch read about its webhooks.
 struct Loaded {
     webhooks: HashMap<String, StoredWebhook>,
@@ -146,21 +172,40 @@ impl Deliverer {
 
     /// Handles one SQS batch; the response lists the records SQS must hand back later.
     pub async fn handle(&self, event: LambdaEvent<SqsEvent>) -> Result<SqsBatchResponse, lambda_runtime::Error> {
+        let started = Instant::now();
         let mut failed = Vec::new();
         let mut deliveries = Vec::new();
         let mut replays = Vec::new();
+        let mut purges = Vec::new();
         for record in &event.payload.records {
             let message_id = record.message_id.clone().unwrap_or_default();
             match DeliveryQueueMessage::from_json(record.body.as_deref().unwrap_or_default()) {
-                Ok(DeliveryQueueMessage::Delivery(d)) => deliveries.push((record, d)),
+                Ok(DeliveryQueueMessage::Delivery(d)) => deliveries.push((record, d, None)),
+                Ok(DeliveryQueueMessage::Replayed(r)) => deliveries.push((record, r.delivery, Some(r.slot))),
                 Ok(DeliveryQueueMessage::Replay(r)) => replays.push((record, r)),
+                Ok(DeliveryQueueMessage::Purge(p)) => purges.push((record, p)),
                 Err(e) => {
                     error!(message_id = %message_id, error = %e, "undecodable delivery message; left for the DLQ");
                     failed.push(message_id);
                 }
             }
         }
-        for (record, replay) in &replays {
+        for (record, purge) in &purges {
+            if let Err(e) = self.purge(purge).await {
+                warn!(webhook_id = %purge.webhook_id, error = %e, "purge page failed; retried");
+                failed.push(record.message_id.clone().unwrap_or_default());
+            }
+        }
+        // Replay work before the batch's deliveries is bounded: one page per invocation; the
+        // others go back on the queue as new messages (no receive is used up).
+        let (now_pages, later): (Vec<_>, Vec<_>) =
+            replays.into_iter().enumerate().partition(|(i, _)| *i < REPLAY_PAGES_PER_INVOCATION);
+        if !later.is_empty() {
+            let bodies: Vec<String> = later.iter().map(|(_, (_, r))| DeliveryQueueMessage::Replay(r.clone()).to_json()).collect();
+            let unsent = self.queue.send_all(&bodies).await;
+            failed.extend(unsent.into_iter().filter_map(|i| later.get(i)).map(|(_, (record, _))| record.message_id.clone().unwrap_or_default()));
+        }
+        for (_, (record, replay)) in &now_pages {
             let span = info_span!("replay", webhook_id = %replay.webhook_id);
             if let Err(e) = self.replay(replay).instrument(span).await {
                 warn!(webhook_id = %replay.webhook_id, error = %e, "replay page failed; retried");
@@ -171,18 +216,20 @@ impl Deliverer {
             return Ok(webhooks_aws::batch::retry_only(failed));
         }
 
-        let ids: BTreeSet<String> = deliveries.iter().map(|(_, d)| d.webhook_id.clone()).collect();
+        let ids: BTreeSet<String> = deliveries.iter().map(|(_, d, _)| d.webhook_id.clone()).collect();
         let loaded = match self.load(&ids).await {
             Ok(loaded) => loaded,
             Err(e) => {
                 // No attempt was made: the records come back after their visibility timeout.
                 error!(error = %e, "could not read webhooks; batch retried");
-                failed.extend(deliveries.iter().map(|(r, _)| r.message_id.clone().unwrap_or_default()));
+                failed.extend(deliveries.iter().map(|(r, _, _)| r.message_id.clone().unwrap_or_default()));
                 return Ok(webhooks_aws::batch::retry_only(failed));
             }
         };
+        self.housekeeping(&loaded).await;
         // Alerts of earlier deactivations not yet published (a crash, a publish that failed)
-        // go first; their webhooks' records wait until they are out.
+        // go first; while one is still pending, its webhook's deliveries are parked (the
+        // webhook is disabled), and the alert is tried again with the next batch.
         let mut unalerted = BTreeSet::new();
         for w in loaded.webhooks.values() {
             if let Some(alert) = &w.alert_pending {
@@ -192,23 +239,85 @@ impl Deliverer {
             }
         }
 
-        let outcomes = join_all(deliveries.iter().map(|(record, d)| {
+        let outcomes = join_all(deliveries.iter().map(|(record, d, slot)| {
             let span = info_span!("delivery", webhook_id = %d.webhook_id, event_id = %d.event.id, delivery_id = %d.delivery_id);
-            async {
-                if unalerted.contains(&d.webhook_id) {
-                    return true;
+            let unalerted = unalerted.contains(&d.webhook_id);
+            let loaded = &loaded;
+            async move {
+                if unalerted {
+                    match self.park(d, ParkGuard::WebhookDisabled, slot.as_ref()).await {
+                        Ok(true) => return false,
+                        Ok(false) => {}
+                        Err(e) => {
+                            warn!(error = %e, "could not park; retried");
+                            return true;
+                        }
+                    }
                 }
-                self.deliver(record, d, &loaded).await
+                self.deliver(record, d, slot.as_ref(), loaded, started).await
             }
             .instrument(span)
         }))
         .await;
-        for ((record, _), retry) in deliveries.iter().zip(outcomes) {
+        for ((record, _, _), retry) in deliveries.iter().zip(outcomes) {
             if retry {
                 failed.push(record.message_id.clone().unwrap_or_default());
             }
         }
         Ok(webhooks_aws::batch::retry_only(failed))
+    }
+
+    /// Work the batch's webhooks owe, bounded per invocation: replays asked for by a recovery
+    /// whose queueing failed (the request stays recorded until the replay is queued), and one
+    /// sweep of expired parked deliveries. Failures here only postpone it to a later batch.
+    async fn housekeeping(&self, loaded: &Loaded) {
+        let t = now();
+        let now_s = t.unix_timestamp();
+        for (id, h) in &loaded.health {
+            let Some(requested) = &h.replay_requested_at else { continue };
+            let stale = parse_time(requested).is_none_or(|at| now_s - at >= REPLAY_REQUEST_GRACE_SECONDS);
+            if stale && loaded.webhooks.contains_key(id) {
+                if let Err(e) = self.queue_replay(id, requested).await {
+                    warn!(webhook_id = %id, error = %e, "could not queue a requested replay; tried again later");
+                }
+            }
+        }
+        let due = loaded.health.iter().find(|(id, h)| h.park_sweep_at.is_some_and(|at| at <= now_s) && loaded.webhooks.contains_key(*id));
+        if let Some((id, _)) = due {
+            match self.state.sweep_expired(id, now_s, webhooks_aws::state::SWEEP_PAGE).await {
+                Ok(0) => {}
+                Ok(n) => metric_drops(DropReason::ParkExpired, n),
+                Err(e) => warn!(webhook_id = %id, error = %webhooks_aws::error_chain(&e), "sweep of expired parked deliveries failed"),
+            }
+        }
+    }
+
+    /// Queues a replay of everything parked until now, then clears the request that asked
+    /// for it (a crash in between queues it twice: re-sent twice, never lost).
+    async fn queue_replay(&self, webhook_id: &str, requested_at: &str) -> Result<(), DeliveryError> {
+        let replay = DeliveryQueueMessage::Replay(Replay {
+            webhook_id: webhook_id.to_owned(),
+            after: None,
+            until: Some(webhooks_aws::state::replay_bound(now())),
+        });
+        if !self.queue.send_all(&[replay.to_json()]).await.is_empty() {
+            return Err(DeliveryError::Queue("the replay"));
+        }
+        self.state.clear_replay_request(webhook_id, requested_at).await?;
+        Ok(())
+    }
+
+    /// One page of removing a deleted webhook's parked deliveries, counted as dropped.
+    async fn purge(&self, purge: &Purge) -> Result<(), DeliveryError> {
+        let (removed, more) = self.state.purge_parked(&purge.webhook_id, PURGE_PAGE).await?;
+        if removed > 0 {
+            metric_drops(DropReason::WebhookDeleted, removed);
+        }
+        info!(webhook_id = %purge.webhook_id, removed, more, "parked deliveries of a deleted webhook removed");
+        if more && !self.queue.send_all(&[DeliveryQueueMessage::Purge(purge.clone()).to_json()]).await.is_empty() {
+            return Err(DeliveryError::Queue("the next purge page"));
+        }
+        Ok(())
     }
 
     /// The batch's webhooks, their owner keys and their health: two round trips (the health
@@ -223,16 +332,15 @@ impl Deliverer {
     }
 
     /// Delivers one record; `true` when SQS must hand it back later.
-    async fn deliver(&self, record: &SqsMessage, d: &Delivery, loaded: &Loaded) -> bool {
-        let result = self.try_deliver(record, d, loaded).await;
+    async fn deliver(&self, record: &SqsMessage, d: &Delivery, slot: Option<&ParkSlot>, loaded: &Loaded, started: Instant) -> bool {
+        let result = self.try_deliver(record, d, slot, loaded, started).await;
         result.unwrap_or_else(|e| {
-            warn!(error = %e, "delivery step failed; retried");
+            warn!(error = %webhooks_aws::error_chain(&e), "delivery step failed; retried");
             true
         })
     }
 
-    async fn try_deliver(&self, record: &SqsMessage, d: &Delivery, loaded: &Loaded) -> Result<bool, String> {
-        let chain = |e: webhooks_aws::dynamodb::StoreError| webhooks_aws::error_chain(&e);
+    async fn try_deliver(&self, record: &SqsMessage, d: &Delivery, slot: Option<&ParkSlot>, loaded: &Loaded, started: Instant) -> Result<bool, DeliveryError> {
         let Some(stored) = loaded.webhooks.get(&d.webhook_id) else {
             metric_drop(DropReason::WebhookDeleted);
             return Ok(false);
@@ -246,21 +354,20 @@ impl Deliverer {
         let now_s = t.unix_timestamp();
         let mut probe = false;
         match (w.status, w.disabled_reason) {
-            (WebhookStatus::Disabled, Some(DisabledReason::Manual))
-                if stored.disabled_at_ms.is_none_or(|disabled| d.queued_at >= disabled) =>
-            {
-                // Matched after a manual disable: dropped. Queued before it: parked below.
+            (WebhookStatus::Disabled, Some(DisabledReason::Manual)) if !parked_on_manual_disable(d.queued_at, stored.disabled_at_ms) => {
+                // Matched after a manual disable: dropped. Matched before it (a replayed copy
+                // keeps its original match time): parked below.
                 return self.drop_delivery(d, DropReason::ManualDisabled).await;
             }
             (WebhookStatus::Disabled, _) => {
-                if self.park(d, ParkGuard::WebhookDisabled).await? {
+                if self.park(d, ParkGuard::WebhookDisabled, slot).await? {
                     return Ok(false);
                 }
             }
             (WebhookStatus::Active, _) if is_tripped(health.health.consecutive_failures, self.config.max_attempts) => {
                 let until = now_s + self.config.timeout.as_secs() as i64 + PROBE_LEASE_MARGIN_SECONDS;
-                probe = self.state.claim_probe(&w.id, &d.delivery_id, until, now_s).await.map_err(chain)?;
-                if !probe && self.park(d, ParkGuard::Tripped(self.config.max_attempts)).await? {
+                probe = self.state.claim_probe(&w.id, &d.delivery_id, until, now_s).await?;
+                if !probe && self.park(d, ParkGuard::Tripped(self.config.max_attempts), slot).await? {
                     return Ok(false);
                 }
             }
@@ -271,41 +378,60 @@ impl Deliverer {
         if receive_limit_near(receive_count, self.config.max_receive_count) {
             // Receives that made no attempt (throttles, crashes) used up the queue's redrive
             // budget: keep the delivery rather than let it reach the DLQ.
-            self.park(d, ParkGuard::Always).await?;
+            self.park(d, ParkGuard::Always, slot).await?;
             return Ok(false);
         }
-        let recorded = if receive_count > 1 { self.state.attempts(&d.delivery_id).await.map_err(chain)? } else { None };
+        let recorded = if receive_count > 1 { self.state.attempts(&d.delivery_id).await? } else { None };
         let attempt = attempt_number(receive_count, recorded.map(|(n, _)| n));
         let first_attempt_at = recorded.map_or(now_s, |(_, first)| first);
         if attempt > self.config.max_attempts {
             // Its last attempt was counted but the parking did not happen (a crash).
-            self.park(d, ParkGuard::Always).await?;
+            self.park(d, ParkGuard::Always, slot).await?;
             return Ok(false);
         }
 
-        let secrets = self
-            .secrets
-            .signing_secrets(&w.id, &stored.secrets, now_s)
-            .await
-            .map_err(|e| format!("secrets unavailable, no attempt made: {}", webhooks_aws::error_chain(&e)))?;
+        let secrets = self.secrets.signing_secrets(&w.id, &stored.secrets, now_s).await.map_err(|e| DeliveryError::Secrets(Box::new(e)))?;
+        // Claimed before it is sent: a second receive of the same message sends nothing.
+        let claim_until = now_s + self.config.timeout.as_secs() as i64 + CLAIM_MARGIN_SECONDS;
+        if let Err(now_record) = self.state.claim_attempt(&d.delivery_id, attempt, now_s, claim_until).await? {
+            return match after_refused_claim(now_record, attempt, self.config.max_attempts, now_s) {
+                ClaimRefused::Duplicate => {
+                    info!(attempt, "a second receive of a delivery already done; nothing sent");
+                    Ok(false)
+                }
+                ClaimRefused::HandBack(wait) => {
+                    info!(attempt, "attempt claimed by another receive; handed back, nothing sent");
+                    self.hand_back(record, wait, started).await;
+                    Ok(true)
+                }
+            };
+        }
         let outcome = self.send(stored, d, &secrets, now_s).await;
         let result = attempt_result(&outcome);
         let at = format_utc(now());
         if result == AttemptResult::Succeeded {
             info!(attempt, status = outcome.status, duration_ms = outcome.duration_ms, probe, "delivered");
-            self.on_success(stored, &health, &at).await.map_err(chain)?;
+            // After a 2xx nothing may cause a re-send: the bookkeeping is best effort.
+            if let Err(e) = self.state.record_delivered(&d.delivery_id, now_s).await {
+                warn!(error = %webhooks_aws::error_chain(&e), "could not record the delivery as done");
+            }
+            if let Err(e) = self.on_success(stored, &health, &at).await {
+                warn!(error = %webhooks_aws::error_chain(&e), "could not record the success");
+            }
             if self.config.log_successes {
                 let entry = self.entry(d, Some(attempt), log_status::SUCCEEDED, &outcome, &at, None);
-                self.log(d, &entry).await?;
+                if let Err(e) = self.log(d, &entry).await {
+                    warn!(error = %webhooks_aws::error_chain(&e), "could not log the success");
+                }
             }
             return Ok(false);
         }
 
         warn!(attempt, status = outcome.status, error = outcome.error.as_deref(), duration_ms = outcome.duration_ms, "attempt failed");
-        let counted = self.state.record_attempt(&d.delivery_id, attempt, first_attempt_at, now_s).await.map_err(chain)?;
+        let counted = self.state.record_attempt(&d.delivery_id, attempt, first_attempt_at, now_s).await?;
         let after = if counted {
             let error = outcome.error.clone().unwrap_or_else(|| format!("HTTP {}", outcome.status.unwrap_or(0)));
-            self.state.record_failure(&w.id, &at, outcome.status, &error).await.map_err(chain)?
+            self.state.record_failure(&w.id, &at, outcome.status, &error).await?
         } else {
             health
         };
@@ -326,14 +452,9 @@ impl Deliverer {
                 self.log(d, &entry).await?;
                 if probe {
                     let until = now_s + delay.as_secs() as i64 + PROBE_LEASE_MARGIN_SECONDS;
-                    self.state.claim_probe(&w.id, &d.delivery_id, until, now_s).await.map_err(chain)?;
+                    self.state.claim_probe(&w.id, &d.delivery_id, until, now_s).await?;
                 }
-                if let Some(handle) = record.receipt_handle.as_deref() {
-                    if let Err(e) = self.retries.retry_in(handle, delay.as_secs()).await {
-                        // The queue's own visibility timeout applies instead: later, not lost.
-                        warn!(error = %webhooks_aws::error_chain(&e), "could not schedule the retry");
-                    }
-                }
+                self.hand_back(record, delay, started).await;
                 Ok(true)
             }
             NextStep::Park { deactivate } => {
@@ -341,15 +462,27 @@ impl Deliverer {
                 self.log(d, &entry).await?;
                 if let Some(reason) = deactivate {
                     let owner_companies = loaded.owners.get(&w.owner_key_id).map(|o| o.key.companies.clone()).unwrap_or_default();
-                if !self.deactivate(stored, reason, &after, &at, &owner_companies).await? {
-                        return Ok(true);
-                    }
+                    // An alert that cannot be published stays pending (retried with the next
+                    // batch); the delivery is parked all the same.
+                    self.deactivate(stored, reason, &after, &at, &owner_companies).await?;
                 }
                 if probe {
-                    self.state.release_probe(&w.id, &d.delivery_id).await.map_err(chain)?;
+                    self.state.release_probe(&w.id, &d.delivery_id).await?;
                 }
-                self.park(d, ParkGuard::Always).await?;
+                self.park(d, ParkGuard::Always, slot).await?;
                 Ok(false)
+            }
+        }
+    }
+
+    /// Makes the received record visible again after `wait`, within SQS's cap of 12 h from
+    /// the receipt (which happened before this invocation `started`).
+    async fn hand_back(&self, record: &SqsMessage, wait: Duration, started: Instant) {
+        let visibility = visibility_within_cap(wait, started.elapsed());
+        if let Some(handle) = record.receipt_handle.as_deref() {
+            if let Err(e) = self.retries.retry_in(handle, visibility.as_secs()).await {
+                // The queue's own visibility timeout applies instead: later, not lost.
+                warn!(error = %webhooks_aws::error_chain(&e), "could not schedule the retry");
             }
         }
     }
@@ -364,31 +497,32 @@ impl Deliverer {
         self.sender.post(&stored.webhook.url, headers, body).await
     }
 
-    /// After a success: end a failure streak (and a trip: replay what was parked), or refresh
-    /// `last_success_at` now and then. A first-attempt success of a healthy webhook writes
-    /// nothing here.
-    async fn on_success(&self, stored: &StoredWebhook, health: &HealthRecord, at: &str) -> Result<(), webhooks_aws::dynamodb::StoreError> {
+    /// After a success: end a failure streak (and a trip), or refresh `last_success_at` now
+    /// and then. A success that ends a streak while deliveries are parked records a replay
+    /// request in the same write, then queues the replay: if queueing fails, the request
+    /// stays and a later batch queues it. A first-attempt success of a healthy webhook
+    /// writes nothing here.
+    async fn on_success(&self, stored: &StoredWebhook, health: &HealthRecord, at: &str) -> Result<(), DeliveryError> {
         let h = &health.health;
         let stale = h.last_success_at.as_deref().and_then(parse_time).is_none_or(|t| now().unix_timestamp() - t >= LAST_SUCCESS_RESOLUTION_SECONDS);
         if h.consecutive_failures == 0 && health.probe.is_none() && !stale {
             return Ok(());
         }
-        let before = self.state.record_success(&stored.webhook.id, at).await?;
-        if is_tripped(before.health.consecutive_failures, self.config.max_attempts) {
-            info!(webhook_id = %stored.webhook.id, "probe succeeded; replaying parked deliveries");
-            let replay = DeliveryQueueMessage::Replay(Replay { webhook_id: stored.webhook.id.clone(), after: None });
-            if !self.queue.send_all(&[replay.to_json()]).await.is_empty() {
-                return Err(webhooks_aws::dynamodb::StoreError::Unavailable {
-                    operation: "SendMessage",
-                    source: "could not queue the replay".into(),
-                });
-            }
+        let id = &stored.webhook.id;
+        let before = if h.consecutive_failures > 0 {
+            self.state.record_success_requesting_replay(id, at).await?
+        } else {
+            self.state.record_success(id, at).await?
+        };
+        if replay_after_success(before.health.consecutive_failures, before.parked_count) {
+            info!(webhook_id = %id, parked = before.parked_count, "healthy again; replaying parked deliveries");
+            self.queue_replay(id, at).await?;
         }
         Ok(())
     }
 
-    /// Disables the webhook and publishes one alert; `false` when the alert is still pending
-    /// (the record is retried until it is out).
+    /// Disables the webhook and publishes one alert (it stays pending, and is tried again
+    /// with the next batch of the webhook, when it cannot be published now).
     async fn deactivate(
         &self,
         stored: &StoredWebhook,
@@ -396,7 +530,7 @@ impl Deliverer {
         after: &HealthRecord,
         at: &str,
         owner_companies: &[String],
-    ) -> Result<bool, String> {
+    ) -> Result<(), DeliveryError> {
         let w = &stored.webhook;
         // The companies whose data the webhook was receiving: its scopes', or all the key's.
         let mut companies: Vec<String> = w.scopes.iter().map(|s| s.company_id.clone()).collect();
@@ -412,14 +546,17 @@ impl Deliverer {
             "disabled_at": at,
         })
         .to_string();
-        let won = self.state.deactivate(&w.id, reason, &alert, at).await.map_err(|e| webhooks_aws::error_chain(&e))?;
+        let won = self.state.deactivate(&w.id, reason, &alert, at).await?;
         if !won {
-            return Ok(true);
+            return Ok(());
         }
         warn!(webhook_id = %w.id, reason = reason.as_str(), "webhook deactivated");
         let mut updated = stored.clone();
         updated.alert_pending = Some(alert.clone());
-        Ok(self.publish_alert(&updated, &alert).await)
+        if !self.publish_alert(&updated, &alert).await {
+            warn!(webhook_id = %w.id, "alert pending; published with the webhook's next batch");
+        }
+        Ok(())
     }
 
     /// Publishes a pending alert and clears it; `false` if it is still pending.
@@ -440,16 +577,15 @@ impl Deliverer {
         self.state.clear_alert(&stored.webhook.id, alert).await.is_ok()
     }
 
-    /// Parks `d`; `true` when it is kept or dropped for good, `false` when it must be sent
-    /// (the reason to park no longer holds).
-    async fn park(&self, d: &Delivery, guard: ParkGuard) -> Result<bool, String> {
+    /// Parks `d` (a replayed copy back in its `slot`); `true` when it is kept or dropped for
+    /// good, `false` when it must be sent (the reason to park no longer holds).
+    async fn park(&self, d: &Delivery, guard: ParkGuard, slot: Option<&ParkSlot>) -> Result<bool, DeliveryError> {
         let t = now();
         let at = format_utc(t);
         let outcome = self
             .state
-            .park(d, guard, self.config.park_limit, t.unix_timestamp(), self.config.park_ttl.as_secs() as i64, &at)
-            .await
-            .map_err(|e| webhooks_aws::error_chain(&e))?;
+            .park(d, guard, self.config.park_limit, t.unix_timestamp(), self.config.park_ttl.as_secs() as i64, slot)
+            .await?;
         match outcome {
             ParkOutcome::Parked => {
                 info!("delivery parked");
@@ -476,18 +612,16 @@ impl Deliverer {
     }
 
     /// Counts a drop; `Ok(false)`: the record is done.
-    async fn drop_delivery(&self, d: &Delivery, reason: DropReason) -> Result<bool, String> {
+    async fn drop_delivery(&self, d: &Delivery, reason: DropReason) -> Result<bool, DeliveryError> {
         metric_drop(reason);
-        self.state.count_drop(&d.webhook_id, reason).await.map_err(|e| webhooks_aws::error_chain(&e))?;
+        self.state.count_drop(&d.webhook_id, reason).await?;
         Ok(false)
     }
 
-    async fn log(&self, d: &Delivery, entry: &LogEntry) -> Result<(), String> {
+    async fn log(&self, d: &Delivery, entry: &LogEntry) -> Result<(), DeliveryError> {
         let expires = now().unix_timestamp() + self.config.log_ttl.as_secs() as i64;
-        self.state
-            .log(&d.webhook_id, &d.delivery_id, entry, Some(&d.event), expires)
-            .await
-            .map_err(|e| webhooks_aws::error_chain(&e))
+        self.state.log(&d.webhook_id, &d.delivery_id, entry, Some(&d.event), expires).await?;
+        Ok(())
     }
 
     fn entry(&self, d: &Delivery, attempt: Option<u32>, status: &str, outcome: &SendOutcome, at: &str, next: Option<String>) -> LogEntry {
@@ -512,38 +646,60 @@ impl Deliverer {
     }
 
     /// One page of a replay: re-sends parked deliveries oldest first as new generations (fresh
-    /// attempts, same `webhook-id`), drops expired ones, and queues the next page.
-    async fn replay(&self, replay: &Replay) -> Result<(), String> {
-        let chain = |e: webhooks_aws::dynamodb::StoreError| webhooks_aws::error_chain(&e);
-        let now_s = now().unix_timestamp();
-        let (page, more) = self.state.parked_page(&replay.webhook_id, replay.after.as_deref(), REPLAY_PAGE).await.map_err(chain)?;
+    /// attempts, same `webhook-id`, original match time), each carrying its park slot; drops
+    /// expired ones (counted); queues the next page. A replay covers what was parked before it
+    /// started (`until`), and stops, leaving the rest parked, as soon as the webhook is
+    /// tripped, disabled or deleted.
+    async fn replay(&self, replay: &Replay) -> Result<(), DeliveryError> {
+        let t = now();
+        let now_s = t.unix_timestamp();
+        let ids = BTreeSet::from([replay.webhook_id.clone()]);
+        let (webhooks, health) = join(self.subscriptions.webhooks_by_ids(&ids), self.state.health(&replay.webhook_id)).await;
+        let status = webhooks?.get(&replay.webhook_id).map(|w| w.webhook.status);
+        let health = health?;
+        if !replay_continues(status, health.health.consecutive_failures, self.config.max_attempts) {
+            info!(?status, consecutive_failures = health.health.consecutive_failures, "replay stopped; the rest stays parked");
+            return Ok(());
+        }
+        let until = replay.until.clone().unwrap_or_else(|| webhooks_aws::state::replay_bound(t));
+        let (page, more) = self.state.parked_page(&replay.webhook_id, replay.after.as_deref(), &until, REPLAY_PAGE).await?;
         let (expired_items, live): (Vec<_>, Vec<_>) = page.into_iter().partition(|p| expired(p.expires_at, now_s));
         let generation = (random_unit().unwrap_or(0.5) * f64::from(u32::MAX)) as u32 | 1;
-        let bodies: Vec<String> = live
-            .iter()
-            .map(|p| DeliveryQueueMessage::Delivery(p.delivery.next_generation(generation, webhooks_aws::state::now_ms())).to_json())
-            .collect();
+        let bodies: Vec<String> = live.iter().map(|p| resent(p, generation).to_json()).collect();
         if !self.queue.send_all(&bodies).await.is_empty() {
-            return Err("could not queue the re-sent deliveries".into());
+            return Err(DeliveryError::Queue("the re-sent deliveries"));
         }
         // Removed only once re-queued: a crash in between re-sends some twice, never zero times.
         let sent: Vec<String> = live.iter().map(|p| p.sort_key.clone()).collect();
-        self.state.unpark(&replay.webhook_id, &sent).await.map_err(chain)?;
+        self.state.unpark(&replay.webhook_id, &sent).await?;
+        let mut dropped = 0;
         for p in &expired_items {
-            self.drop_delivery(&p.delivery, DropReason::ParkExpired).await?;
+            if self.state.remove_parked(&replay.webhook_id, &p.sort_key, Some(DropReason::ParkExpired)).await? {
+                dropped += 1;
+            }
         }
-        let stale: Vec<String> = expired_items.iter().map(|p| p.sort_key.clone()).collect();
-        self.state.unpark(&replay.webhook_id, &stale).await.map_err(chain)?;
-        info!(resent = live.len(), expired = stale.len(), more, "replay page done");
+        if dropped > 0 {
+            metric_drops(DropReason::ParkExpired, dropped);
+        }
+        info!(resent = live.len(), expired = expired_items.len(), more, "replay page done");
         if more {
-            let last = sent.iter().chain(stale.iter()).max().cloned();
-            let next = DeliveryQueueMessage::Replay(Replay { webhook_id: replay.webhook_id.clone(), after: last });
+            let last = sent.iter().chain(expired_items.iter().map(|p| &p.sort_key)).max().cloned();
+            let next = DeliveryQueueMessage::Replay(Replay { webhook_id: replay.webhook_id.clone(), after: last, until: Some(until) });
             if !self.queue.send_all(&[next.to_json()]).await.is_empty() {
-                return Err("could not queue the next replay page".into());
+                return Err(DeliveryError::Queue("the next replay page"));
             }
         }
         Ok(())
     }
+}
+
+/// The copy of a parked delivery a replay re-sends: a new generation with its original match
+/// time, and the slot it goes back to if it has to be parked again.
+fn resent(parked: &webhooks_aws::state::ParkedDelivery, generation: u32) -> DeliveryQueueMessage {
+    DeliveryQueueMessage::Replayed(Replayed {
+        delivery: parked.delivery.replayed(generation),
+        slot: ParkSlot { sort_key: parked.sort_key.clone(), expires_at: parked.expires_at },
+    })
 }
 
 fn attempt_result(outcome: &SendOutcome) -> AttemptResult {
@@ -564,8 +720,59 @@ fn receive_count(record: &SqsMessage) -> u32 {
     record.attributes.get("ApproximateReceiveCount").and_then(|v| v.parse().ok()).unwrap_or(1)
 }
 
+/// Drops counted together (a sweep, a purge): one metric line per drop.
+fn metric_drops(reason: DropReason, count: u64) {
+    for _ in 0..count {
+        webhooks_aws::metrics::dropped_delivery(reason);
+    }
+    info!(reason = reason.as_str(), count, "deliveries dropped");
+}
+
 /// One counted drop: a metric in Embedded Metric Format, and a log line saying which.
 fn metric_drop(reason: DropReason) {
     webhooks_aws::metrics::dropped_delivery(reason);
     info!(reason = reason.as_str(), "delivery dropped");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use webhooks_aws::state::{ParkedDelivery, now_ms};
+    use webhooks_core::reliability::parked_on_manual_disable;
+
+    fn parked(queued_at: i64) -> Result<ParkedDelivery, Box<dyn std::error::Error>> {
+        let body = serde_json::json!({
+            "specversion": "1.0", "id": "evt-1", "source": "app/companies/acme/projects/p1", "type": "TODO_CREATED",
+            "companyid": "acme", "projectid": "p1", "data": {}
+        });
+        let event = webhooks_core::event::parse_ingest_body(&body.to_string(), now())?;
+        let delivery = Delivery {
+            delivery_id: "dlv_0".into(),
+            webhook_id: "wh_1".into(),
+            webhook_message_id: "msg_1".into(),
+            event,
+            generation: 0,
+            queued_at,
+        };
+        Ok(ParkedDelivery { sort_key: "k".into(), delivery, expires_at: i64::MAX })
+    }
+
+    #[test]
+    fn a_manual_disable_during_a_replay_parks_the_replayed_deliveries() -> Result<(), Box<dyn std::error::Error>> {
+        // GIVEN a delivery matched an hour ago and parked
+        let matched = now_ms() - 3_600_000;
+        let p = parked(matched)?;
+        // WHEN a replay re-sends it, and the webhook is disabled by hand right after
+        let DeliveryQueueMessage::Replayed(Replayed { delivery: copy, slot }) = resent(&p, 7) else {
+            return Err("a replayed delivery".into());
+        };
+        assert_eq!(slot.sort_key, p.sort_key, "parked again in its original place");
+        let disabled_at = now_ms() - 1;
+        // THEN the copy is parked on the manual disable (it was matched before it), not dropped
+        assert!(parked_on_manual_disable(copy.queued_at, Some(disabled_at)), "queued_at {} vs disabled {disabled_at}", copy.queued_at);
+        // AND it keeps its webhook-id, with a fresh attempt budget
+        assert_eq!(copy.webhook_message_id, p.delivery.webhook_message_id);
+        assert_ne!(copy.delivery_id, p.delivery.delivery_id);
+        Ok(())
+    }
 }

@@ -116,17 +116,24 @@ pub async fn enable(State(state): State<AppState>, caller: Caller, Path(id): Pat
             details: serde_json::to_value(outcome_of(&outcome)).unwrap_or_default(),
         });
     }
-    let next = set_status(&state, &previous, WebhookStatus::Active, None).await?;
+    // The replay covers what was parked before now; it is queued right after the webhook is
+    // active again, before anything else that could time out. Its pages stop by themselves
+    // while the webhook is still tripped, so the counters are reset first.
+    let started = OffsetDateTime::now_utc();
     state.state.reset(&id).await?;
-    let replayed = state.state.count_parked(&id, OffsetDateTime::now_utc().unix_timestamp()).await?;
-    if replayed > 0 {
-        let replay = DeliveryQueueMessage::Replay(Replay { webhook_id: id.clone(), after: None });
-        if !state.deliveries.send_all(&[replay.to_json()]).await.is_empty() {
-            return Err(ApiError::Unavailable("could not queue the replay".into()));
-        }
+    let next = set_status(&state, &previous, WebhookStatus::Active, None).await?;
+    let replay = DeliveryQueueMessage::Replay(Replay {
+        webhook_id: id.clone(),
+        after: None,
+        until: Some(webhooks_aws::state::replay_bound(started)),
+    });
+    if !state.deliveries.send_all(&[replay.to_json()]).await.is_empty() {
+        return Err(ApiError::Unavailable("could not queue the replay".into()));
     }
+    let webhook = view(&state, &next).await?;
+    let replayed = webhook.parked;
     tracing::info!(webhook_id = %id, replayed, "webhook enabled");
-    Ok(Json(Enabled { webhook: view(&state, &next).await?, replayed }))
+    Ok(Json(Enabled { webhook, replayed }))
 }
 
 /// Sends a signed `WEBHOOK_HEALTH_CHECK` now and tells what the receiver answered, whatever it

@@ -13,7 +13,9 @@ use webhooks_core::event::format_utc;
 use webhooks_core::ids::random_base62;
 use webhooks_core::matching::partitions_for_webhook;
 use webhooks_core::model::{Permission, Scope, WebhookStatus};
-use webhooks_aws::state::HealthRecord;
+use webhooks_aws::state::{HealthRecord, SWEEP_PAGE};
+use webhooks_core::message::{DeliveryQueueMessage, Purge};
+use webhooks_core::model::DropReason;
 use webhooks_core::resources::{ApiKey, Webhook, WebhookView};
 use webhooks_core::signing::SigningSecret;
 use webhooks_core::validation::{parse_rotate_secret, parse_webhook_create, parse_webhook_patch};
@@ -31,15 +33,51 @@ pub async fn view(state: &AppState, stored: &StoredWebhook) -> Result<WebhookVie
     with_health(state, stored, record).await
 }
 
+/// The view reads the maintained counter. Expired deliveries hold it up only until a sweep
+/// counts them (`park_expired`): one bounded sweep, only once the earliest keeping time of
+/// the webhook's parked deliveries passed.
 async fn with_health(state: &AppState, stored: &StoredWebhook, record: HealthRecord) -> Result<WebhookView, ApiError> {
-    // The counter is a hint (it includes expired ones until a read drops them): count exactly.
-    let parked = if record.parked_count > 0 {
-        state.state.count_parked(&stored.webhook.id, OffsetDateTime::now_utc().unix_timestamp()).await?
-    } else {
-        0
-    };
-    Ok(WebhookView { webhook: stored.webhook.clone(), health: record.health, parked })
+    let id = &stored.webhook.id;
+    let now = OffsetDateTime::now_utc().unix_timestamp();
+    let mut record = record;
+    if record.park_sweep_at.is_some_and(|at| at <= now) {
+        match state.state.sweep_expired(id, now, SWEEP_PAGE).await {
+            Ok(0) => {}
+            Ok(n) => {
+                for _ in 0..n {
+                    webhooks_aws::metrics::dropped_delivery(DropReason::ParkExpired);
+                }
+                record = state.state.health(id).await?;
+            }
+            Err(e) => tracing::warn!(webhook_id = %id, error = %webhooks_aws::error_chain(&e), "sweep of expired parked deliveries failed"),
+        }
+    }
+    Ok(WebhookView { webhook: stored.webhook.clone(), health: record.health, parked: record.parked_count })
 }
+
+/// Removes a deleted webhook's parked deliveries (and their payloads), counted as dropped
+/// (`webhook_deleted`): queued as purge pages for delivery, which may take longer than an
+/// API call may; done here, one bounded page, only if that cannot be queued.
+async fn purge_parked(state: &AppState, id: &str) {
+    let purge = DeliveryQueueMessage::Purge(Purge { webhook_id: id.to_owned() });
+    if state.deliveries.send_all(&[purge.to_json()]).await.is_empty() {
+        return;
+    }
+    match state.state.purge_parked(id, PURGE_PAGE).await {
+        Ok((removed, more)) => {
+            for _ in 0..removed {
+                webhooks_aws::metrics::dropped_delivery(DropReason::WebhookDeleted);
+            }
+            if more {
+                tracing::warn!(webhook_id = %id, "parked deliveries of a deleted webhook left; they expire");
+            }
+        }
+        Err(e) => tracing::warn!(webhook_id = %id, error = %webhooks_aws::error_chain(&e), "could not remove the parked deliveries of a deleted webhook"),
+    }
+}
+
+/// Parked deliveries of a deleted webhook removed in the API call when no purge can be queued.
+const PURGE_PAGE: i32 = 100;
 
 /// 403 when a scope names a company the owner key does not hold (checked after 400s).
 fn check_scope_companies(scopes: &[Scope], owner: &ApiKey) -> Result<(), ApiError> {
@@ -273,7 +311,9 @@ pub async fn update(
 pub async fn delete(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
     let stored = visible(&state, &caller, &id).await?;
     state.store.delete_webhook(&stored).await?;
-    // Queued deliveries find no webhook and are dropped (webhook_deleted); parked ones expire.
+    // Queued deliveries find no webhook and are dropped (webhook_deleted); parked ones are
+    // removed and counted the same way.
+    purge_parked(&state, &id).await;
     if let Err(e) = state.state.forget(&id).await {
         tracing::warn!(error = %webhooks_aws::error_chain(&e), "could not remove the counters of a deleted webhook");
     }
@@ -313,6 +353,7 @@ pub async fn reindex_owner(state: &AppState, key: &ApiKey) -> Result<(), ApiErro
 pub async fn delete_all_of_owner(state: &AppState, owner: &str) -> Result<(), ApiError> {
     for stored in all_of_owner(state, owner).await? {
         state.store.delete_webhook(&stored).await?;
+        purge_parked(state, &stored.webhook.id).await;
     }
     Ok(())
 }
