@@ -19,7 +19,7 @@ SAM_DEPLOY_FLAGS ?= --guided
 export CARGO_TERM_COLOR ?= never
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: help venv venv-sam build dev test test-unit lint package deploy clean chaos bench
+.PHONY: help venv venv-sam build dev receiver test test-unit lint package deploy clean chaos bench
 
 help: ## This list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -47,6 +47,12 @@ build: ## Debug build of the three functions (the local stack runs these binarie
 
 dev: venv build ## Run the whole product locally on the embedded AWS emulator (foreground)
 	PYTHONPATH=infra exec $(PYTHON) -m local_stack
+
+# A receiver for the quickstart: verifies each delivery with the webhook's secret (WEBHOOK_SECRET)
+# using the official Standard Webhooks library and prints it. Port: RECEIVER_PORT (4000); the
+# answer to a verified delivery: RECEIVER_STATUS (204).
+receiver: venv ## Local receiver on 127.0.0.1:4000 (RECEIVER_PORT): verifies deliveries with WEBHOOK_SECRET, prints them
+	exec $(PYTHON) infra/receiver.py
 
 test: venv venv-sam build ## Every test: template lint, unit, template, integration on the local stack
 	bash infra/run-tests.sh
