@@ -58,17 +58,21 @@ class Receiver:
             return True
 
 
+def shown(value) -> str:
+    return "null" if value is None else str(value)
+
+
 def describe(body: dict, headers, first_time: bool) -> str:
     """The printed form of a verified delivery: its identity on one line, its data on the next."""
     fields = [
         "verified",
         headers.get("webhook-id", ""),
-        str(body.get("type")),
-        f"event_id={body.get('event_id')}",
-        f"company={body.get('company_id')}",
-        f"project={body.get('project_id')}",
-        f"webhook={body.get('webhook_id')}",
-        f"timestamp={body.get('timestamp')}",
+        shown(body.get("type")),
+        f"event_id={shown(body.get('event_id'))}",
+        f"company={shown(body.get('company_id'))}",
+        f"project={shown(body.get('project_id'))}",
+        f"webhook={shown(body.get('webhook_id'))}",
+        f"timestamp={shown(body.get('timestamp'))}",
     ]
     if not first_time:
         fields.append("(seen before: a redelivery of the same webhook-id)")
