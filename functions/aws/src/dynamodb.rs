@@ -18,7 +18,7 @@ use std::collections::{BTreeSet, HashMap};
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, ConditionCheck, Delete, KeysAndAttributes, Put, TransactWriteItem, Update,
+    AttributeValue, ConditionCheck, Delete, Put, TransactWriteItem, Update,
 };
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -28,8 +28,6 @@ use webhooks_core::resources::{ApiKey, Webhook};
 
 /// DynamoDB refuses a transaction of more than 100 actions.
 const MAX_TRANSACTION_ACTIONS: usize = 100;
-/// BatchGetItem reads at most 100 keys per call.
-const MAX_BATCH_GET: usize = 100;
 
 /// Why a store operation did not happen.
 #[derive(Debug, thiserror::Error)]
@@ -417,31 +415,14 @@ impl DynamoDbSubscriptions {
         Ok(())
     }
 
-    /// The keys among `ids` that still exist: one BatchGetItem per 100 ids.
+    /// The keys among `ids` that still exist: one BatchGetItem per 100 ids (batch_get).
     pub async fn keys_by_ids(&self, ids: &BTreeSet<String>) -> Result<HashMap<String, StoredKey>, StoreError> {
-        let mut found = HashMap::new();
-        let ids: Vec<&String> = ids.iter().collect();
-        for chunk in ids.chunks(MAX_BATCH_GET) {
-            let keys: Vec<_> = chunk.iter().map(|id| key_of(key_pk(id), "KEY")).collect();
-            let mut request = Some(
-                KeysAndAttributes::builder().set_keys(Some(keys)).consistent_read(true).build().map_err(unavailable("build"))?,
-            );
-            while let Some(req) = request.take() {
-                let out = self
-                    .client
-                    .batch_get_item()
-                    .request_items(&self.table, req)
-                    .send()
-                    .await
-                    .map_err(unavailable("BatchGetItem"))?;
-                for item in out.responses.and_then(|mut r| r.remove(&self.table)).unwrap_or_default() {
-                    let key: StoredKey = from_item(item)?;
-                    found.insert(key.key.id.clone(), key);
-                }
-                request = out.unprocessed_keys.and_then(|mut u| u.remove(&self.table)).filter(|k| !k.keys().is_empty());
-            }
-        }
-        Ok(found)
+        let keys = ids.iter().map(|id| key_of(key_pk(id), "KEY")).collect();
+        let items = crate::batch_get::batch_get_all(&self.client, &self.table, keys, true).await.map_err(unavailable("BatchGetItem"))?;
+        items
+            .into_iter()
+            .map(|item| from_item::<StoredKey>(item).map(|v| (v.key.id.clone(), v)))
+            .collect()
     }
 
     // ------------------------------------------------------------------ webhooks
@@ -519,31 +500,14 @@ impl DynamoDbSubscriptions {
         self.get(webhook_pk(id), "WH").await?.map(from_item).transpose()
     }
 
-    /// Several webhooks by id, strongly consistent: one BatchGetItem per 100 ids.
+    /// Several webhooks by id, strongly consistent: one BatchGetItem per 100 ids (batch_get).
     pub async fn webhooks_by_ids(&self, ids: &BTreeSet<String>) -> Result<HashMap<String, StoredWebhook>, StoreError> {
-        let mut found = HashMap::new();
-        let ids: Vec<&String> = ids.iter().collect();
-        for chunk in ids.chunks(MAX_BATCH_GET) {
-            let keys: Vec<_> = chunk.iter().map(|id| key_of(webhook_pk(id), "WH")).collect();
-            let mut request = Some(
-                KeysAndAttributes::builder().set_keys(Some(keys)).consistent_read(true).build().map_err(unavailable("build"))?,
-            );
-            while let Some(req) = request.take() {
-                let out = self
-                    .client
-                    .batch_get_item()
-                    .request_items(&self.table, req)
-                    .send()
-                    .await
-                    .map_err(unavailable("BatchGetItem"))?;
-                for item in out.responses.and_then(|mut r| r.remove(&self.table)).unwrap_or_default() {
-                    let w: StoredWebhook = from_item(item)?;
-                    found.insert(w.webhook.id.clone(), w);
-                }
-                request = out.unprocessed_keys.and_then(|mut u| u.remove(&self.table)).filter(|k| !k.keys().is_empty());
-            }
-        }
-        Ok(found)
+        let keys = ids.iter().map(|id| key_of(webhook_pk(id), "WH")).collect();
+        let items = crate::batch_get::batch_get_all(&self.client, &self.table, keys, true).await.map_err(unavailable("BatchGetItem"))?;
+        items
+            .into_iter()
+            .map(|item| from_item::<StoredWebhook>(item).map(|v| (v.webhook.id.clone(), v)))
+            .collect()
     }
 
     /// A page of webhooks, oldest first: one owner's, or everyone's; optionally one status.
