@@ -441,7 +441,28 @@ async fn every_event_reaches_every_matching_webhook_despite_faults_crashes_and_f
     }
     let missing: Vec<&(String, String)> = expected.iter().filter(|p| !delivered.contains_key(*p)).collect();
     let unexpected: Vec<&(String, String)> = delivered.keys().filter(|p| !expected.contains(*p)).collect();
+    // Two kinds of repeated requests: the product's duplicates (a request sent again after the
+    // receiver already answered 2xx: at-least-once delivery's price) and retries after a
+    // failed attempt (by design).
     let duplicates: u32 = delivered.values().map(|n| n - 1).sum();
+    let mut retries_after_failure = 0;
+    for h in &hooks {
+        let mut answered: BTreeMap<String, bool> = BTreeMap::new();
+        for r in h.receiver.requests() {
+            let body = r.json();
+            if body["type"] == "WEBHOOK_HEALTH_CHECK" {
+                continue;
+            }
+            let event_id = body["event_id"].as_str().unwrap_or_default().to_owned();
+            match answered.get(&event_id) {
+                Some(false) => retries_after_failure += 1,
+                Some(true) | None => {}
+            }
+            let done = answered.entry(event_id).or_insert(false);
+            *done = *done || r.delivered;
+        }
+    }
+    let duplicate_share = f64::from(duplicates) / expected.len().max(1) as f64;
 
     let mut parked = 0;
     let mut dropped = BTreeMap::new();
@@ -463,13 +484,16 @@ async fn every_event_reaches_every_matching_webhook_despite_faults_crashes_and_f
     };
 
     eprintln!(
-        "ledger: events={} pairs={} delivered={} parked={} missing={} duplicates={} faults_injected={} kills={}",
+        "ledger: events={} pairs={} delivered={} parked={} missing={} duplicates={} ({:.2} % of pairs, goal <= 1 %) \
+         retries_after_failure={} faults_injected={} kills={}",
         events.len(),
         expected.len(),
         delivered.len(),
         parked,
         missing.len(),
         duplicates,
+        100.0 * duplicate_share,
+        retries_after_failure,
         injected["injected"],
         kills
     );
