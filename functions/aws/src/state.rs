@@ -32,8 +32,10 @@ const ATTEMPT_RECORD_SECONDS: i64 = 6 * 24 * 3600;
 /// DynamoDB TTL deletes parked items only this long after their keeping time ends, so a sweep
 /// sees (and counts) every expiry first; TTL is a storage backstop, not the expiry.
 const PARK_STORAGE_GRACE_SECONDS: i64 = 30 * 24 * 3600;
-/// A transaction cancelled by conflicts or throttles is tried this many times in all.
-const TRANSACTION_ATTEMPTS: u32 = 4;
+/// A transaction cancelled by conflicts or throttles is tried this many times in all (with
+/// the backoff of `batch_get`, at most about 2.5 s): parks of one webhook all touch its
+/// health item, so a burst of them conflicts.
+const TRANSACTION_ATTEMPTS: u32 = 8;
 /// Parked items a sweep looks at, oldest first (keys and expiries only): bounded work.
 pub const SWEEP_PAGE: i32 = 100;
 /// BatchWriteItem takes at most 25 requests.

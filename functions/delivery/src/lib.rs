@@ -61,6 +61,9 @@ const PURGE_PAGE: i32 = 100;
 /// A replay request older than this was not queued by the success that recorded it (the
 /// send failed, or the function stopped): a later batch queues it.
 const REPLAY_REQUEST_GRACE_SECONDS: i64 = 30;
+/// A record whose step failed (nothing sent, or its outcome not yet recorded) comes back after
+/// this long.
+const STEP_RETRY: Duration = Duration::from_secs(2);
 /// An attempt's claim outlives the request's timeout by this much.
 const CLAIM_MARGIN_SECONDS: i64 = 30;
 /// `last_success_at` is refreshed at most this often while a webhook is healthy: a
@@ -333,11 +336,16 @@ impl Deliverer {
 
     /// Delivers one record; `true` when SQS must hand it back later.
     async fn deliver(&self, record: &SqsMessage, d: &Delivery, slot: Option<&ParkSlot>, loaded: &Loaded, started: Instant) -> bool {
-        let result = self.try_deliver(record, d, slot, loaded, started).await;
-        result.unwrap_or_else(|e| {
-            warn!(error = %webhooks_aws::error_chain(&e), "delivery step failed; retried");
-            true
-        })
+        match self.try_deliver(record, d, slot, loaded, started).await {
+            Ok(retry) => retry,
+            Err(e) => {
+                // A conflict, a throttle, a service that did not answer: soon again, not after
+                // the queue's whole visibility timeout.
+                warn!(error = %webhooks_aws::error_chain(&e), "delivery step failed; retried");
+                self.hand_back(record, STEP_RETRY, started).await;
+                true
+            }
+        }
     }
 
     async fn try_deliver(&self, record: &SqsMessage, d: &Delivery, slot: Option<&ParkSlot>, loaded: &Loaded, started: Instant) -> Result<bool, DeliveryError> {
