@@ -37,7 +37,7 @@ BODY = json.dumps(
 
 
 def sign(secret: str, webhook_id: str, timestamp: int, body: bytes) -> str:
-    """SPEC §5, by hand: v1,base64(HMAC-SHA256(key, "{id}.{timestamp}.{body}"))."""
+    """The delivery signature, by hand: v1,base64(HMAC-SHA256(key, "{id}.{timestamp}.{body}"))."""
     key = base64.b64decode(secret.removeprefix("whsec_"))
     digest = hmac.new(key, f"{webhook_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()
     return "v1," + base64.b64encode(digest).decode()
