@@ -10,7 +10,7 @@ bash infra/lint.sh
 
 # The local stack's own tests (the proxy's AWS strictness, the pollers), on an emulator of
 # their own: the integration tests below rely on both.
-echo "--- local stack: proxy strictness and pollers (pytest) ---"
+echo "--- Python tests: local stack strictness and pollers, make receiver (pytest) ---"
 (cd infra && ../.venv/bin/python -m pytest local_stack test_receiver.py -q -p no:cacheprovider)
 
 state=.dev/test-stack
