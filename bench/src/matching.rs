@@ -166,7 +166,7 @@ mod tests {
             .into_iter()
             .filter_map(|m| match m {
                 DeliveryQueueMessage::Delivery(d) => Some(d.webhook_id),
-                DeliveryQueueMessage::Replay(_) => None,
+                _ => None,
             })
             .collect()
     }
