@@ -382,8 +382,9 @@ async fn tampered_cursors_and_impossible_ids_are_the_callers_mistake() -> Result
     let company = unique("co");
     let (_, key) = api.create_key(&admin, &[&company], &["manage"]).await?;
     let (_, other) = api.create_key(&admin, &[&company], &["manage"]).await?;
+    let mut mine = String::new();
     for _ in 0..2 {
-        api.create_webhook(&key, hook("http://127.0.0.1:9/hook")).await?;
+        mine = api.create_webhook(&key, hook("http://127.0.0.1:9/hook")).await?["id"].as_str().context("id")?.to_owned();
         api.create_webhook(&other, hook("http://127.0.0.1:9/hook")).await?;
     }
     // A real cursor of the other key's list, and cursors decoded, changed and encoded again
@@ -401,6 +402,8 @@ async fn tampered_cursors_and_impossible_ids_are_the_callers_mistake() -> Result
         let r = api.call("GET", &format!("/v1/webhooks?limit=1&cursor={cursor}"), Some(&key), None).await?;
         assert_eq!((r.status, r.body["error"]["field"].as_str()), (400, Some("cursor")), "{cursor}: {}", r.body);
         let r = api.call("GET", &format!("/v1/api-keys?cursor={cursor}"), Some(&admin), None).await?;
+        assert_eq!((r.status, r.body["error"]["field"].as_str()), (400, Some("cursor")), "{cursor}: {}", r.body);
+        let r = api.call("GET", &format!("/v1/webhooks/{mine}/deliveries?cursor={cursor}"), Some(&key), None).await?;
         assert_eq!((r.status, r.body["error"]["field"].as_str()), (400, Some("cursor")), "{cursor}: {}", r.body);
     }
     // Ids no webhook or key can have

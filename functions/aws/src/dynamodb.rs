@@ -147,12 +147,6 @@ pub(crate) fn encode_cursor(key: Option<&HashMap<String, AttributeValue>>) -> Op
     serde_json::to_vec(&plain).ok().map(|json| URL_SAFE_NO_PAD.encode(json))
 }
 
-pub(crate) fn decode_cursor(cursor: &str) -> Result<HashMap<String, AttributeValue>, StoreError> {
-    let json = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| StoreError::InvalidCursor)?;
-    let plain: HashMap<String, String> = serde_json::from_slice(&json).map_err(|_| StoreError::InvalidCursor)?;
-    Ok(plain.into_iter().map(|(k, v)| (k, s(v))).collect())
-}
-
 /// Longest cursor this API hands out, with room: a key of four attributes of ids and times.
 const MAX_CURSOR_CHARS: usize = 2048;
 /// DynamoDB refuses key attribute values longer than this (a sort key's limit; the partition

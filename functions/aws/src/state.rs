@@ -25,7 +25,7 @@ use webhooks_core::model::{DisabledReason, DropReason};
 use webhooks_core::reliability::{AttemptRecord, ParkCancelled, expired, park_cancelled};
 use webhooks_core::resources::{Health, LogEntry};
 
-use crate::dynamodb::{Page, StoreError, decode_cursor, encode_cursor};
+use crate::dynamodb::{Page, StoreError, decode_page_cursor, encode_cursor};
 
 /// Attempt records outlive any retry window (at most 10 attempts of at most 12 h each).
 const ATTEMPT_RECORD_SECONDS: i64 = 6 * 24 * 3600;
@@ -496,7 +496,8 @@ impl DynamoDbDeliveryState {
         cursor: Option<&str>,
         now: i64,
     ) -> Result<Page<LogEntry>, StoreError> {
-        let mut start = cursor.map(decode_cursor).transpose()?;
+        let partition = format!("LOG#{webhook_id}");
+        let mut start = cursor.map(|c| decode_page_cursor(c, &["pk", "sk"], ("pk", &partition))).transpose()?;
         let mut entries: Vec<(LogEntry, String)> = Vec::new();
         let mut filters = vec!["expires_at > :now".to_owned()];
         if status.is_some() {
