@@ -511,7 +511,8 @@ class FaultProxyHandler(httputil.QuietHandler):
                 self.server.faults.count_refusal(call, "TransactionConflictException")
                 return self._answer(*_json_error(call, 400, strict.DYNAMODB_PREFIX + "TransactionConflictException", strict.CONFLICT_REASON))
         try:
-            answer = self._forward_isolated(call, body)
+            with in_flight.one_at_a_time(written):
+                answer = self._forward_isolated(call, body)
         finally:
             if transaction_items is not None:
                 in_flight.end_transaction(transaction_items)

@@ -16,6 +16,7 @@ SQS (its JSON protocol is query compatible), per-entry `Failed` results in SQS b
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import math
 import re
@@ -240,6 +241,7 @@ class ItemsInFlight:
         self.lock = threading.Lock()
         self.transactions: dict[tuple[str, str], int] = {}
         self.writes: dict[tuple[str, str], int] = {}
+        self.item_locks: dict[tuple[str, str], list] = {}
         self.conflicts = 0
 
     def begin_transaction(self, items: list[tuple[str, str] | None]) -> list[str | None] | None:
@@ -273,6 +275,27 @@ class ItemsInFlight:
         if item is not None:
             with self.lock:
                 _release(self.writes, [item])
+
+    @contextlib.contextmanager
+    def one_at_a_time(self, item: tuple[str, str] | None):
+        """Holds `item` while a single write to it runs: DynamoDB applies a write's condition and
+        its change atomically, the emulator checks and writes without a lock, so two conditional
+        writes at once could both pass."""
+        if item is None:
+            yield
+            return
+        with self.lock:
+            entry = self.item_locks.setdefault(item, [threading.Lock(), 0])
+            entry[1] += 1
+        entry[0].acquire()
+        try:
+            yield
+        finally:
+            entry[0].release()
+            with self.lock:
+                entry[1] -= 1
+                if entry[1] == 0:
+                    self.item_locks.pop(item, None)
 
 
 def _release(counts: dict, items) -> None:

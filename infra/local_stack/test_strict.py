@@ -217,6 +217,33 @@ def test_overlapping_transactions_on_one_item_are_cancelled_for_a_conflict(dynam
     assert int(stored) == done
 
 
+def test_concurrent_conditional_writes_to_one_item_take_effect_one_at_a_time(dynamodb, table):
+    # GIVEN many requests at once, each claiming the same item if nobody has (DynamoDB applies
+    # single-item writes atomically; the emulator checks and writes without a lock)
+    key = {"pk": {"S": "p"}, "sk": {"S": f"claimed-{time.time_ns()}"}}
+
+    def claim(n: int) -> bool:
+        try:
+            dynamodb.update_item(
+                TableName=table, Key=key, UpdateExpression="SET owner_id = :me",
+                ConditionExpression="attribute_not_exists(owner_id)", ExpressionAttributeValues={":me": {"N": str(n)}},
+            )
+            return True
+        except ClientError as e:
+            assert e.response["Error"]["Code"] == "ConditionalCheckFailedException", e.response
+            return False
+
+    # WHEN they overlap, round after round on fresh items
+    winners = []
+    for round_ in range(10):
+        key["sk"]["S"] = f"claimed-{round_}-{time.time_ns()}"
+        with concurrent.futures.ThreadPoolExecutor(16) as pool:
+            winners.append(sum(pool.map(claim, range(32))))
+
+    # THEN exactly one claim wins each round
+    assert winners == [1] * 10
+
+
 def test_transactions_on_different_items_do_not_conflict(dynamodb, table):
     def transaction(n: int):
         key = {"pk": {"S": "p"}, "sk": {"S": f"apart-{n}-{time.time_ns()}"}}
