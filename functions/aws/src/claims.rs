@@ -7,23 +7,14 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::AttributeValue;
 
 use crate::dynamodb::StoreError;
+/// The outcome of a claim lives in the core (the `EventClaims` port carries it).
+pub use webhooks_core::ports::Claim;
 
 /// How long a claim protects an event being fanned out; shorter than the ingest queue's
 /// visibility timeout, so the retry of a crashed fan-out finds the lease expired.
 pub const CLAIM_LEASE_SECONDS: i64 = 60;
 /// Duplicates are recognised for this long (SPEC §2).
 pub const DEDUPLICATION_WINDOW_SECONDS: i64 = 24 * 3600;
-
-/// The outcome of a claim.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Claim {
-    /// Ours: fan it out, then `complete`.
-    Claimed,
-    /// Fanned out already: a duplicate.
-    Done,
-    /// Another fan-out of the same event is under way: try again later.
-    Busy,
-}
 
 #[derive(Debug, Clone)]
 pub struct DynamoDbEventClaims {

@@ -23,8 +23,11 @@ use aws_sdk_dynamodb::types::{
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
-use webhooks_core::model::{Scope, WebhookStatus};
+use webhooks_core::model::WebhookStatus;
 use webhooks_core::resources::{ApiKey, Webhook};
+
+/// The plain data of the match index and of keys live in the core (the ports carry them).
+pub use webhooks_core::ports::{IndexEntry, StoredKey};
 
 /// DynamoDB refuses a transaction of more than 100 actions.
 const MAX_TRANSACTION_ACTIONS: usize = 100;
@@ -61,16 +64,6 @@ pub struct Page<T> {
     pub next_cursor: Option<String>,
 }
 
-/// An API key as stored: the object, its secret's hash and its webhook count.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct StoredKey {
-    #[serde(flatten)]
-    pub key: ApiKey,
-    pub secret_sha256: String,
-    #[serde(default)]
-    pub webhook_count: u32,
-}
-
 /// One signing secret of a webhook as stored: KMS ciphertext (base64, encryption context the
 /// webhook id); `expires_at` (Unix seconds) is set on the previous secret during a rotation's
 /// grace period.
@@ -96,15 +89,6 @@ pub struct StoredWebhook {
     /// When it was last disabled (Unix milliseconds).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub disabled_at_ms: Option<i64>,
-}
-
-/// What the matcher reads of a webhook: enough to decide a match, nothing else.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct IndexEntry {
-    pub webhook_id: String,
-    pub owner_key_id: String,
-    pub events: Vec<String>,
-    pub scopes: Vec<Scope>,
 }
 
 /// Keys, webhooks and the match index in SubscriptionsTable.

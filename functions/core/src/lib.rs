@@ -12,6 +12,7 @@ pub mod matching;
 pub mod message;
 pub mod model;
 pub mod payload;
+pub mod ports;
 pub mod reliability;
 pub mod resources;
 pub mod retry;
