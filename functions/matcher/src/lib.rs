@@ -16,23 +16,31 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use futures_util::future::{join, join_all};
 use lambda_runtime::LambdaEvent;
-use time::OffsetDateTime;
 use tracing::{error, info, warn};
-use webhooks_aws::claims::{Claim, DynamoDbEventClaims};
-use webhooks_aws::dynamodb::{DynamoDbSubscriptions, IndexEntry, StoredKey};
-use webhooks_aws::sqs::{SqsBatchSender, SqsIngestDeadLetters};
 use webhooks_core::event::{Event, parse_ingest_body};
 use webhooks_core::matching::{MatchIndex, OwnerView, Subscriber, partitions_for_event};
 use webhooks_core::message::{Delivery, DeliveryQueueMessage};
+use webhooks_core::ports::{
+    Claim, Clock, DeliveryQueue, EventClaims, IndexEntry, IngestDeadLetters, MatchIndexReader,
+    OwnerKeys, PortError, StoredKey,
+};
 use webhooks_core::signing::{delivery_id, webhook_message_id};
 
-/// What the matcher needs, built once per execution environment.
+/// What the matcher needs, built once per execution environment: in production DynamoDB and
+/// SQS (`main.rs`), in tests the in-memory ports of `webhooks_aws::memory`.
 #[derive(Debug, Clone)]
-pub struct Matcher {
-    pub dead_letters: SqsIngestDeadLetters,
-    pub subscriptions: DynamoDbSubscriptions,
-    pub claims: DynamoDbEventClaims,
-    pub deliveries: SqsBatchSender,
+pub struct Matcher<Index, Owners, Claims, Queue, DeadLetters, Time> {
+    /// Where refused events go, with their reason.
+    pub dead_letters: DeadLetters,
+    /// The match index, read per partition.
+    pub index: Index,
+    /// The owner keys of the matched webhooks (the live gate of SPEC §4).
+    pub owners: Owners,
+    /// Event de-duplication.
+    pub claims: Claims,
+    /// The delivery queue.
+    pub deliveries: Queue,
+    pub clock: Time,
 }
 
 /// A valid event of the batch and the records that carried it (duplicates within a batch
@@ -44,15 +52,22 @@ struct Pending {
     records: Vec<String>,
 }
 
-/// Something went wrong that a later retry may not meet.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-struct Transient(String);
-
-impl Matcher {
+impl<Index, Owners, Claims, Queue, DeadLetters, Time>
+    Matcher<Index, Owners, Claims, Queue, DeadLetters, Time>
+where
+    Index: MatchIndexReader + Sync,
+    Owners: OwnerKeys + Sync,
+    Claims: EventClaims + Sync,
+    Queue: DeliveryQueue + Sync,
+    DeadLetters: IngestDeadLetters + Sync,
+    Time: Clock + Sync,
+{
     /// Handles one SQS batch; the response lists the records to retry.
-    pub async fn handle(&self, event: LambdaEvent<SqsEvent>) -> Result<SqsBatchResponse, lambda_runtime::Error> {
-        let received_at = OffsetDateTime::now_utc();
+    pub async fn handle(
+        &self,
+        event: LambdaEvent<SqsEvent>,
+    ) -> Result<SqsBatchResponse, lambda_runtime::Error> {
+        let received_at = self.clock.now();
         let mut failed: Vec<String> = Vec::new();
         let mut pending: Vec<Pending> = Vec::new();
         let mut by_message_id: HashMap<String, usize> = HashMap::new();
@@ -62,12 +77,17 @@ impl Matcher {
             let body = record.body.as_deref().unwrap_or_default();
             match parse_ingest_body(body, received_at) {
                 Ok(event) => {
-                    let message_id = webhook_message_id(&event.company_id, &event.source, &event.id);
+                    let message_id =
+                        webhook_message_id(&event.company_id, &event.source, &event.id);
                     match by_message_id.get(&message_id) {
                         Some(i) => pending[*i].records.push(record_id),
                         None => {
                             by_message_id.insert(message_id.clone(), pending.len());
-                            pending.push(Pending { event, message_id, records: vec![record_id] });
+                            pending.push(Pending {
+                                event,
+                                message_id,
+                                records: vec![record_id],
+                            });
                         }
                     }
                 }
@@ -93,7 +113,7 @@ impl Matcher {
         &self,
         body: &str,
         rejection: &webhooks_core::event::EventError,
-    ) -> Result<(), webhooks_aws::sqs::SqsError> {
+    ) -> Result<(), PortError> {
         webhooks_aws::metrics::rejected_event(rejection.code);
         info!(reason = rejection.code, field = %rejection.field, "event rejected");
         let detail = if rejection.field.is_empty() {
@@ -101,7 +121,9 @@ impl Matcher {
         } else {
             format!("{}: {}", rejection.field, rejection.message)
         };
-        self.dead_letters.reject(body, rejection.code, &detail).await
+        self.dead_letters
+            .reject(body, rejection.code, &detail)
+            .await
     }
 
     /// Fans the batch's events out; returns the indexes of events to retry.
@@ -111,8 +133,15 @@ impl Matcher {
     /// the send), whatever the batch holds. The reads for an event that turns out to be a
     /// duplicate are wasted; that is rare.
     async fn fan_out(&self, pending: &[Pending], now: i64) -> Vec<usize> {
-        let (claims, reads) =
-            join(join_all(pending.iter().map(|p| self.claims.claim(&p.message_id, now))), self.read(pending)).await;
+        let (claims, reads) = join(
+            join_all(
+                pending
+                    .iter()
+                    .map(|p| self.claims.claim(&p.message_id, now)),
+            ),
+            self.read(pending),
+        )
+        .await;
         let mut retry = Vec::new();
         let mut claimed = Vec::new();
         for ((i, p), claim) in pending.iter().enumerate().zip(claims) {
@@ -135,14 +164,14 @@ impl Matcher {
         let (candidates, owners) = match reads {
             Ok(reads) => reads,
             Err(e) => {
-                error!(error = %e, "matching failed; the batch's events will be retried");
+                error!(error = %webhooks_aws::error_chain(&e), "matching failed; the batch's events will be retried");
                 retry.extend(claimed);
                 return retry;
             }
         };
 
         let index = match_index(&candidates, &owners);
-        let queued_at = (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
+        let queued_at = (self.clock.now().unix_timestamp_nanos() / 1_000_000) as i64;
         let mut plan = Vec::new();
         for &i in &claimed {
             let p = &pending[i];
@@ -152,7 +181,13 @@ impl Matcher {
         }
 
         let bodies: Vec<String> = plan.iter().map(|(_, m)| m.to_json()).collect();
-        let unsent: BTreeSet<usize> = self.deliveries.send_all(&bodies).await.into_iter().map(|j| plan[j].0).collect();
+        let unsent: BTreeSet<usize> = self
+            .deliveries
+            .send_all(&bodies)
+            .await
+            .into_iter()
+            .map(|j| plan[j].0)
+            .collect();
         let mut done = Vec::new();
         for i in claimed {
             let p = &pending[i];
@@ -166,7 +201,11 @@ impl Matcher {
             info!(event_id = %p.event.id, event_type = %p.event.event_type, deliveries, "event fanned out");
             done.push(p);
         }
-        let completed = join_all(done.iter().map(|p| self.claims.complete(&p.message_id, now))).await;
+        let completed = join_all(
+            done.iter()
+                .map(|p| self.claims.complete(&p.message_id, now)),
+        )
+        .await;
         for (p, result) in done.iter().zip(completed) {
             if let Err(e) = result {
                 warn!(event_id = %p.event.id, error = %webhooks_aws::error_chain(&e), "could not mark the event done");
@@ -177,25 +216,49 @@ impl Matcher {
 
     /// What matching the batch's events needs: the index entries of every partition they
     /// touch (one Query each, all at once) and those entries' owner keys.
-    async fn read(&self, pending: &[Pending]) -> Result<(BTreeMap<String, Vec<IndexEntry>>, HashMap<String, StoredKey>), Transient> {
-        let transient = |e: webhooks_aws::dynamodb::StoreError| Transient(webhooks_aws::error_chain(&e));
+    async fn read(
+        &self,
+        pending: &[Pending],
+    ) -> Result<
+        (
+            BTreeMap<String, Vec<IndexEntry>>,
+            HashMap<String, StoredKey>,
+        ),
+        PortError,
+    > {
         // Each partition the batch touches, with the event types its events there have: the
         // Query returns only entries selecting one of them (or every type).
         let mut partitions: BTreeMap<String, BTreeSet<&str>> = BTreeMap::new();
         for p in pending {
             for partition in partitions_for_event(&p.event) {
-                partitions.entry(partition).or_default().insert(p.event.event_type.as_str());
+                partitions
+                    .entry(partition)
+                    .or_default()
+                    .insert(p.event.event_type.as_str());
             }
         }
-        let queried = join_all(partitions.iter().map(|(partition, event_types)| async move {
-            self.subscriptions.index_entries(partition, event_types).await.map(|entries| (partition.clone(), entries))
-        }))
+        let queried = join_all(
+            partitions
+                .iter()
+                .map(|(partition, event_types)| async move {
+                    self.index
+                        .index_entries(partition, event_types)
+                        .await
+                        .map(|entries| (partition.clone(), entries))
+                }),
+        )
         .await;
-        let candidates = queried.into_iter().collect::<Result<BTreeMap<_, _>, _>>().map_err(transient)?;
-        let owner_ids: BTreeSet<String> =
-            candidates.values().flatten().map(|entry| entry.owner_key_id.clone()).collect();
-        let owners =
-            if owner_ids.is_empty() { HashMap::new() } else { self.subscriptions.keys_by_ids(&owner_ids).await.map_err(transient)? };
+        let candidates = queried.into_iter().collect::<Result<BTreeMap<_, _>, _>>()?;
+        let owner_ids: BTreeSet<String> = candidates
+            .values()
+            .flatten()
+            .map(|entry| entry.owner_key_id.clone())
+            .collect();
+        let owners = if owner_ids.is_empty() {
+            HashMap::new()
+        } else {
+            self.owners.keys_by_ids(&owner_ids).await?
+        };
         Ok((candidates, owners))
     }
 }
@@ -212,11 +275,18 @@ pub fn match_index<'a>(
             let owner = owners.get(&entry.owner_key_id);
             let owner = OwnerView {
                 active: owner.is_some(),
-                companies: owner.map(|o| o.key.companies.as_slice()).unwrap_or_default(),
+                companies: owner
+                    .map(|o| o.key.companies.as_slice())
+                    .unwrap_or_default(),
             };
             index.insert(
                 partition,
-                Subscriber { webhook_id: &entry.webhook_id, events: &entry.events, scopes: &entry.scopes, owner },
+                Subscriber {
+                    webhook_id: &entry.webhook_id,
+                    events: &entry.events,
+                    scopes: &entry.scopes,
+                    owner,
+                },
             );
         }
     }
@@ -225,7 +295,12 @@ pub fn match_index<'a>(
 
 /// The first delivery of `event` (whose Standard Webhooks id is `message_id`) to each webhook
 /// of `index` it matches.
-pub fn first_deliveries(index: &MatchIndex<'_>, event: &Event, message_id: &str, queued_at: i64) -> Vec<DeliveryQueueMessage> {
+pub fn first_deliveries(
+    index: &MatchIndex<'_>,
+    event: &Event,
+    message_id: &str,
+    queued_at: i64,
+) -> Vec<DeliveryQueueMessage> {
     index
         .matching(event)
         .into_iter()

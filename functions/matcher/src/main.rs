@@ -4,6 +4,7 @@ use webhooks_aws::claims::DynamoDbEventClaims;
 use webhooks_aws::config::required;
 use webhooks_aws::dynamodb::DynamoDbSubscriptions;
 use webhooks_aws::sqs::{SqsBatchSender, SqsIngestDeadLetters};
+use webhooks_core::ports::SystemClock;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
@@ -11,13 +12,19 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let sdk = webhooks_aws::sdk_config().await;
     let sqs = aws_sdk_sqs::Client::new(&sdk);
     let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
+    let subscriptions =
+        DynamoDbSubscriptions::new(dynamodb.clone(), required("SUBSCRIPTIONS_TABLE")?);
     let matcher = Matcher {
         dead_letters: SqsIngestDeadLetters::new(sqs.clone(), required("INGEST_DLQ_URL")?),
-        subscriptions: DynamoDbSubscriptions::new(dynamodb.clone(), required("SUBSCRIPTIONS_TABLE")?),
+        index: subscriptions.clone(),
+        owners: subscriptions,
         claims: DynamoDbEventClaims::new(dynamodb, required("EVENTS_TABLE")?),
         deliveries: SqsBatchSender::new(sqs, required("DELIVERY_QUEUE_URL")?),
+        clock: SystemClock,
     };
     let matcher = &matcher;
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<_>| webhooks_aws::timing::invocation(matcher.handle(event))))
-        .await
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<_>| {
+        webhooks_aws::timing::invocation(matcher.handle(event))
+    }))
+    .await
 }
