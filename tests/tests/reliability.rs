@@ -554,3 +554,114 @@ async fn one_message_received_twice_is_sent_once() -> Result<()> {
     assert_eq!(receiver.received().len(), 1);
     Ok(())
 }
+
+/// What the stack's AWS proxy counted of one operation (e.g. `dynamodb:Query`) so far.
+async fn aws_requests(stack: &Stack, operation: &str) -> Result<u64> {
+    let file = stack.state_dir.join("stack.json");
+    let info: Value = serde_json::from_str(&std::fs::read_to_string(&file)?)?;
+    let proxy = info["proxy_url"].as_str().context("the stack runs its AWS proxy")?;
+    let counted = webhooks_tests::chaos::faults(proxy).await?;
+    Ok(counted["timing"][operation]["requests"].as_u64().unwrap_or(0))
+}
+
+/// Trust issue, defect 4: a webhook's view shows its parked count from a maintained counter;
+/// reading it never reads the parked deliveries (payloads included), however many there are.
+#[tokio::test]
+async fn viewing_a_webhook_never_reads_its_parked_deliveries() -> Result<()> {
+    // GIVEN a stack of its own (so its AWS requests are this test's), and a webhook gone (410)
+    // with 20 deliveries parked
+    let stack = Stack::private(webhooks_tests::TEST_SETTINGS, &[]).await?;
+    let api = Api::new(&stack);
+    let admin = stack.info.admin_key.clone().context("admin key")?;
+    let company = unique("acme");
+    let (_, key) = api.create_key(&admin, &[&company], &["manage", "publish"]).await?;
+    let receiver = Receiver::start().await?;
+    receiver.respond_with(&[410; 40]);
+    let id = api.create_webhook(&key, json!({"url": receiver.url})).await?["id"].as_str().context("id")?.to_owned();
+    let events: Vec<Value> = (0..20).map(|i| cloud_event(&unique(&format!("e{i}")), "TODO_CREATED", &company, "p1")).collect();
+    assert_eq!(api.publish(&key, &events).await?.status, 202);
+    eventually(WAIT, "20 parked", || async {
+        let w = api.call("GET", &format!("/v1/webhooks/{id}"), Some(&key), None).await?.body;
+        Ok((w["parked"] == 20).then_some(()))
+    })
+    .await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    // WHEN it is read five times
+    let before = aws_requests(&stack, "dynamodb:Query").await?;
+    for _ in 0..5 {
+        let w = api.call("GET", &format!("/v1/webhooks/{id}"), Some(&key), None).await?.body;
+        assert_eq!(w["parked"], 20);
+    }
+    // THEN no Query ran (the count is a counter, not a read of the partition)
+    assert_eq!(aws_requests(&stack, "dynamodb:Query").await? - before, 0);
+
+    // AND its list costs one Query (the owner's page), whatever is parked
+    let before = aws_requests(&stack, "dynamodb:Query").await?;
+    let list = api.call("GET", "/v1/webhooks", Some(&key), None).await?.body;
+    assert_eq!(list["data"][0]["parked"], 20);
+    assert_eq!(aws_requests(&stack, "dynamodb:Query").await? - before, 1);
+    Ok(())
+}
+
+/// Trust issue, defect 11: an alert that cannot be published keeps the webhook's deliveries
+/// parked (not handed back until they reach the DLQ), and goes out once it can.
+#[tokio::test]
+async fn an_alert_that_cannot_be_published_parks_deliveries_and_goes_out_later() -> Result<()> {
+    // GIVEN a stack whose alerts topic is gone, and a webhook whose receiver always fails with
+    // one attempt per delivery
+    let stack = Stack::private(&[("WEBHOOKS_RETRY_SCHEDULE", "1s"), ("WEBHOOKS_DELIVERY_TIMEOUT", "2s"), ("WEBHOOKS_MAX_ATTEMPTS", "1")], &[])
+        .await?;
+    let topic = stack.info.alerts_topic_arn.clone().context("alerts topic")?;
+    let sns = stack.sns().await;
+    sns.delete_topic().topic_arn(&topic).send().await?;
+    let api = Api::new(&stack);
+    let admin = stack.info.admin_key.clone().context("admin key")?;
+    let company = unique("acme");
+    let (_, key) = api.create_key(&admin, &[&company], &["manage", "publish"]).await?;
+    let receiver = Receiver::start().await?;
+    receiver.respond_with(&[500; 50]);
+    let id = api.create_webhook(&key, json!({"url": receiver.url})).await?["id"].as_str().context("id")?.to_owned();
+
+    // WHEN its first delivery fails (deactivating it) and more arrive
+    let events: Vec<Value> = (0..3).map(|i| cloud_event(&unique(&format!("e{i}")), "TODO_CREATED", &company, "p1")).collect();
+    api.publish(&key, &events[..1]).await?;
+    receiver.wait_for(1, WAIT).await?;
+    api.publish(&key, &events[1..]).await?;
+
+    // THEN it is disabled and every delivery is parked, none left for the DLQ
+    let w = eventually(WAIT, "3 parked", || async {
+        let w = api.call("GET", &format!("/v1/webhooks/{id}"), Some(&key), None).await?.body;
+        Ok((w["parked"] == 3).then_some(w))
+    })
+    .await?;
+    assert_eq!((w["status"].as_str(), w["disabled_reason"].as_str()), (Some("disabled"), Some("failing")), "{w}");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let dlq = stack
+        .sqs()
+        .await
+        .get_queue_attributes()
+        .queue_url(&stack.info.delivery_dlq_url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+        .send()
+        .await?;
+    let in_dlq = dlq.attributes().and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)).cloned();
+    assert_eq!(in_dlq.as_deref(), Some("0"));
+    assert_eq!(receiver.received().len(), 1, "nothing is sent to a disabled webhook");
+
+    // WHEN the topic is back and another delivery of the webhook comes by
+    let name = topic.rsplit(':').next().context("topic name")?;
+    assert_eq!(sns.create_topic().name(name).send().await?.topic_arn(), Some(topic.as_str()));
+    let alerts = stack.subscribe_to_alerts().await?;
+    api.publish(&key, &[cloud_event(&unique("later"), "TODO_CREATED", &company, "p1")]).await?;
+
+    // THEN the pending alert goes out, once
+    let found = eventually(WAIT, "the alert", || async {
+        let found = alerts_for(&stack, &alerts, &id).await?;
+        Ok((!found.is_empty()).then_some(found))
+    })
+    .await?;
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].1, "failing");
+    Ok(())
+}
