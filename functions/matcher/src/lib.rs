@@ -40,6 +40,7 @@ pub struct Matcher<Index, Owners, Claims, Queue, DeadLetters, Time> {
     pub claims: Claims,
     /// The delivery queue.
     pub deliveries: Queue,
+    /// Receipt time (an event's default `time`), claim leases and `queued_at`.
     pub clock: Time,
 }
 
