@@ -93,6 +93,14 @@ def admin_key_from_env(environ: dict[str, str]) -> AdminKey:
         return AdminKey(sha256=digest, key=None)
     given_key = environ.get("WEBHOOKS_ADMIN_KEY", "")
     if given_key:
+        # The API takes only keys of this shape: another would be printed and then refused.
+        random_part = given_key.removeprefix(ADMIN_KEY_PREFIX)
+        if not given_key.startswith(ADMIN_KEY_PREFIX) or len(random_part) != ADMIN_KEY_RANDOM_CHARS or any(
+            c not in _BASE62 for c in random_part
+        ):
+            raise ConfigError(
+                f"WEBHOOKS_ADMIN_KEY must be {ADMIN_KEY_PREFIX} followed by {ADMIN_KEY_RANDOM_CHARS} letters and digits"
+            )
         return AdminKey(sha256=sha256_hex(given_key), key=given_key)
     key = generate_admin_key()
     return AdminKey(sha256=sha256_hex(key), key=key)
