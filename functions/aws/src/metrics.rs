@@ -13,8 +13,8 @@ use webhooks_core::model::DropReason;
 /// The namespace of every metric of the service.
 pub const NAMESPACE: &str = "Webhooks";
 
-/// A count of one, with one dimension, as one EMF line (no trailing newline).
-pub fn count_line(metric: &str, dimension: &str, value: &str, at: OffsetDateTime) -> String {
+/// A count of `count`, with one dimension, as one EMF line (no trailing newline).
+pub fn count_line(metric: &str, dimension: &str, value: &str, count: u64, at: OffsetDateTime) -> String {
     let timestamp_ms = (at.unix_timestamp_nanos() / 1_000_000) as i64;
     let mut line = serde_json::Map::new();
     line.insert(
@@ -29,7 +29,7 @@ pub fn count_line(metric: &str, dimension: &str, value: &str, at: OffsetDateTime
         }),
     );
     line.insert(dimension.into(), serde_json::Value::String(value.into()));
-    line.insert(metric.into(), serde_json::json!(1));
+    line.insert(metric.into(), serde_json::json!(count));
     serde_json::Value::Object(line).to_string()
 }
 
@@ -43,12 +43,19 @@ fn emit(line: &str) {
 
 /// One event refused at the door of the matcher (`RejectedEvents`, by `reason`).
 pub fn rejected_event(reason: &str) {
-    emit(&count_line("RejectedEvents", "reason", reason, OffsetDateTime::now_utc()));
+    emit(&count_line("RejectedEvents", "reason", reason, 1, OffsetDateTime::now_utc()));
 }
 
 /// One (event, webhook) pair dropped for a stated reason (`DroppedDeliveries`, by `reason`).
 pub fn dropped_delivery(reason: DropReason) {
-    emit(&count_line("DroppedDeliveries", "reason", reason.as_str(), OffsetDateTime::now_utc()));
+    dropped_deliveries(reason, 1);
+}
+
+/// `count` pairs dropped together (a sweep, a purge) for one reason: one line.
+pub fn dropped_deliveries(reason: DropReason, count: u64) {
+    if count > 0 {
+        emit(&count_line("DroppedDeliveries", "reason", reason.as_str(), count, OffsetDateTime::now_utc()));
+    }
 }
 
 /// An extracted metric: namespace, name, value and dimensions (name, value).
@@ -94,7 +101,7 @@ mod tests {
     fn a_count_line_is_extracted_by_cloudwatch() {
         // GIVEN a drop counted at a known time
         let at = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap_or(OffsetDateTime::UNIX_EPOCH);
-        let line = count_line("DroppedDeliveries", "reason", DropReason::ParkFull.as_str(), at);
+        let line = count_line("DroppedDeliveries", "reason", DropReason::ParkFull.as_str(), 1, at);
         // THEN it is one line, and CloudWatch extracts one count of 1 with its reason
         assert!(!line.contains('\n'));
         let got = cloudwatch_extract(&line);
@@ -109,6 +116,13 @@ mod tests {
         );
         let root: Value = serde_json::from_str(&line).unwrap_or_default();
         assert_eq!(root["_aws"]["Timestamp"], 1_800_000_000_000_i64);
+    }
+
+    #[test]
+    fn drops_counted_together_are_one_line_with_their_count() {
+        let line = count_line("DroppedDeliveries", "reason", "park_expired", 7, OffsetDateTime::UNIX_EPOCH);
+        let got = cloudwatch_extract(&line).map(|m| m.into_iter().map(|(_, name, value, _)| (name, value)).collect::<Vec<_>>());
+        assert_eq!(got, Ok(vec![("DroppedDeliveries".to_owned(), 7.0)]));
     }
 
     #[test]

@@ -728,11 +728,9 @@ fn receive_count(record: &SqsMessage) -> u32 {
     record.attributes.get("ApproximateReceiveCount").and_then(|v| v.parse().ok()).unwrap_or(1)
 }
 
-/// Drops counted together (a sweep, a purge): one metric line per drop.
+/// Drops counted together (a sweep, a purge): one metric line with their count.
 fn metric_drops(reason: DropReason, count: u64) {
-    for _ in 0..count {
-        webhooks_aws::metrics::dropped_delivery(reason);
-    }
+    webhooks_aws::metrics::dropped_deliveries(reason, count);
     info!(reason = reason.as_str(), count, "deliveries dropped");
 }
 
