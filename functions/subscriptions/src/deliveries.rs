@@ -23,7 +23,8 @@ use crate::AppState;
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::lists::list_limit;
-use crate::openapi::{DeliveryLog, Enabled, HealthCheckOutcome, LogStatus, Redelivery};
+use crate::requests::LogStatus;
+use crate::responses::{DeliveryLog, Enabled, HealthCheckOutcome, Redelivery};
 use crate::webhooks::{view, visible};
 
 fn unavailable(e: impl std::error::Error + Send + Sync + 'static) -> ApiError {

@@ -14,12 +14,11 @@ use webhooks_core::model::Permission;
 use crate::AppState;
 use crate::body::media_type;
 use crate::error::ApiError;
-use crate::openapi::{Accepted, CloudEvent, CloudEventBatch};
+use crate::requests::{CloudEvent, CloudEventBatch, MAX_BATCH_EVENTS};
+use crate::responses::Accepted;
 
 /// Largest request (SPEC §7).
 const MAX_REQUEST_BYTES: usize = 1024 * 1024;
-/// Most events in one batch (SPEC §7).
-pub const MAX_BATCH_EVENTS: usize = 100;
 
 fn invalid(e: EventError) -> ApiError {
     ApiError::validation(e.field, e.message)

@@ -18,7 +18,8 @@ use crate::auth::Caller;
 use crate::body;
 use crate::error::ApiError;
 use crate::lists::{ListParams, list_limit};
-use crate::openapi::{ApiKeyCreate, ApiKeyList, ApiKeyPatch, ApiKeyWithSecret, Me};
+use crate::requests::{ApiKeyCreate, ApiKeyPatch};
+use crate::responses::{ApiKeyList, ApiKeyWithSecret, Me};
 use crate::AppState;
 
 fn randomness(e: webhooks_core::ids::RandomnessError) -> ApiError {

@@ -32,6 +32,8 @@ pub mod extract;
 pub mod keys;
 pub mod lists;
 pub mod openapi;
+pub mod requests;
+pub mod responses;
 pub mod webhooks;
 pub mod webapp;
 
@@ -146,9 +148,9 @@ pub fn app(state: AppState) -> Router {
 }
 
 /// Whether the service answers (no key needed, nothing called).
-#[utoipa::path(get, path = "/health", tag = "service", responses((status = 200, body = openapi::Status)))]
-async fn health() -> Json<openapi::Status> {
-    Json(openapi::Status { status: "ok" })
+#[utoipa::path(get, path = "/health", tag = "service", responses((status = 200, body = responses::Status)))]
+async fn health() -> Json<responses::Status> {
+    Json(responses::Status { status: "ok" })
 }
 
 /// This document.
@@ -164,7 +166,7 @@ async fn not_found() -> error::ApiError {
 
 /// The event types a webhook can subscribe to.
 #[utoipa::path(get, path = "/v1/event-types", tag = "events", security(("bearer" = [])),
-    responses((status = 200, body = openapi::EventTypeList)))]
-async fn event_types(_caller: auth::Caller) -> Json<openapi::EventTypeList> {
-    Json(openapi::EventTypeList { data: catalog::SUBSCRIBABLE.as_slice() })
+    responses((status = 200, body = responses::EventTypeList)))]
+async fn event_types(_caller: auth::Caller) -> Json<responses::EventTypeList> {
+    Json(responses::EventTypeList { data: catalog::SUBSCRIBABLE.as_slice() })
 }

@@ -2,25 +2,20 @@
 //!
 //! The operations come from the handlers' `#[utoipa::path]` attributes, collected by the same
 //! router that serves them (`lib.rs`), so a route cannot exist without its documentation. The
-//! responses are the types the handlers serialize, and the resources are `webhooks-core`'s own
-//! types. Request bodies are parsed by `webhooks_core::validation` (precise errors with a field
-//! path); their schemas below state the same rules, and the tests check both agree.
+//! responses are the types the handlers serialize (`responses`), the request bodies are stated
+//! in `requests`, and the resources are `webhooks-core`'s own types. This module only
+//! assembles the document; the tests check it against the validators.
 //!
 //! The error responses every operation can give follow from what it takes (SPEC §7's check
 //! order): [`ErrorResponses`] adds them to each operation, so none is forgotten.
 
-use std::collections::BTreeMap;
-
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use utoipa::Modify;
 use utoipa::openapi::path::Operation;
-use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, OpenApi, Ref, RefOr, ResponseBuilder};
-use utoipa::{Modify, PartialSchema, ToSchema};
-use webhooks_core::{catalog, event, validation};
-use webhooks_core::model::{Permission, Scope};
-use webhooks_core::resources::{ApiKey, LogEntry, WebhookView};
+
+use crate::requests::LogStatus;
+use crate::responses::{ErrorBody, ErrorDetail};
 
 /// The name of the bearer security scheme every authenticated operation requires.
 pub const BEARER: &str = "bearer";
@@ -36,340 +31,6 @@ pub const BEARER: &str = "bearer";
     components(schemas(ErrorBody, ErrorDetail, LogStatus)),
 )]
 pub struct ApiDoc;
-
-// ---------------------------------------------------------------------------------------------
-// Responses
-// ---------------------------------------------------------------------------------------------
-
-/// `GET /health`.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Status {
-    #[schema(example = "ok")]
-    pub status: &'static str,
-}
-
-/// The calling key (`GET /v1/me`).
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Me {
-    pub id: String,
-    pub name: String,
-    #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$")]
-    pub companies: Vec<String>,
-    pub permissions: Vec<Permission>,
-    pub is_admin: bool,
-}
-
-/// The event catalog (`GET /v1/event-types`).
-#[derive(Debug, Serialize, ToSchema)]
-pub struct EventTypeList {
-    pub data: &'static [catalog::EventType],
-}
-
-/// A page of API keys, newest first.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ApiKeyList {
-    pub data: Vec<ApiKey>,
-    /// Pass as `cursor` for the next page; `null` at the end.
-    pub next_cursor: Option<String>,
-}
-
-/// An API key with its secret: shown once, on create and rotate.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ApiKeyWithSecret {
-    #[serde(flatten)]
-    pub api_key: ApiKey,
-    /// `whk_` and 40 base62 characters. Not retrievable later.
-    #[schema(pattern = "^whk_[0-9A-Za-z]{40}$")]
-    pub key: String,
-}
-
-/// A page of webhooks.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct WebhookList {
-    pub data: Vec<WebhookView>,
-    /// Pass as `cursor` for the next page; `null` at the end.
-    pub next_cursor: Option<String>,
-}
-
-/// A new webhook with its signing secret: shown once.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct WebhookWithSecret {
-    #[serde(flatten)]
-    pub webhook: WebhookView,
-    /// `whsec_` and the base64 of 32 random bytes. Not retrievable later.
-    #[schema(pattern = "^whsec_[A-Za-z0-9+/]{43}=$")]
-    pub secret: String,
-}
-
-/// The new signing secret after `rotate-secret`.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct RotatedSecret {
-    #[schema(pattern = "^whsec_[A-Za-z0-9+/]{43}=$")]
-    pub secret: String,
-}
-
-/// What the receiver answered a signed `WEBHOOK_HEALTH_CHECK`.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct HealthCheckOutcome {
-    /// `null` when no HTTP answer came (refused, timed out, blocked address).
-    pub status_code: Option<u16>,
-    pub duration_ms: u64,
-    pub error: Option<String>,
-}
-
-/// `enable`: the webhook, active again, and how many parked deliveries are being re-sent.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Enabled {
-    pub webhook: WebhookView,
-    pub replayed: u64,
-}
-
-/// A page of the delivery log, newest first.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct DeliveryLog {
-    pub data: Vec<LogEntry>,
-    /// Pass as `cursor` for the next page; `null` at the end.
-    pub next_cursor: Option<String>,
-}
-
-/// A redelivery was queued.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Redelivery {
-    #[schema(example = "queued")]
-    pub status: &'static str,
-    pub webhook_message_id: String,
-}
-
-/// `POST /v1/events`: every event was enqueued (duplicates included).
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Accepted {
-    pub accepted: usize,
-}
-
-/// Every error answer.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct ErrorBody {
-    pub error: ErrorDetail,
-}
-
-/// What went wrong, for people (`message`) and programs (`code`, `field`).
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct ErrorDetail {
-    /// `validation_failed`, `unauthenticated`, `forbidden`, `not_found`, `conflict`,
-    /// `health_check_failed`, `payload_too_large`, `unsupported_media_type` or `unavailable`.
-    pub code: String,
-    pub message: String,
-    /// Where in the request (`validation_failed` only): a path like `scopes[1].company_id`;
-    /// empty for the body as a whole.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub field: Option<String>,
-    /// `health_check_failed` only: the receiver's answer.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Object)]
-    pub details: Option<Value>,
-}
-
-// ---------------------------------------------------------------------------------------------
-// Request bodies: the rules of `webhooks_core::validation`, stated for clients.
-// ---------------------------------------------------------------------------------------------
-
-/// One of the 37 subscribable event types (`GET /v1/event-types`).
-#[derive(Debug, Deserialize)]
-pub struct EventTypeName(pub String);
-
-impl PartialSchema for EventTypeName {
-    fn schema() -> RefOr<Schema> {
-        ObjectBuilder::new()
-            .schema_type(Type::String)
-            .enum_values(Some(catalog::SUBSCRIBABLE.iter().map(|t| t.name)))
-            .into()
-    }
-}
-
-impl ToSchema for EventTypeName {}
-
-/// A custom header value: at most 1024 visible ASCII characters and inner spaces.
-#[derive(Debug, Deserialize)]
-pub struct HeaderValue(pub String);
-
-impl PartialSchema for HeaderValue {
-    fn schema() -> RefOr<Schema> {
-        ObjectBuilder::new()
-            .schema_type(Type::String)
-            .max_length(Some(validation::MAX_HEADER_VALUE_CHARS))
-            .pattern(Some("^([!-~]([ !-~]*[!-~])?)?$"))
-            .into()
-    }
-}
-
-impl ToSchema for HeaderValue {}
-
-/// Custom headers sent with every delivery: at most 10; names are RFC 9110 tokens of up to 64
-/// characters, not one the service sets (`host`, `user-agent`, `content-*`, `webhook-*`,
-/// `proxy-*`, hop-by-hop); `authorization` is allowed.
-#[derive(Debug, Default, Deserialize)]
-pub struct Headers(pub BTreeMap<String, HeaderValue>);
-
-impl PartialSchema for Headers {
-    fn schema() -> RefOr<Schema> {
-        ObjectBuilder::new()
-            .schema_type(Type::Object)
-            .max_properties(Some(validation::MAX_HEADERS))
-            .property_names(Some(ObjectBuilder::new().schema_type(Type::String).pattern(Some(format!(
-                "^[!#$%&'*+.^_`|~0-9A-Za-z-]{{1,{}}}$",
-                validation::MAX_HEADER_NAME_CHARS
-            )))))
-            .additional_properties(Some(HeaderValue::schema()))
-            .into()
-    }
-}
-
-impl ToSchema for Headers {}
-
-/// `POST /v1/webhooks`. Lists and `headers` may be left out (none), never `null`.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct WebhookCreate {
-    /// Where deliveries go: `https` (or `http` where allowed), no user info, no fragment, a
-    /// host that resolves only to public addresses.
-    #[schema(format = "uri", max_length = 2048)]
-    pub url: String,
-    #[schema(max_length = 100, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*$")]
-    pub name: Option<String>,
-    #[schema(max_length = 1000, pattern = "^[^\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\\x7f-\\x9f]*$")]
-    pub description: Option<String>,
-    /// Empty or left out: every type.
-    #[serde(default)]
-    pub events: Vec<EventTypeName>,
-    /// Empty or left out: every company the key holds.
-    #[serde(default)]
-    #[schema(max_items = 100)]
-    pub scopes: Vec<Scope>,
-    #[serde(default)]
-    pub headers: Headers,
-}
-
-/// `PATCH /v1/webhooks/{id}`: only what is given changes; lists and `headers` are replaced
-/// whole; `null` clears `name` or `description`.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct WebhookPatch {
-    #[serde(default)]
-    #[schema(format = "uri", max_length = 2048)]
-    pub url: String,
-    #[schema(max_length = 100, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*$")]
-    pub name: Option<String>,
-    #[schema(max_length = 1000, pattern = "^[^\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\\x7f-\\x9f]*$")]
-    pub description: Option<String>,
-    #[serde(default)]
-    pub events: Vec<EventTypeName>,
-    #[serde(default)]
-    #[schema(max_items = 100)]
-    pub scopes: Vec<Scope>,
-    #[serde(default)]
-    pub headers: Headers,
-}
-
-/// `POST /v1/api-keys`.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ApiKeyCreate {
-    #[schema(min_length = 1, max_length = 100, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*$")]
-    pub name: String,
-    #[schema(min_items = 1, max_items = 100, pattern = "^[A-Za-z0-9_-]{1,64}$")]
-    pub companies: Vec<String>,
-    #[schema(min_items = 1)]
-    pub permissions: Vec<Permission>,
-}
-
-/// `PATCH /v1/api-keys/{id}`: only what is given changes; none may be `null`.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ApiKeyPatch {
-    #[serde(default)]
-    #[schema(min_length = 1, max_length = 100, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*$")]
-    pub name: String,
-    #[serde(default)]
-    #[schema(min_items = 1, max_items = 100, pattern = "^[A-Za-z0-9_-]{1,64}$")]
-    pub companies: Vec<String>,
-    #[serde(default)]
-    #[schema(min_items = 1)]
-    pub permissions: Vec<Permission>,
-}
-
-/// `POST /v1/webhooks/{id}/rotate-secret` (the body may be left out).
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RotateSecret {
-    /// How long the previous secret keeps signing too (default 86400 = 1 day).
-    #[serde(default)]
-    #[schema(minimum = 0, maximum = 604800)]
-    pub grace_seconds: u32,
-}
-
-/// A CloudEvents 1.0 event in structured JSON (SPEC §2). Other attributes and extensions are
-/// allowed and ignored.
-#[derive(Debug)]
-pub struct CloudEvent;
-
-impl PartialSchema for CloudEvent {
-    fn schema() -> RefOr<Schema> {
-        let string = |min: usize, max: usize| {
-            ObjectBuilder::new().schema_type(Type::String).min_length(Some(min)).max_length(Some(max))
-        };
-        let identifier = || ObjectBuilder::new().schema_type(Type::String).pattern(Some(IDENTIFIER_PATTERN));
-        ObjectBuilder::new()
-            .schema_type(Type::Object)
-            .property("specversion", ObjectBuilder::new().schema_type(Type::String).enum_values(Some(["1.0"])))
-            .property("id", string(1, event::MAX_ID_CHARS))
-            .property("source", string(1, event::MAX_SOURCE_CHARS))
-            .property("type", EventTypeName::schema())
-            .property("companyid", identifier())
-            .property("projectid", identifier())
-            .property(
-                "time",
-                ObjectBuilder::new()
-                    .schema_type(utoipa::openapi::schema::SchemaType::from_iter([Type::String, Type::Null]))
-                    .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(utoipa::openapi::KnownFormat::DateTime))),
-            )
-            .property(
-                "data",
-                ObjectBuilder::new().schema_type(utoipa::openapi::schema::SchemaType::from_iter([Type::Object, Type::Null])),
-            )
-            .required("specversion")
-            .required("id")
-            .required("source")
-            .required("type")
-            .required("companyid")
-            .required("projectid")
-            .into()
-    }
-}
-
-impl ToSchema for CloudEvent {}
-
-/// 1 to 100 CloudEvents, published all or none (more than 100 is a 413).
-#[derive(Debug)]
-pub struct CloudEventBatch;
-
-impl PartialSchema for CloudEventBatch {
-    fn schema() -> RefOr<Schema> {
-        utoipa::openapi::schema::ArrayBuilder::new()
-            .items(Ref::from_schema_name("CloudEvent"))
-            .min_items(Some(1))
-            .max_items(Some(crate::events::MAX_BATCH_EVENTS))
-            .into()
-    }
-}
-
-impl ToSchema for CloudEventBatch {
-    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
-        schemas.push((CloudEvent::name().into(), CloudEvent::schema()));
-    }
-}
-
-/// Company and project ids (SPEC §2).
-pub const IDENTIFIER_PATTERN: &str = "^[A-Za-z0-9_-]{1,64}$";
 
 // ---------------------------------------------------------------------------------------------
 // Error responses and security, added to every operation
@@ -448,24 +109,15 @@ pub fn document() -> OpenApi {
     doc
 }
 
-/// The status of a delivery log entry (`succeeded`, `pending`, `failed`, `parked`).
-#[derive(Debug)]
-pub struct LogStatus;
-
-impl PartialSchema for LogStatus {
-    fn schema() -> RefOr<Schema> {
-        ObjectBuilder::new().schema_type(Type::String).enum_values(Some(webhooks_core::resources::log_status::ALL)).into()
-    }
-}
-
-impl ToSchema for LogStatus {}
-
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeSet;
 
-    use super::*;
+    use serde_json::Value;
+    use webhooks_core::catalog;
     use webhooks_core::validation::*;
+
+    use super::*;
 
     fn doc() -> Value {
         serde_json::to_value(document()).unwrap_or_default()

@@ -25,7 +25,8 @@ use crate::auth::Caller;
 use crate::body;
 use crate::error::ApiError;
 use crate::lists::list_limit;
-use crate::openapi::{RotateSecret, RotatedSecret, WebhookCreate, WebhookList, WebhookPatch, WebhookWithSecret};
+use crate::requests::{RotateSecret, WebhookCreate, WebhookPatch};
+use crate::responses::{RotatedSecret, WebhookList, WebhookWithSecret};
 
 /// The webhook as the API shows it, with its health and parked count.
 pub async fn view(state: &AppState, stored: &StoredWebhook) -> Result<WebhookView, ApiError> {

@@ -1,0 +1,226 @@
+//! What clients send, stated for them: the request-body and parameter schemas of the OpenAPI
+//! document. The bodies are parsed by `webhooks_core::validation` (precise errors with a field
+//! path); the schemas here state the same rules, and `openapi`'s tests check both agree.
+//! Plain data: no handler, store or client here.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+use utoipa::openapi::{Ref, RefOr};
+use utoipa::{PartialSchema, ToSchema};
+use webhooks_core::model::{Permission, Scope};
+use webhooks_core::{catalog, event, validation};
+
+/// Most events in one batch of `POST /v1/events` (SPEC §7).
+pub const MAX_BATCH_EVENTS: usize = 100;
+
+/// One of the 37 subscribable event types (`GET /v1/event-types`).
+#[derive(Debug, Deserialize)]
+pub struct EventTypeName(pub String);
+
+impl PartialSchema for EventTypeName {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .enum_values(Some(catalog::SUBSCRIBABLE.iter().map(|t| t.name)))
+            .into()
+    }
+}
+
+impl ToSchema for EventTypeName {}
+
+/// A custom header value: at most 1024 visible ASCII characters and inner spaces.
+#[derive(Debug, Deserialize)]
+pub struct HeaderValue(pub String);
+
+impl PartialSchema for HeaderValue {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .max_length(Some(validation::MAX_HEADER_VALUE_CHARS))
+            .pattern(Some("^([!-~]([ !-~]*[!-~])?)?$"))
+            .into()
+    }
+}
+
+impl ToSchema for HeaderValue {}
+
+/// Custom headers sent with every delivery: at most 10; names are RFC 9110 tokens of up to 64
+/// characters, not one the service sets (`host`, `user-agent`, `content-*`, `webhook-*`,
+/// `proxy-*`, hop-by-hop); `authorization` is allowed.
+#[derive(Debug, Default, Deserialize)]
+pub struct Headers(pub BTreeMap<String, HeaderValue>);
+
+impl PartialSchema for Headers {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .max_properties(Some(validation::MAX_HEADERS))
+            .property_names(Some(ObjectBuilder::new().schema_type(Type::String).pattern(Some(format!(
+                "^[!#$%&'*+.^_`|~0-9A-Za-z-]{{1,{}}}$",
+                validation::MAX_HEADER_NAME_CHARS
+            )))))
+            .additional_properties(Some(HeaderValue::schema()))
+            .into()
+    }
+}
+
+impl ToSchema for Headers {}
+
+/// `POST /v1/webhooks`. Lists and `headers` may be left out (none), never `null`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookCreate {
+    /// Where deliveries go: `https` (or `http` where allowed), no user info, no fragment, a
+    /// host that resolves only to public addresses.
+    #[schema(format = "uri", max_length = 2048)]
+    pub url: String,
+    #[schema(max_length = 100, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*$")]
+    pub name: Option<String>,
+    #[schema(max_length = 1000, pattern = "^[^\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\\x7f-\\x9f]*$")]
+    pub description: Option<String>,
+    /// Empty or left out: every type.
+    #[serde(default)]
+    pub events: Vec<EventTypeName>,
+    /// Empty or left out: every company the key holds.
+    #[serde(default)]
+    #[schema(max_items = 100)]
+    pub scopes: Vec<Scope>,
+    #[serde(default)]
+    pub headers: Headers,
+}
+
+/// `PATCH /v1/webhooks/{id}`: only what is given changes; lists and `headers` are replaced
+/// whole; `null` clears `name` or `description`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookPatch {
+    #[serde(default)]
+    #[schema(format = "uri", max_length = 2048)]
+    pub url: String,
+    #[schema(max_length = 100, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*$")]
+    pub name: Option<String>,
+    #[schema(max_length = 1000, pattern = "^[^\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\\x7f-\\x9f]*$")]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub events: Vec<EventTypeName>,
+    #[serde(default)]
+    #[schema(max_items = 100)]
+    pub scopes: Vec<Scope>,
+    #[serde(default)]
+    pub headers: Headers,
+}
+
+/// `POST /v1/api-keys`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeyCreate {
+    #[schema(min_length = 1, max_length = 100, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*$")]
+    pub name: String,
+    #[schema(min_items = 1, max_items = 100, pattern = "^[A-Za-z0-9_-]{1,64}$")]
+    pub companies: Vec<String>,
+    #[schema(min_items = 1)]
+    pub permissions: Vec<Permission>,
+}
+
+/// `PATCH /v1/api-keys/{id}`: only what is given changes; none may be `null`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeyPatch {
+    #[serde(default)]
+    #[schema(min_length = 1, max_length = 100, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*$")]
+    pub name: String,
+    #[serde(default)]
+    #[schema(min_items = 1, max_items = 100, pattern = "^[A-Za-z0-9_-]{1,64}$")]
+    pub companies: Vec<String>,
+    #[serde(default)]
+    #[schema(min_items = 1)]
+    pub permissions: Vec<Permission>,
+}
+
+/// `POST /v1/webhooks/{id}/rotate-secret` (the body may be left out).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RotateSecret {
+    /// How long the previous secret keeps signing too (default 86400 = 1 day).
+    #[serde(default)]
+    #[schema(minimum = 0, maximum = 604800)]
+    pub grace_seconds: u32,
+}
+
+/// A CloudEvents 1.0 event in structured JSON (SPEC §2). Other attributes and extensions are
+/// allowed and ignored.
+#[derive(Debug)]
+pub struct CloudEvent;
+
+impl PartialSchema for CloudEvent {
+    fn schema() -> RefOr<Schema> {
+        let string = |min: usize, max: usize| {
+            ObjectBuilder::new().schema_type(Type::String).min_length(Some(min)).max_length(Some(max))
+        };
+        let identifier = || ObjectBuilder::new().schema_type(Type::String).pattern(Some(IDENTIFIER_PATTERN));
+        ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .property("specversion", ObjectBuilder::new().schema_type(Type::String).enum_values(Some(["1.0"])))
+            .property("id", string(1, event::MAX_ID_CHARS))
+            .property("source", string(1, event::MAX_SOURCE_CHARS))
+            .property("type", EventTypeName::schema())
+            .property("companyid", identifier())
+            .property("projectid", identifier())
+            .property(
+                "time",
+                ObjectBuilder::new()
+                    .schema_type(utoipa::openapi::schema::SchemaType::from_iter([Type::String, Type::Null]))
+                    .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(utoipa::openapi::KnownFormat::DateTime))),
+            )
+            .property(
+                "data",
+                ObjectBuilder::new().schema_type(utoipa::openapi::schema::SchemaType::from_iter([Type::Object, Type::Null])),
+            )
+            .required("specversion")
+            .required("id")
+            .required("source")
+            .required("type")
+            .required("companyid")
+            .required("projectid")
+            .into()
+    }
+}
+
+impl ToSchema for CloudEvent {}
+
+/// 1 to 100 CloudEvents, published all or none (more than 100 is a 413).
+#[derive(Debug)]
+pub struct CloudEventBatch;
+
+impl PartialSchema for CloudEventBatch {
+    fn schema() -> RefOr<Schema> {
+        utoipa::openapi::schema::ArrayBuilder::new()
+            .items(Ref::from_schema_name("CloudEvent"))
+            .min_items(Some(1))
+            .max_items(Some(MAX_BATCH_EVENTS))
+            .into()
+    }
+}
+
+impl ToSchema for CloudEventBatch {
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        schemas.push((CloudEvent::name().into(), CloudEvent::schema()));
+    }
+}
+
+/// Company and project ids (SPEC §2).
+pub const IDENTIFIER_PATTERN: &str = "^[A-Za-z0-9_-]{1,64}$";
+
+/// The status of a delivery log entry (`succeeded`, `pending`, `failed`, `parked`).
+#[derive(Debug)]
+pub struct LogStatus;
+
+impl PartialSchema for LogStatus {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new().schema_type(Type::String).enum_values(Some(webhooks_core::resources::log_status::ALL)).into()
+    }
+}
+
+impl ToSchema for LogStatus {}

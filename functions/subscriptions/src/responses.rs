@@ -1,0 +1,139 @@
+//! What the API answers: the bodies the handlers serialize, each with its schema for the
+//! OpenAPI document. Resources (`ApiKey`, `WebhookView`, `LogEntry`) are `webhooks-core`'s own
+//! types; these are the envelopes around them. Plain data: no handler, store or client here.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+use webhooks_core::catalog;
+use webhooks_core::model::Permission;
+use webhooks_core::resources::{ApiKey, LogEntry, WebhookView};
+
+
+/// `GET /health`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Status {
+    #[schema(example = "ok")]
+    pub status: &'static str,
+}
+
+/// The calling key (`GET /v1/me`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Me {
+    pub id: String,
+    pub name: String,
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$")]
+    pub companies: Vec<String>,
+    pub permissions: Vec<Permission>,
+    pub is_admin: bool,
+}
+
+/// The event catalog (`GET /v1/event-types`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventTypeList {
+    pub data: &'static [catalog::EventType],
+}
+
+/// A page of API keys, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ApiKeyList {
+    pub data: Vec<ApiKey>,
+    /// Pass as `cursor` for the next page; `null` at the end.
+    pub next_cursor: Option<String>,
+}
+
+/// An API key with its secret: shown once, on create and rotate.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ApiKeyWithSecret {
+    #[serde(flatten)]
+    pub api_key: ApiKey,
+    /// `whk_` and 40 base62 characters. Not retrievable later.
+    #[schema(pattern = "^whk_[0-9A-Za-z]{40}$")]
+    pub key: String,
+}
+
+/// A page of webhooks.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WebhookList {
+    pub data: Vec<WebhookView>,
+    /// Pass as `cursor` for the next page; `null` at the end.
+    pub next_cursor: Option<String>,
+}
+
+/// A new webhook with its signing secret: shown once.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WebhookWithSecret {
+    #[serde(flatten)]
+    pub webhook: WebhookView,
+    /// `whsec_` and the base64 of 32 random bytes. Not retrievable later.
+    #[schema(pattern = "^whsec_[A-Za-z0-9+/]{43}=$")]
+    pub secret: String,
+}
+
+/// The new signing secret after `rotate-secret`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RotatedSecret {
+    #[schema(pattern = "^whsec_[A-Za-z0-9+/]{43}=$")]
+    pub secret: String,
+}
+
+/// What the receiver answered a signed `WEBHOOK_HEALTH_CHECK`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HealthCheckOutcome {
+    /// `null` when no HTTP answer came (refused, timed out, blocked address).
+    pub status_code: Option<u16>,
+    pub duration_ms: u64,
+    pub error: Option<String>,
+}
+
+/// `enable`: the webhook, active again, and how many parked deliveries are being re-sent.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Enabled {
+    pub webhook: WebhookView,
+    pub replayed: u64,
+}
+
+/// A page of the delivery log, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeliveryLog {
+    pub data: Vec<LogEntry>,
+    /// Pass as `cursor` for the next page; `null` at the end.
+    pub next_cursor: Option<String>,
+}
+
+/// A redelivery was queued.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Redelivery {
+    #[schema(example = "queued")]
+    pub status: &'static str,
+    pub webhook_message_id: String,
+}
+
+/// `POST /v1/events`: every event was enqueued (duplicates included).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Accepted {
+    pub accepted: usize,
+}
+
+/// Every error answer.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+/// What went wrong, for people (`message`) and programs (`code`, `field`).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ErrorDetail {
+    /// `validation_failed`, `unauthenticated`, `forbidden`, `not_found`, `conflict`,
+    /// `health_check_failed`, `payload_too_large`, `unsupported_media_type` or `unavailable`.
+    pub code: String,
+    pub message: String,
+    /// Where in the request (`validation_failed` only): a path like `scopes[1].company_id`;
+    /// empty for the body as a whole.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    /// `health_check_failed` only: the receiver's answer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Object)]
+    pub details: Option<Value>,
+}
