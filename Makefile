@@ -57,12 +57,12 @@ receiver: venv ## Local receiver on 127.0.0.1:4000 (RECEIVER_PORT): verifies del
 test: venv venv-sam build ## Every test: template lint, unit, template, integration on the local stack
 	bash infra/run-tests.sh
 
-# The ledger test (tests/tests/ledger.rs) scaled up; it prints its ledger line. Override with
+# The ledger test (tests/tests/it/ledger.rs) scaled up; it prints its ledger line. Override with
 # LEDGER_EVENTS, LEDGER_FAULT_RATE, LEDGER_RECEIVER_FAILURE, LEDGER_KILLS, LEDGER_SEED.
 chaos: venv build ## Ledger under chaos, large: 1000 events, 10 % AWS faults, failing receivers, kills
 	bash infra/nextest.sh
 	LEDGER_EVENTS=$${LEDGER_EVENTS:-1000} LEDGER_FAULT_RATE=$${LEDGER_FAULT_RATE:-0.1} LEDGER_KILLS=$${LEDGER_KILLS:-6} \
-	  $(CARGO) nextest run -p webhooks-tests --test ledger --profile chaos --no-capture
+	  $(CARGO) nextest run -p webhooks-tests --test it -E 'test(/^ledger::/)' --profile chaos --no-capture
 
 lint: venv venv-sam ## cfn-lint and sam validate --lint on template.yaml; any finding fails
 	bash infra/lint.sh
