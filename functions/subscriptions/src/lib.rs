@@ -56,13 +56,10 @@ pub const DEFAULT_MAX_WEBHOOKS_PER_KEY: u32 = 100;
 impl ApiConfig {
     pub fn from_env() -> Result<Self, ConfigError> {
         let admin_key_sha256 = optional("WEBHOOKS_ADMIN_KEY_SHA256").map(|h| h.to_ascii_lowercase());
-        if let Some(h) = &admin_key_sha256 {
-            if h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return Err(ConfigError::Invalid {
-                    name: "WEBHOOKS_ADMIN_KEY_SHA256",
-                    reason: "expected 64 hex characters".into(),
-                });
-            }
+        if let Some(h) = &admin_key_sha256
+            && (h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()))
+        {
+            return Err(ConfigError::Invalid { name: "WEBHOOKS_ADMIN_KEY_SHA256", reason: "expected 64 hex characters".into() });
         }
         Ok(Self {
             admin_key_sha256,
