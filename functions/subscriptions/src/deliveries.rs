@@ -25,7 +25,7 @@ use crate::error::ApiError;
 use crate::lists::list_limit;
 use crate::requests::LogStatus;
 use crate::responses::{DeliveryLog, Enabled, HealthCheckOutcome, Redelivery};
-use crate::webhooks::{view, visible};
+use crate::webhooks::{Revision, next_revision, view, visible};
 
 fn unavailable(e: impl std::error::Error + Send + Sync + 'static) -> ApiError {
     ApiError::Unavailable(Box::new(e))
@@ -82,14 +82,13 @@ fn outcome_of(outcome: &SendOutcome) -> HealthCheckOutcome {
 }
 
 async fn set_status(state: &AppState, previous: &StoredWebhook, status: WebhookStatus, reason: Option<DisabledReason>) -> Result<StoredWebhook, ApiError> {
-    let mut next = previous.clone();
-    next.webhook.status = status;
-    next.webhook.disabled_reason = reason;
-    next.webhook.updated_at = format_utc(OffsetDateTime::now_utc());
-    next.version = previous.version + 1;
-    if status == WebhookStatus::Disabled {
-        next.disabled_at_ms = Some(now_ms());
-    }
+    let next = next_revision(previous, Revision::Changed(OffsetDateTime::now_utc()), |next| {
+        next.webhook.status = status;
+        next.webhook.disabled_reason = reason;
+        if status == WebhookStatus::Disabled {
+            next.disabled_at_ms = Some(now_ms());
+        }
+    });
     state.store.update_webhook(previous, &next).await?;
     Ok(next)
 }
@@ -175,10 +174,10 @@ pub async fn log(
 ) -> Result<Json<DeliveryLog>, ApiError> {
     visible(&state, &caller, &id).await?;
     let status = params.status.as_deref();
-    if let Some(s) = status {
-        if !log_status::ALL.contains(&s) {
-            return Err(ApiError::validation("status", "status must be succeeded, pending, failed or parked"));
-        }
+    if let Some(s) = status
+        && !log_status::ALL.contains(&s)
+    {
+        return Err(ApiError::validation("status", "status must be succeeded, pending, failed or parked"));
     }
     let limit = list_limit(params.limit.as_deref())?;
     let page = state

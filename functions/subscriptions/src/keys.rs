@@ -9,7 +9,6 @@ use time::OffsetDateTime;
 use webhooks_aws::dynamodb::{StoreError, StoredKey, StoredWebhook};
 use webhooks_core::event::format_utc;
 use webhooks_core::ids::{new_api_key_secret, random_base62};
-use webhooks_core::matching::partitions_for_webhook;
 use webhooks_core::resources::{ADMIN_KEY_ID, ApiKey};
 use webhooks_core::signing::sha256_hex;
 use webhooks_core::validation::{parse_key_create, parse_key_patch};
@@ -21,6 +20,7 @@ use crate::lists::{ListParams, list_limit};
 use crate::requests::{ApiKeyCreate, ApiKeyPatch};
 use crate::responses::{ApiKeyList, ApiKeyWithSecret, Me};
 use crate::AppState;
+use crate::webhooks::{Revision, next_revision};
 
 fn randomness(e: webhooks_core::ids::RandomnessError) -> ApiError {
     ApiError::Unavailable(Box::new(e))
@@ -180,13 +180,10 @@ async fn reindex_owner(state: &AppState, key: &ApiKey) -> Result<(), ApiError> {
     for listed in owned_webhooks(state, &key.id).await? {
         for attempt in 1..=REINDEX_TRIES {
             let Some(current) = state.store.get_webhook(&listed.webhook.id).await? else { break };
-            let partitions = partitions_for_webhook(&current.webhook.selection(), &key.companies);
-            if partitions == current.partitions {
+            let next = next_revision(&current, Revision::Reindexed(&key.companies), |_| {});
+            if next.partitions == current.partitions {
                 break;
             }
-            let mut next = current.clone();
-            next.partitions = partitions;
-            next.version = current.version + 1;
             match state.store.update_webhook(&current, &next).await {
                 Ok(()) => break,
                 Err(StoreError::Conflict) if attempt < REINDEX_TRIES => {}

@@ -16,7 +16,7 @@ use webhooks_core::model::{Permission, Scope, WebhookStatus};
 use webhooks_aws::state::{HealthRecord, SWEEP_PAGE};
 use webhooks_core::message::{DeliveryQueueMessage, Purge};
 use webhooks_core::model::DropReason;
-use webhooks_core::resources::{ApiKey, Webhook, WebhookView};
+use webhooks_core::resources::{ApiKey, Health, Webhook, WebhookView};
 use webhooks_core::signing::SigningSecret;
 use webhooks_core::validation::{parse_rotate_secret, parse_webhook_create, parse_webhook_patch};
 
@@ -32,6 +32,40 @@ use crate::responses::{RotatedSecret, WebhookList, WebhookWithSecret};
 pub async fn view(state: &AppState, stored: &StoredWebhook) -> Result<WebhookView, ApiError> {
     let record = state.state.health(&stored.webhook.id).await?;
     with_health(state, stored, record).await
+}
+
+/// What a new revision of a stored webhook is, which decides what moves besides the change.
+#[derive(Debug, Clone, Copy)]
+pub enum Revision<'a> {
+    /// A change the API shows, made at this time: `updated_at` moves; the partitions stay.
+    Changed(OffsetDateTime),
+    /// A change the API shows that may change what the webhook matches: `updated_at` moves and
+    /// the partitions follow the new selection under its owner's companies.
+    Reselected(OffsetDateTime, &'a [String]),
+    /// Its owner's companies changed: only the partitions follow. The webhook itself did not
+    /// change, so `updated_at` stays.
+    Reindexed(&'a [String]),
+}
+
+/// The next revision of a stored webhook, to write with `update_webhook(previous, &next)`:
+/// `change` applied to a copy, then what `revision` moves, and one more version (the store
+/// writes only over the version it read, so a concurrent change is a conflict, never lost).
+pub fn next_revision(previous: &StoredWebhook, revision: Revision<'_>, change: impl FnOnce(&mut StoredWebhook)) -> StoredWebhook {
+    let mut next = previous.clone();
+    change(&mut next);
+    let (at, owner_companies) = match revision {
+        Revision::Changed(at) => (Some(at), None),
+        Revision::Reselected(at, companies) => (Some(at), Some(companies)),
+        Revision::Reindexed(companies) => (None, Some(companies)),
+    };
+    if let Some(at) = at {
+        next.webhook.updated_at = format_utc(at);
+    }
+    if let Some(companies) = owner_companies {
+        next.partitions = partitions_for_webhook(&next.webhook.selection(), companies);
+    }
+    next.version = previous.version + 1;
+    next
 }
 
 /// The view reads the maintained counter. Expired deliveries hold it up only until a sweep
@@ -120,7 +154,6 @@ pub async fn rotate_secret(
     let secret = SigningSecret::generate().map_err(secret_error)?;
     let ciphertext = state.secrets.encrypt(&id, &secret).await.map_err(|e| ApiError::Unavailable(Box::new(e)))?;
     let now = OffsetDateTime::now_utc();
-    let mut next = previous.clone();
     // The current secret gets its grace; earlier ones keep theirs (already shorter) or go.
     let mut secrets = vec![StoredSecret { ciphertext, expires_at: None }];
     if grace > 0 {
@@ -134,9 +167,7 @@ pub async fn rotate_secret(
             }
         }
     }
-    next.secrets = secrets;
-    next.version = previous.version + 1;
-    next.webhook.updated_at = format_utc(now);
+    let next = next_revision(&previous, Revision::Changed(now), |next| next.secrets = secrets);
     state.store.update_webhook(&previous, &next).await?;
     tracing::info!(webhook_id = %id, grace_seconds = grace, "signing secret rotated");
     Ok(Json(RotatedSecret { secret: secret.to_string() }))
@@ -185,7 +216,8 @@ pub async fn create(
     };
     state.store.create_webhook(&stored, state.config.max_webhooks_per_key).await?;
     tracing::info!(webhook_id = %stored.webhook.id, owner_key_id = %owner.id, "webhook created");
-    let webhook = view(&state, &stored).await?;
+    // A new webhook has no counters and nothing parked: nothing to read back.
+    let webhook = WebhookView { webhook: stored.webhook, health: Health::default(), parked: 0 };
     Ok((StatusCode::CREATED, Json(WebhookWithSecret { webhook, secret: secret.to_string() })))
 }
 
@@ -278,29 +310,27 @@ pub async fn update(
     if let Some(scopes) = &patch.scopes {
         check_scope_companies(scopes, &owner)?;
     }
-    let mut next = previous.clone();
-    let w = &mut next.webhook;
-    if let Some(url) = patch.url {
-        w.url = url.to_string();
-    }
-    if let Some(name) = patch.name {
-        w.name = name;
-    }
-    if let Some(description) = patch.description {
-        w.description = description;
-    }
-    if let Some(events) = patch.events {
-        w.events = events;
-    }
-    if let Some(scopes) = patch.scopes {
-        w.scopes = scopes;
-    }
-    if let Some(headers) = patch.headers {
-        w.headers = headers;
-    }
-    w.updated_at = format_utc(OffsetDateTime::now_utc());
-    next.version = previous.version + 1;
-    next.partitions = partitions_for_webhook(&next.webhook.selection(), &owner.companies);
+    let next = next_revision(&previous, Revision::Reselected(OffsetDateTime::now_utc(), &owner.companies), |next| {
+        let w = &mut next.webhook;
+        if let Some(url) = patch.url {
+            w.url = url.to_string();
+        }
+        if let Some(name) = patch.name {
+            w.name = name;
+        }
+        if let Some(description) = patch.description {
+            w.description = description;
+        }
+        if let Some(events) = patch.events {
+            w.events = events;
+        }
+        if let Some(scopes) = patch.scopes {
+            w.scopes = scopes;
+        }
+        if let Some(headers) = patch.headers {
+            w.headers = headers;
+        }
+    });
     state.store.update_webhook(&previous, &next).await?;
     tracing::info!(webhook_id = %id, "webhook updated");
     Ok(Json(view(&state, &next).await?))
@@ -322,39 +352,82 @@ pub async fn delete(State(state): State<AppState>, caller: Caller, Path(id): Pat
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Every webhook of an owner, all pages.
-async fn all_of_owner(state: &AppState, owner: &str) -> Result<Vec<StoredWebhook>, ApiError> {
-    let mut all = Vec::new();
-    let mut cursor = None;
-    loop {
-        let page = state.store.list_webhooks(Some(owner), None, crate::lists::MAX_LIMIT, cursor.as_deref()).await?;
-        all.extend(page.items);
-        match page.next_cursor {
-            Some(c) => cursor = Some(c),
-            None => return Ok(all),
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    fn stored(at: &str) -> StoredWebhook {
+        StoredWebhook {
+            webhook: Webhook {
+                id: "wh_1".into(),
+                owner_key_id: "key_1".into(),
+                name: None,
+                description: None,
+                url: "https://example.com/hook".into(),
+                events: vec![],
+                scopes: vec![],
+                headers: Default::default(),
+                status: WebhookStatus::Active,
+                disabled_reason: None,
+                created_at: at.into(),
+                updated_at: at.into(),
+            },
+            secrets: vec![],
+            version: 7,
+            partitions: BTreeSet::from(["C#acme".to_owned()]),
+            alert_pending: None,
+            disabled_at_ms: None,
         }
     }
-}
 
-/// After a key's companies changed: webhooks without scopes follow them.
-pub async fn reindex_owner(state: &AppState, key: &ApiKey) -> Result<(), ApiError> {
-    for previous in all_of_owner(state, &key.id).await? {
-        let partitions = partitions_for_webhook(&previous.webhook.selection(), &key.companies);
-        if partitions != previous.partitions {
-            let mut next = previous.clone();
-            next.partitions = partitions;
-            next.version = previous.version + 1;
-            state.store.update_webhook(&previous, &next).await?;
-        }
-    }
-    Ok(())
-}
+    const CREATED: &str = "2026-01-01T00:00:00Z";
 
-/// Deletes every webhook of a (deleted) key.
-pub async fn delete_all_of_owner(state: &AppState, owner: &str) -> Result<(), ApiError> {
-    for stored in all_of_owner(state, owner).await? {
-        state.store.delete_webhook(&stored).await?;
-        purge_parked(state, &stored.webhook.id).await;
+    fn later() -> OffsetDateTime {
+        OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap_or(OffsetDateTime::UNIX_EPOCH)
     }
-    Ok(())
+
+    #[test]
+    fn a_change_the_api_shows_moves_updated_at_and_the_version_but_not_the_partitions() {
+        // GIVEN a stored webhook
+        let previous = stored(CREATED);
+        // WHEN it is disabled
+        let next = next_revision(&previous, Revision::Changed(later()), |n| n.webhook.status = WebhookStatus::Disabled);
+        // THEN the change, the time and one more version, and the same partitions
+        assert_eq!(next.webhook.status, WebhookStatus::Disabled);
+        assert_eq!(next.webhook.updated_at, format_utc(later()));
+        assert_eq!(next.version, 8);
+        assert_eq!(next.partitions, previous.partitions);
+    }
+
+    #[test]
+    fn a_reselection_moves_the_partitions_with_the_new_selection() {
+        // GIVEN a webhook of an owner holding two companies
+        let previous = stored(CREATED);
+        let companies = ["acme".to_owned(), "globex".to_owned()];
+        // WHEN it is scoped to one of them
+        let next = next_revision(&previous, Revision::Reselected(later(), &companies), |n| {
+            n.webhook.scopes = vec![Scope { company_id: "globex".into(), project_id: None }];
+        });
+        // THEN its partitions are that company's, computed from the changed selection
+        assert_eq!(next.partitions, partitions_for_webhook(&next.webhook.selection(), &companies));
+        assert_ne!(next.partitions, previous.partitions);
+        assert_eq!(next.webhook.updated_at, format_utc(later()));
+        assert_eq!(next.version, 8);
+    }
+
+    #[test]
+    fn a_reindex_moves_only_the_partitions_and_the_version() {
+        // GIVEN a webhook without scopes
+        let previous = stored(CREATED);
+        // WHEN its owner's companies change
+        let companies = ["globex".to_owned()];
+        let next = next_revision(&previous, Revision::Reindexed(&companies), |_| {});
+        // THEN it follows them, and the webhook itself is unchanged
+        assert_eq!(next.partitions, partitions_for_webhook(&previous.webhook.selection(), &companies));
+        assert_ne!(next.partitions, previous.partitions);
+        assert_eq!(next.webhook, previous.webhook);
+        assert_eq!(next.version, 8);
+    }
 }
