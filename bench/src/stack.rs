@@ -1,78 +1,40 @@
 //! A running local stack (`infra/local_stack`), as the measurements use it: its `stack.json`,
-//! SDK clients for its emulator, the configuration API, the Lambda Invoke API of its control
-//! server, the environment of its function processes, and the emulator's request recorder.
+//! SDK clients for its emulator and the configuration API (both from `webhooks-stack`, shared
+//! with the integration tests), the Lambda Invoke API of its control server, the environment of
+//! its function processes, and the emulator's request recorder.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use aws_config::{AppName, BehaviorVersion, Region};
-use aws_sdk_sqs::config::Credentials;
-use serde::Deserialize;
 use serde_json::{Value, json};
+use webhooks_stack::Api;
+pub use webhooks_stack::{FunctionInfo, Process, StackInfo};
 
 /// The application name in the user agent of the bench's own AWS requests, so the analysis
 /// of the emulator's recording can tell them from the functions' requests.
 pub const APP_NAME: &str = "webhooks-bench";
-
-/// What the local stack wrote to its `stack.json` (the fields the bench uses).
-#[derive(Debug, Clone, Deserialize)]
-pub struct StackInfo {
-    pub api_url: String,
-    pub emulator_url: String,
-    pub region: String,
-    pub ingest_queue_url: String,
-    pub delivery_queue_url: String,
-    pub admin_key: Option<String>,
-    pub control_url: String,
-    pub tables: BTreeMap<String, String>,
-    pub functions: BTreeMap<String, FunctionInfo>,
-}
-
-/// One function as the stack runs it.
-#[derive(Debug, Clone, Deserialize)]
-pub struct FunctionInfo {
-    pub logical_id: String,
-    pub timeout: u64,
-    pub memory: u64,
-    pub env: BTreeMap<String, String>,
-}
-
-/// One process of a function, from the control server's `/status`.
-#[derive(Debug, Clone, Deserialize)]
-pub struct Process {
-    pub slot: u32,
-    pub pid: Option<u32>,
-}
 
 /// The local stack and clients for it.
 #[derive(Debug, Clone)]
 pub struct Stack {
     pub info: StackInfo,
     pub http: reqwest::Client,
+    api: Api,
 }
 
 impl Stack {
     pub fn open(file: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
-        let info: StackInfo = serde_json::from_str(&text).with_context(|| format!("parsing {}", file.display()))?;
+        let info = StackInfo::read(file)?;
         let http = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(60)).build()?;
-        Ok(Self { info, http })
+        let api = Api::with_client(&info, http.clone());
+        Ok(Self { info, http, api })
     }
 
     /// SDK configuration for the emulator, with the bench's application name.
     pub async fn sdk_config(&self) -> aws_config::SdkConfig {
-        let loader = aws_config::defaults(BehaviorVersion::latest())
-            .endpoint_url(&self.info.emulator_url)
-            .region(Region::new(self.info.region.clone()))
-            .credentials_provider(Credentials::new("test", "test", None, None, "local-stack"));
-        match AppName::new(APP_NAME) {
-            Ok(name) => loader.app_name(name),
-            Err(_) => loader,
-        }
-        .load()
-        .await
+        self.info.sdk_config(Some(APP_NAME)).await
     }
 
     pub fn table(&self, logical_id: &str) -> Result<&str> {
@@ -81,13 +43,8 @@ impl Stack {
 
     /// The processes of `binary` the stack supervises.
     pub async fn processes(&self, binary: &str) -> Result<Vec<Process>> {
-        #[derive(Deserialize)]
-        struct Status {
-            functions: BTreeMap<String, Vec<Process>>,
-        }
-        let bytes = self.http.get(format!("{}/status", self.info.control_url)).send().await?.bytes().await?;
-        let status: Status = serde_json::from_slice(&bytes)?;
-        status.functions.get(binary).cloned().with_context(|| format!("no function {binary} in /status"))
+        let mut functions = self.info.processes(&self.http).await?;
+        functions.remove(binary).with_context(|| format!("no function {binary} in /status"))
     }
 
     /// The environment of a running process of `binary`: exactly what the stack gives the
@@ -160,35 +117,16 @@ impl Stack {
 
     // ------------------------------------------------------------ the configuration API
 
-    async fn api(&self, method: reqwest::Method, path: &str, key: &str, body: Value) -> Result<Value> {
-        let response = self
-            .http
-            .request(method, format!("{}{path}", self.info.api_url))
-            .bearer_auth(key)
-            .header("content-type", "application/json")
-            .body(serde_json::to_vec(&body)?)
-            .send()
-            .await?;
-        let status = response.status();
-        let body: Value = serde_json::from_slice(&response.bytes().await?).unwrap_or(Value::Null);
-        if !status.is_success() {
-            bail!("{path}: {status} {body}");
-        }
-        Ok(body)
-    }
-
     /// A new API key holding `companies`, allowed to manage and publish; returns its secret.
     pub async fn create_key(&self, name: &str, companies: &[&str]) -> Result<String> {
         let admin = self.info.admin_key.clone().context("stack.json has no admin key (start the stack with WEBHOOKS_ADMIN_KEY or none)")?;
-        let body = json!({"name": name, "companies": companies, "permissions": ["manage", "publish"]});
-        let created = self.api(reqwest::Method::POST, "/v1/api-keys", &admin, body).await?;
-        created["key"].as_str().map(str::to_owned).context("no key in the answer")
+        let (_, secret) = self.api.create_named_key(&admin, name, companies, &["manage", "publish"]).await?;
+        Ok(secret)
     }
 
     /// A new webhook; returns its id.
     pub async fn create_webhook(&self, key: &str, url: &str, events: &[&str], scopes: Value) -> Result<String> {
-        let body = json!({"url": url, "events": events, "scopes": scopes});
-        let created = self.api(reqwest::Method::POST, "/v1/webhooks", key, body).await?;
+        let created = self.api.create_webhook(key, json!({"url": url, "events": events, "scopes": scopes})).await?;
         created["id"].as_str().map(str::to_owned).context("no id in the answer")
     }
 }

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
@@ -328,9 +328,7 @@ async fn connection(stream: TcpStream, inner: Arc<Inner>) {
 /// The fault proxy's URL (`fault_proxy_url` in stack.json), when the stack runs one
 /// (`WEBHOOKS_LOCAL_FAULT_RATE` above 0).
 pub fn fault_proxy_url(stack: &Stack) -> Result<Option<String>> {
-    let file = stack.state_dir.join("stack.json");
-    let info: Value = serde_json::from_str(&std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?)?;
-    Ok(info["fault_proxy_url"].as_str().map(str::to_owned))
+    Ok(stack.info.fault_proxy_url.clone())
 }
 
 /// What the fault proxy injected so far (`GET /_faults`).

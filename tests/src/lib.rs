@@ -1,5 +1,6 @@
 //! Helpers for the integration tests: the local stack (emulated AWS running the functions'
-//! real binaries), clients pointed at it, and the template as data.
+//! real binaries), started or found, clients pointed at it (from `webhooks-stack`, shared with
+//! the bench), real receivers, and the template as data.
 //!
 //! `make test` starts one shared stack and names its `stack.json` in `WEBHOOKS_STACK_FILE`;
 //! tests that need settings of their own, or that break things on purpose, start a private
@@ -11,29 +12,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use aws_sdk_sqs::config::{BehaviorVersion, Credentials, Region};
-use serde::Deserialize;
 use serde_json::Value;
+pub use webhooks_stack::{Api, FunctionInfo, Process, Reply, StackInfo, unique};
 
 pub mod chaos;
-
-/// What the local stack wrote to its `stack.json`.
-#[derive(Debug, Clone, Deserialize)]
-pub struct StackInfo {
-    pub api_url: String,
-    pub emulator_url: String,
-    pub region: String,
-    pub ingest_queue_url: String,
-    pub ingest_dlq_url: String,
-    pub delivery_queue_url: String,
-    pub delivery_dlq_url: String,
-    pub alerts_topic_arn: Option<String>,
-    pub admin_key: Option<String>,
-    pub control_url: String,
-    pub queues: BTreeMap<String, String>,
-    pub tables: BTreeMap<String, String>,
-    pub lambda_reserved_env: Vec<String>,
-}
 
 /// The settings `make test` gives the shared stack (infra/run-tests.sh): fast retries.
 pub const TEST_SETTINGS: &[(&str, &str)] = &[("WEBHOOKS_RETRY_SCHEDULE", "1s"), ("WEBHOOKS_DELIVERY_TIMEOUT", "2s")];
@@ -57,7 +39,7 @@ impl Stack {
     pub async fn shared() -> Result<Self> {
         match std::env::var("WEBHOOKS_STACK_FILE") {
             Ok(file) => {
-                let info = read_info(Path::new(&file))?;
+                let info = StackInfo::read(Path::new(&file))?;
                 let state_dir = Path::new(&file).parent().map(Path::to_path_buf).unwrap_or_default();
                 Ok(Self { info, state_dir, runner: None, _dir: None })
             }
@@ -103,7 +85,7 @@ impl Stack {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        let info = read_info(&file)?;
+        let info = StackInfo::read(&file)?;
         let stack = Self { info, state_dir, runner: Some(runner), _dir: Some(dir) };
         stack.wait_healthy().await?;
         Ok(stack)
@@ -125,28 +107,19 @@ impl Stack {
         }
     }
 
-    async fn sdk_config(&self) -> aws_config::SdkConfig {
-        aws_config::defaults(BehaviorVersion::latest())
-            .endpoint_url(&self.info.emulator_url)
-            .region(Region::new(self.info.region.clone()))
-            .credentials_provider(Credentials::new("test", "test", None, None, "local-stack"))
-            .load()
-            .await
-    }
-
     /// An SQS client for the emulator.
     pub async fn sqs(&self) -> aws_sdk_sqs::Client {
-        aws_sdk_sqs::Client::new(&self.sdk_config().await)
+        self.info.sqs().await
     }
 
     /// A DynamoDB client for the emulator.
     pub async fn dynamodb(&self) -> aws_sdk_dynamodb::Client {
-        aws_sdk_dynamodb::Client::new(&self.sdk_config().await)
+        self.info.dynamodb().await
     }
 
     /// An SNS client for the emulator.
     pub async fn sns(&self) -> aws_sdk_sns::Client {
-        aws_sdk_sns::Client::new(&self.sdk_config().await)
+        self.info.sns().await
     }
 
     /// A new queue subscribed to the alerts topic (raw delivery: the alert JSON is the body,
@@ -178,12 +151,7 @@ impl Stack {
 
     /// The function processes the runner supervises: `{binary: [{slot, pid, busy, ...}]}`.
     pub async fn processes(&self) -> Result<BTreeMap<String, Vec<Process>>> {
-        #[derive(Deserialize)]
-        struct Status {
-            functions: BTreeMap<String, Vec<Process>>,
-        }
-        let status: Status = reqwest::get(format!("{}/status", self.info.control_url)).await?.json().await?;
-        Ok(status.functions)
+        self.info.processes(&reqwest::Client::new()).await
     }
 
     /// Everything the function processes of `binary` have logged so far.
@@ -198,6 +166,12 @@ impl Stack {
             }
         }
         out
+    }
+}
+
+impl AsRef<StackInfo> for Stack {
+    fn as_ref(&self) -> &StackInfo {
+        &self.info
     }
 }
 
@@ -216,20 +190,6 @@ impl Drop for Stack {
             let _ = runner.wait();
         }
     }
-}
-
-/// One supervised function process.
-#[derive(Debug, Clone, Deserialize)]
-pub struct Process {
-    pub slot: u32,
-    pub pid: Option<u32>,
-    pub busy: bool,
-    pub restarts: u32,
-}
-
-fn read_info(file: &Path) -> Result<StackInfo> {
-    let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
-    serde_json::from_str(&text).with_context(|| format!("parsing {}", file.display()))
 }
 
 /// `template.yaml` as JSON, short tags turned into their long form (`{"Ref": ..}`), decoded by
@@ -302,109 +262,6 @@ where
             bail!("timed out after {timeout:?} waiting for {what}");
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// A unique suffix for names and markers, so tests sharing a stack never collide.
-pub fn unique(prefix: &str) -> String {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static N: AtomicU32 = AtomicU32::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or_default();
-    format!("{prefix}-{}-{nanos}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
-}
-
-// ---------------------------------------------------------------------------- the API
-
-/// A client of the configuration API.
-#[derive(Debug, Clone)]
-pub struct Api {
-    pub base: String,
-    http: reqwest::Client,
-}
-
-/// A response: status and JSON body (`Value::Null` when empty or not JSON).
-#[derive(Debug, Clone)]
-pub struct Reply {
-    pub status: u16,
-    pub body: Value,
-}
-
-impl Reply {
-    /// The error code of an error response.
-    pub fn code(&self) -> &str {
-        self.body["error"]["code"].as_str().unwrap_or_default()
-    }
-}
-
-impl Api {
-    pub fn new(stack: &Stack) -> Self {
-        Self { base: stack.info.api_url.clone(), http: reqwest::Client::new() }
-    }
-
-    /// A request with an optional bearer key and a JSON body (`application/json`).
-    pub async fn call(&self, method: &str, path: &str, key: Option<&str>, body: Option<Value>) -> Result<Reply> {
-        let bytes = body.map(|b| b.to_string().into_bytes());
-        self.raw(method, path, key, bytes.as_ref().map(|_| "application/json"), bytes.clone()).await
-    }
-
-    /// A request with any content type and body.
-    pub async fn raw(
-        &self,
-        method: &str,
-        path: &str,
-        key: Option<&str>,
-        content_type: Option<&str>,
-        body: Option<Vec<u8>>,
-    ) -> Result<Reply> {
-        let method = reqwest::Method::from_bytes(method.as_bytes())?;
-        let mut req = self.http.request(method, format!("{}{path}", self.base));
-        if let Some(key) = key {
-            req = req.bearer_auth(key);
-        }
-        if let Some(ct) = content_type {
-            req = req.header("content-type", ct);
-        }
-        if let Some(body) = body {
-            req = req.body(body);
-        }
-        let response = req.send().await?;
-        let status = response.status().as_u16();
-        let bytes = response.bytes().await?;
-        Ok(Reply { status, body: serde_json::from_slice(&bytes).unwrap_or(Value::Null) })
-    }
-
-    /// Creates an API key with the admin key; returns (id, secret).
-    pub async fn create_key(&self, admin: &str, companies: &[&str], permissions: &[&str]) -> Result<(String, String)> {
-        let r = self
-            .call(
-                "POST",
-                "/v1/api-keys",
-                Some(admin),
-                Some(serde_json::json!({"name": unique("key"), "companies": companies, "permissions": permissions})),
-            )
-            .await?;
-        if r.status != 201 {
-            bail!("creating a key: {} {}", r.status, r.body);
-        }
-        Ok((r.body["id"].as_str().unwrap_or_default().to_owned(), r.body["key"].as_str().unwrap_or_default().to_owned()))
-    }
-
-    /// Creates a webhook; returns the created object (with its `secret`).
-    pub async fn create_webhook(&self, key: &str, body: Value) -> Result<Value> {
-        let r = self.call("POST", "/v1/webhooks", Some(key), Some(body)).await?;
-        if r.status != 201 {
-            bail!("creating a webhook: {} {}", r.status, r.body);
-        }
-        Ok(r.body)
-    }
-
-    /// Publishes CloudEvents as a batch through `POST /v1/events`.
-    pub async fn publish(&self, key: &str, events: &[Value]) -> Result<Reply> {
-        let body = serde_json::to_vec(events)?;
-        self.raw("POST", "/v1/events", Some(key), Some("application/cloudevents-batch+json"), Some(body)).await
     }
 }
 
