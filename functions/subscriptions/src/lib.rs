@@ -12,7 +12,7 @@ use axum::response::IntoResponse;
 use utoipa::OpenApi as _;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-use webhooks_aws::config::{ConfigError, flag, optional, parsed, required};
+use webhooks_aws::config::{ConfigError, flag, optional, parsed};
 use webhooks_aws::dynamodb::DynamoDbSubscriptions;
 use webhooks_aws::sqs::SqsBatchSender;
 use webhooks_core::catalog;
@@ -77,7 +77,8 @@ impl ApiConfig {
     }
 }
 
-/// Shared state of the API, built once per execution environment.
+/// Shared state of the API: clients and settings, built once per execution environment by
+/// `main` and shared by every request.
 #[derive(Debug, Clone)]
 pub struct AppState {
     pub store: DynamoDbSubscriptions,
@@ -87,26 +88,6 @@ pub struct AppState {
     pub sender: HttpSender,
     pub secrets: KmsSecretBox,
     pub config: ApiConfig,
-}
-
-impl AppState {
-    /// Clients and settings from the environment the template gives the function.
-    pub async fn from_env() -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
-        let sdk = webhooks_aws::sdk_config().await;
-        let config = ApiConfig::from_env()?;
-        let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
-        let sqs = aws_sdk_sqs::Client::new(&sdk);
-        let subscriptions_table = required("SUBSCRIPTIONS_TABLE")?;
-        Ok(Self {
-            store: DynamoDbSubscriptions::new(dynamodb.clone(), subscriptions_table.clone()),
-            state: DynamoDbDeliveryState::new(dynamodb, subscriptions_table, required("HEALTH_TABLE")?, required("DELIVERIES_TABLE")?),
-            ingest: SqsBatchSender::new(sqs.clone(), required("INGEST_QUEUE_URL")?),
-            deliveries: SqsBatchSender::new(sqs, required("DELIVERY_QUEUE_URL")?),
-            sender: HttpSender::new(config.delivery_timeout, config.allowed_targets.clone())?,
-            secrets: KmsSecretBox::new(aws_sdk_kms::Client::new(&sdk), required("SIGNING_KEY_ID")?),
-            config,
-        })
-    }
 }
 
 /// Every API route with its documentation: `utoipa_axum` registers each handler under the

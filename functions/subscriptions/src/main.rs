@@ -1,10 +1,31 @@
+//! Wiring: clients and settings built once per execution environment, then the API served.
+
 use axum::middleware::{Next, from_fn};
-use subscriptions::{AppState, app};
+use subscriptions::{ApiConfig, AppState, app};
+use webhooks_aws::config::required;
+use webhooks_aws::dynamodb::DynamoDbSubscriptions;
+use webhooks_aws::http::HttpSender;
+use webhooks_aws::kms::KmsSecretBox;
+use webhooks_aws::sqs::SqsBatchSender;
+use webhooks_aws::state::DynamoDbDeliveryState;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
     webhooks_aws::telemetry::init();
-    let state = AppState::from_env().await?;
+    let config = ApiConfig::from_env()?;
+    let sdk = webhooks_aws::sdk_config().await;
+    let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let subscriptions_table = required("SUBSCRIPTIONS_TABLE")?;
+    let state = AppState {
+        store: DynamoDbSubscriptions::new(dynamodb.clone(), subscriptions_table.clone()),
+        state: DynamoDbDeliveryState::new(dynamodb, subscriptions_table, required("HEALTH_TABLE")?, required("DELIVERIES_TABLE")?),
+        ingest: SqsBatchSender::new(sqs.clone(), required("INGEST_QUEUE_URL")?),
+        deliveries: SqsBatchSender::new(sqs, required("DELIVERY_QUEUE_URL")?),
+        sender: HttpSender::new(config.delivery_timeout, config.allowed_targets.clone())?,
+        secrets: KmsSecretBox::new(aws_sdk_kms::Client::new(&sdk), required("SIGNING_KEY_ID")?),
+        config,
+    };
     let app = app(state).layer(from_fn(|request, next: Next| webhooks_aws::timing::invocation(next.run(request))));
     lambda_http::run(app).await
 }
