@@ -9,7 +9,8 @@ use anyhow::{Context, Result};
 use serde_json::{Value, json};
 use webhooks_tests::{Api, Receiver, Stack, cloud_event, eventually, unique};
 
-const WAIT: Duration = Duration::from_secs(40);
+// Generous: under a full parallel run a replay of 130 parked deliveries takes most of a minute.
+const WAIT: Duration = Duration::from_secs(120);
 const QUIET: Duration = Duration::from_millis(2500);
 
 struct Setup {
