@@ -202,25 +202,16 @@ fn too_large() -> EventError {
 /// Refuses what DynamoDB could not store: nesting deeper than [`MAX_DATA_DEPTH`], numbers
 /// outside its range. `depth` counts the objects and arrays around `value` inside `data`.
 fn storable(value: &Value, path: &str, depth: usize) -> Result<(), EventError> {
+    if matches!(value, Value::Object(_) | Value::Array(_)) && depth >= MAX_DATA_DEPTH {
+        return Err(EventError::new(
+            "invalid_data",
+            "data",
+            format!("nests deeper than {MAX_DATA_DEPTH} levels of objects and arrays"),
+        ));
+    }
     match value {
-        Value::Object(map) => {
-            if depth >= MAX_DATA_DEPTH {
-                return Err(EventError::new(
-                    "invalid_data",
-                    "data",
-                    format!("nests deeper than {MAX_DATA_DEPTH} levels of objects and arrays"),
-                ));
-            }
-            map.iter().try_for_each(|(k, v)| storable(v, &format!("{path}.{k}"), depth + 1))
-        }
+        Value::Object(map) => map.iter().try_for_each(|(k, v)| storable(v, &format!("{path}.{k}"), depth + 1)),
         Value::Array(items) => {
-            if depth >= MAX_DATA_DEPTH {
-                return Err(EventError::new(
-                    "invalid_data",
-                    "data",
-                    format!("nests deeper than {MAX_DATA_DEPTH} levels of objects and arrays"),
-                ));
-            }
             items.iter().enumerate().try_for_each(|(i, v)| storable(v, &format!("{path}[{i}]"), depth + 1))
         }
         Value::Number(n) if n.is_f64() => {
