@@ -403,8 +403,10 @@ async fn proxy_variables_are_ignored() -> Result<()> {
 /// Runs [`proxy_child`] in a child process of this test binary with the proxy variables set
 /// (setting them in this process would need `unsafe`, which the workspace forbids).
 async fn run_child(mode: &str, url: &str, proxy_url: &str) -> Result<()> {
+    // The test's name as the harness knows it: its module path without the binary's name.
+    let (_, module) = module_path!().split_once("::").unwrap_or(("", module_path!()));
     let mut command = std::process::Command::new(std::env::current_exe()?);
-    command.args(["proxy_child", "--exact", "--ignored", "--test-threads=1"]);
+    command.arg(format!("{module}::proxy_child")).args(["--exact", "--ignored", "--test-threads=1"]);
     command.env(CHILD_MODE, mode).env(CHILD_URL, url).env_remove("NO_PROXY").env_remove("no_proxy");
     command.env_remove("REQUEST_METHOD");
     for variable in PROXY_VARIABLES {
