@@ -7,6 +7,10 @@ cd "$(dirname "$0")/.."
 
 # The template first: what AWS tooling would refuse fails here, before anything starts.
 bash infra/lint.sh
+# Then the Rust code: one format, and no lint (warnings are errors).
+echo "--- cargo fmt --check; cargo clippy --all-targets -D warnings ---"
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --quiet -- -D warnings
 
 # The local stack's own tests (the proxy's AWS strictness, the pollers), on an emulator of
 # their own: the integration tests below rely on both.

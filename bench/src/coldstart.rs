@@ -32,7 +32,11 @@ pub struct ColdStarts {
 }
 
 /// `runs` cold starts of each binary in `bin_dir`, with its environment from `envs`.
-pub fn measure(bin_dir: &Path, envs: &BTreeMap<String, BTreeMap<String, String>>, runs: usize) -> Result<Vec<ColdStarts>> {
+pub fn measure(
+    bin_dir: &Path,
+    envs: &BTreeMap<String, BTreeMap<String, String>>,
+    runs: usize,
+) -> Result<Vec<ColdStarts>> {
     let mut results: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
     for _ in 0..runs {
         for (binary, env) in envs {

@@ -101,7 +101,12 @@ pub fn shipped_index(candidates: &Candidates) -> MatchIndex<'_> {
 /// What the matcher does per event (`matcher::first_deliveries`): the delivery messages of
 /// one event, given the batch's index and the event's message id (computed when the record is
 /// parsed).
-pub fn shipped_match(index: &MatchIndex<'_>, event: &Event, message_id: &str, queued_at: i64) -> Vec<DeliveryQueueMessage> {
+pub fn shipped_match(
+    index: &MatchIndex<'_>,
+    event: &Event,
+    message_id: &str,
+    queued_at: i64,
+) -> Vec<DeliveryQueueMessage> {
     matcher::first_deliveries(index, event, message_id, queued_at)
 }
 

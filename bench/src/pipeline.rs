@@ -127,7 +127,11 @@ pub async fn measure(stack: &Stack, stack_file: &Path, events: usize, rate: f64,
     let mut webhooks = Vec::new();
     for j in 0..FAN_OUT {
         let url = format!("{base}/e2e/{j}");
-        webhooks.push(stack.create_webhook(&key, &url, &[EVENT_TYPE], json!([{"company_id": COMPANY, "project_id": PROJECT}])).await?);
+        webhooks.push(
+            stack
+                .create_webhook(&key, &url, &[EVENT_TYPE], json!([{"company_id": COMPANY, "project_id": PROJECT}]))
+                .await?,
+        );
     }
     let sdk = stack.sdk_config().await;
     let sqs = aws_sdk_sqs::Client::new(&sdk);
@@ -149,7 +153,9 @@ pub async fn measure(stack: &Stack, stack_file: &Path, events: usize, rate: f64,
     let mut matcher_requests = Vec::new();
     stack.signal_function("delivery", "STOP").await?;
     let recorded = async {
-        for (shape, count, projects) in [("1 event", 1usize, 1usize), ("10 events, 1 project", 10, 1), ("10 events, 10 projects", 10, 10)] {
+        for (shape, count, projects) in
+            [("1 event", 1usize, 1usize), ("10 events, 1 project", 10, 1), ("10 events, 10 projects", 10, 10)]
+        {
             let bodies: Vec<String> = (0..count)
                 .map(|i| {
                     sequence += 1;
@@ -219,10 +225,10 @@ async fn end_to_end(
             if let Ok(mut s) = sent.lock() {
                 s.insert(id, at);
             }
-            if request.send().await.is_err() {
-                if let Ok(mut e) = errors.lock() {
-                    *e += 1;
-                }
+            if request.send().await.is_err()
+                && let Ok(mut e) = errors.lock()
+            {
+                *e += 1;
             }
         }));
     }
@@ -328,7 +334,8 @@ fn function_time(
             calls.push(c);
         }
     }
-    let summary = |v: &[f64]| Summary::of(v).with_context(|| format!("no invocation of {binary} was logged during the run"));
+    let summary =
+        |v: &[f64]| Summary::of(v).with_context(|| format!("no invocation of {binary} was logged during the run"));
     Ok(FunctionTime {
         count: durations.len(),
         duration_ms: summary(&durations)?,

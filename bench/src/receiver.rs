@@ -128,7 +128,8 @@ impl RecordingReceiver {
             .unwrap_or_default();
         let fail_first = self.fails_first_attempt(&event_id, webhook);
         let Ok(mut arrivals) = self.arrivals.lock() else { return 500 };
-        let arrival = arrivals.entry((event_id, webhook)).or_insert(Arrival { first: now, requests: 0, succeeded: false });
+        let arrival =
+            arrivals.entry((event_id, webhook)).or_insert(Arrival { first: now, requests: 0, succeeded: false });
         arrival.requests += 1;
         if fail_first && arrival.requests == 1 {
             return 500;
@@ -170,14 +171,15 @@ mod tests {
         let r = RecordingReceiver::new(None, "run-");
         let url = r.start().unwrap_or_default();
         let address = url.trim_start_matches("http://");
-        let mut stream = TcpStream::connect(address).expect("connect");
+        let Ok(mut stream) = TcpStream::connect(address) else { panic!("connect to {address}") };
         // WHEN two deliveries of one event arrive on one connection
         for webhook in [0, 1] {
             let body = r#"{"event_id":"run-1"}"#;
-            let request = format!("POST /e2e/{webhook} HTTP/1.1\r\nhost: x\r\ncontent-length: {}\r\n\r\n{body}", body.len());
-            stream.write_all(request.as_bytes()).expect("write");
+            let request =
+                format!("POST /e2e/{webhook} HTTP/1.1\r\nhost: x\r\ncontent-length: {}\r\n\r\n{body}", body.len());
+            assert!(stream.write_all(request.as_bytes()).is_ok(), "write");
             let mut response = [0u8; 38];
-            stream.read_exact(&mut response).expect("read");
+            assert!(stream.read_exact(&mut response).is_ok(), "read");
             // THEN each is answered 200
             assert!(response.starts_with(b"HTTP/1.1 200 OK"));
         }

@@ -38,7 +38,11 @@ impl Stack {
     }
 
     pub fn table(&self, logical_id: &str) -> Result<&str> {
-        self.info.tables.get(logical_id).map(String::as_str).with_context(|| format!("no table {logical_id} in stack.json"))
+        self.info
+            .tables
+            .get(logical_id)
+            .map(String::as_str)
+            .with_context(|| format!("no table {logical_id} in stack.json"))
     }
 
     /// The processes of `binary` the stack supervises.
@@ -53,7 +57,8 @@ impl Stack {
     pub async fn function_env(&self, binary: &str) -> Result<BTreeMap<String, String>> {
         let processes = self.processes(binary).await?;
         let pid = processes.iter().find_map(|p| p.pid).with_context(|| format!("no running process of {binary}"))?;
-        let raw = std::fs::read(format!("/proc/{pid}/environ")).with_context(|| format!("reading the environment of {binary} ({pid})"))?;
+        let raw = std::fs::read(format!("/proc/{pid}/environ"))
+            .with_context(|| format!("reading the environment of {binary} ({pid})"))?;
         let mut env: BTreeMap<String, String> = raw
             .split(|b| *b == 0)
             .filter_map(|kv| {
@@ -69,7 +74,8 @@ impl Stack {
     pub async fn signal_function(&self, binary: &str, signal: &str) -> Result<()> {
         for p in self.processes(binary).await? {
             if let Some(pid) = p.pid {
-                let status = std::process::Command::new("kill").arg(format!("-{signal}")).arg(pid.to_string()).status()?;
+                let status =
+                    std::process::Command::new("kill").arg(format!("-{signal}")).arg(pid.to_string()).status()?;
                 if !status.success() {
                     bail!("kill -{signal} {pid} ({binary}[{}]) failed", p.slot);
                 }
@@ -119,7 +125,11 @@ impl Stack {
 
     /// A new API key holding `companies`, allowed to manage and publish; returns its secret.
     pub async fn create_key(&self, name: &str, companies: &[&str]) -> Result<String> {
-        let admin = self.info.admin_key.clone().context("stack.json has no admin key (start the stack with WEBHOOKS_ADMIN_KEY or none)")?;
+        let admin = self
+            .info
+            .admin_key
+            .clone()
+            .context("stack.json has no admin key (start the stack with WEBHOOKS_ADMIN_KEY or none)")?;
         let (_, secret) = self.api.create_named_key(&admin, name, companies, &["manage", "publish"]).await?;
         Ok(secret)
     }
@@ -164,7 +174,8 @@ pub fn sqs_event(queue_arn: &str, bodies: &[String]) -> Value {
 pub fn unique() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or_default();
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or_default();
     format!("{nanos:x}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
 }
 

@@ -19,7 +19,12 @@ impl Summary {
             return None;
         }
         sorted.sort_by(f64::total_cmp);
-        Some(Self { median: percentile(&sorted, 50.0), min: sorted[0], max: sorted[sorted.len() - 1], runs: sorted.len() })
+        Some(Self {
+            median: percentile(&sorted, 50.0),
+            min: sorted[0],
+            max: sorted[sorted.len() - 1],
+            runs: sorted.len(),
+        })
     }
 }
 

@@ -114,19 +114,43 @@ impl Mode {
 
 /// Sets up 10 webhooks on the receiver and runs `rounds` rounds of handler, sender and raw
 /// tool, `seconds` each.
-pub async fn measure(stack: &Stack, receiver: &str, rounds: usize, seconds: f64, work_dir: &Path) -> Result<Throughput> {
+pub async fn measure(
+    stack: &Stack,
+    receiver: &str,
+    rounds: usize,
+    seconds: f64,
+    work_dir: &Path,
+) -> Result<Throughput> {
     let key = stack.create_key(&format!("bench-throughput-{}", unique()), &[COMPANY]).await?;
     let mut webhooks = Vec::new();
     for j in 0..BATCH {
         let url = format!("{receiver}/tp/{j}");
-        webhooks.push(stack.create_webhook(&key, &url, &["TODO_CREATED"], json!([{"company_id": COMPANY, "project_id": PROJECT}])).await?);
+        webhooks.push(
+            stack
+                .create_webhook(&key, &url, &["TODO_CREATED"], json!([{"company_id": COMPANY, "project_id": PROJECT}]))
+                .await?,
+        );
     }
     let env = stack.function_env("delivery").await?;
     let raw_tool = which("wrk");
     let mut all = Vec::new();
     for round in 0..rounds {
-        let handler = run_worker(&env, Mode::Handler, receiver, &webhooks, seconds, &work_dir.join(format!("handler-{round}.json")))?;
-        let sender = run_worker(&env, Mode::Sender, receiver, &webhooks, seconds, &work_dir.join(format!("sender-{round}.json")))?;
+        let handler = run_worker(
+            &env,
+            Mode::Handler,
+            receiver,
+            &webhooks,
+            seconds,
+            &work_dir.join(format!("handler-{round}.json")),
+        )?;
+        let sender = run_worker(
+            &env,
+            Mode::Sender,
+            receiver,
+            &webhooks,
+            seconds,
+            &work_dir.join(format!("sender-{round}.json")),
+        )?;
         let raw = match &raw_tool {
             Some(wrk) => Some(run_wrk(wrk, &format!("{receiver}/raw"), BATCH, seconds)?),
             None => None,
@@ -161,7 +185,14 @@ pub async fn measure(stack: &Stack, receiver: &str, rounds: usize, seconds: f64,
     })
 }
 
-fn run_worker(env: &BTreeMap<String, String>, mode: Mode, receiver: &str, webhooks: &[String], seconds: f64, out: &Path) -> Result<WorkerRun> {
+fn run_worker(
+    env: &BTreeMap<String, String>,
+    mode: Mode,
+    receiver: &str,
+    webhooks: &[String],
+    seconds: f64,
+    out: &Path,
+) -> Result<WorkerRun> {
     let exe = std::env::current_exe()?;
     let status = Command::new(exe)
         .env_clear()
@@ -200,7 +231,8 @@ fn run_wrk(wrk: &Path, url: &str, connections: usize, seconds: f64) -> Result<f6
 /// The child: times `mode` for `seconds` after a warm-up, writes a [`WorkerRun`] to `out`.
 pub async fn worker(mode: Mode, receiver: &str, webhooks: &[String], seconds: f64, out: &Path) -> Result<()> {
     webhooks_aws::telemetry::init();
-    let deliverer = delivery::Deliverer::from_env().await.map_err(|e| anyhow::anyhow!("building the deliverer: {e}"))?;
+    let deliverer =
+        delivery::Deliverer::from_env().await.map_err(|e| anyhow::anyhow!("building the deliverer: {e}"))?;
     let queue_arn = "arn:aws:sqs:us-east-1:123456789012:bench-delivery";
     let run_id = unique();
     let secret = SigningSecret::generate().map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -232,9 +264,13 @@ pub async fn worker(mode: Mode, receiver: &str, webhooks: &[String], seconds: f6
         async move {
             match mode {
                 Mode::Handler => {
-                    let bodies: Vec<String> = batch.into_iter().map(|d| DeliveryQueueMessage::Delivery(d).to_json()).collect();
+                    let bodies: Vec<String> =
+                        batch.into_iter().map(|d| DeliveryQueueMessage::Delivery(d).to_json()).collect();
                     let event: SqsEvent = serde_json::from_value(sqs_event(queue_arn, &bodies))?;
-                    let response = deliverer.handle(LambdaEvent::new(event, LambdaContext::default())).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+                    let response = deliverer
+                        .handle(LambdaEvent::new(event, LambdaContext::default()))
+                        .await
+                        .map_err(|e| anyhow::anyhow!("{e}"))?;
                     Ok::<u64, anyhow::Error>(response.batch_item_failures.len() as u64)
                 }
                 Mode::Sender => {
@@ -242,7 +278,13 @@ pub async fn worker(mode: Mode, receiver: &str, webhooks: &[String], seconds: f6
                     let sends = batch.iter().enumerate().map(|(j, d)| {
                         let body = delivery_body(&d.event, &d.webhook_id);
                         let mut headers = HeaderMap::new();
-                        for (name, value) in request_headers(&BTreeMap::new(), &d.webhook_message_id, now, &body, std::slice::from_ref(secret)) {
+                        for (name, value) in request_headers(
+                            &BTreeMap::new(),
+                            &d.webhook_message_id,
+                            now,
+                            &body,
+                            std::slice::from_ref(secret),
+                        ) {
                             webhooks_aws::http::insert(&mut headers, &name, &value);
                         }
                         let url = format!("{receiver}/tp/{j}");

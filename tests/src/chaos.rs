@@ -200,14 +200,13 @@ impl Inner {
             return Answer::Ok;
         }
         let seen = self.requests.lock().map(|r| r.len()).unwrap_or(0);
-        if let Ok(mut later) = self.outage_later.lock() {
-            if let Some((after, duration)) = *later {
-                if seen >= after {
-                    *later = None;
-                    if let Ok(mut until) = self.outage_until.lock() {
-                        *until = Some(Instant::now() + duration);
-                    }
-                }
+        if let Ok(mut later) = self.outage_later.lock()
+            && let Some((after, duration)) = *later
+            && seen >= after
+        {
+            *later = None;
+            if let Ok(mut until) = self.outage_until.lock() {
+                *until = Some(Instant::now() + duration);
             }
         }
         if self.outage_until.lock().ok().and_then(|u| *u).is_some_and(|u| Instant::now() < u) {
@@ -272,7 +271,8 @@ async fn read_request(reader: &mut BufReader<TcpStream>) -> Option<(http::Header
     if headers.contains_key(http::header::TRANSFER_ENCODING) {
         return None; // the sender always sends a content-length
     }
-    let length: usize = headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse().ok()).unwrap_or(0);
+    let length: usize =
+        headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse().ok()).unwrap_or(0);
     if length > 1024 * 1024 {
         return None;
     }
@@ -312,7 +312,9 @@ async fn connection(stream: TcpStream, inner: Arc<Inner>) {
             Answer::Ok => response(200, "OK", ""),
             Answer::ServerError(status) => response(status, "Error", ""),
             Answer::Outage => response(503, "Service Unavailable", ""),
-            Answer::TooManyRequests => response(429, "Too Many Requests", &format!("retry-after: {}\r\n", inner.retry_after())),
+            Answer::TooManyRequests => {
+                response(429, "Too Many Requests", &format!("retry-after: {}\r\n", inner.retry_after()))
+            }
         };
         let written = reader.get_mut().write_all(&bytes).await.is_ok() && reader.get_mut().flush().await.is_ok();
         request.delivered = answer == Answer::Ok && written;
@@ -338,7 +340,11 @@ pub async fn faults(proxy_url: &str) -> Result<Value> {
 
 /// Changes the fraction of failing requests at run time (`POST /_faults`).
 pub async fn set_fault_rate(proxy_url: &str, rate: f64) -> Result<Value> {
-    let r = reqwest::Client::new().post(format!("{proxy_url}/_faults")).json(&serde_json::json!({"rate": rate})).send().await?;
+    let r = reqwest::Client::new()
+        .post(format!("{proxy_url}/_faults"))
+        .json(&serde_json::json!({"rate": rate}))
+        .send()
+        .await?;
     if !r.status().is_success() {
         bail!("setting the fault rate: {}", r.status());
     }

@@ -95,10 +95,10 @@ impl Stack {
         let url = format!("{}/health", self.info.api_url);
         let started = Instant::now();
         loop {
-            if let Ok(r) = reqwest::get(&url).await {
-                if r.status().is_success() {
-                    return Ok(());
-                }
+            if let Ok(r) = reqwest::get(&url).await
+                && r.status().is_success()
+            {
+                return Ok(());
             }
             if started.elapsed() > Duration::from_secs(30) {
                 bail!("{url} did not answer 200 within 30 s");
@@ -215,12 +215,7 @@ pub fn template() -> Result<Value> {
 pub fn resources_of_type(template: &Value, resource_type: &str) -> Vec<(String, Value)> {
     template["Resources"]
         .as_object()
-        .map(|r| {
-            r.iter()
-                .filter(|(_, v)| v["Type"] == resource_type)
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect()
-        })
+        .map(|r| r.iter().filter(|(_, v)| v["Type"] == resource_type).map(|(k, v)| (k.clone(), v.clone())).collect())
         .unwrap_or_default()
 }
 
@@ -294,13 +289,16 @@ impl Received {
     }
 }
 
+/// The answers a receiver is told to give, in order: status and an optional `Retry-After`.
+type Plan = std::collections::VecDeque<(u16, Option<String>)>;
+
 /// A real HTTP receiver on `127.0.0.1:0` that records every request and answers with the
 /// statuses it is given (then 200).
 #[derive(Debug, Clone)]
 pub struct Receiver {
     pub url: String,
     received: std::sync::Arc<std::sync::Mutex<Vec<Received>>>,
-    plan: std::sync::Arc<std::sync::Mutex<std::collections::VecDeque<(u16, Option<String>)>>>,
+    plan: std::sync::Arc<std::sync::Mutex<Plan>>,
 }
 
 impl Receiver {
@@ -312,7 +310,8 @@ impl Receiver {
         let app = axum::Router::new().fallback(move |headers: http::HeaderMap, body: axum::body::Bytes| {
             let state = state.clone();
             async move {
-                let (status, retry_after) = state.plan.lock().map(|mut p| p.pop_front()).ok().flatten().unwrap_or((200, None));
+                let (status, retry_after) =
+                    state.plan.lock().map(|mut p| p.pop_front()).ok().flatten().unwrap_or((200, None));
                 if let Ok(mut r) = state.received.lock() {
                     r.push(Received { headers, body: body.to_vec(), at: Instant::now() });
                 }

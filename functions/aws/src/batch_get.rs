@@ -57,7 +57,12 @@ pub fn backoff(attempt: u32) -> Duration {
 
 /// Every item of `table` under `keys` that exists (any order), read strongly consistent when
 /// `consistent`.
-pub async fn batch_get_all(client: &Client, table: &str, keys: Vec<Item>, consistent: bool) -> Result<Vec<Item>, BatchGetError> {
+pub async fn batch_get_all(
+    client: &Client,
+    table: &str,
+    keys: Vec<Item>,
+    consistent: bool,
+) -> Result<Vec<Item>, BatchGetError> {
     let mut found = Vec::new();
     for chunk in keys.chunks(MAX_KEYS_PER_CALL) {
         let mut pending = KeysAndAttributes::builder()
@@ -79,7 +84,12 @@ pub async fn batch_get_all(client: &Client, table: &str, keys: Vec<Item>, consis
                     return Err(BatchGetError::Unprocessed { remaining: chunk.len() });
                 }
                 Some(rest) => {
-                    tracing::warn!(attempt, unprocessed = rest.keys().len(), table, "BatchGetItem left keys unprocessed; backing off");
+                    tracing::warn!(
+                        attempt,
+                        unprocessed = rest.keys().len(),
+                        table,
+                        "BatchGetItem left keys unprocessed; backing off"
+                    );
                     tokio::time::sleep(backoff(attempt)).await;
                     pending = rest;
                 }

@@ -17,9 +17,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::SdkError;
-use aws_sdk_dynamodb::types::{
-    AttributeValue, ConditionCheck, Delete, Put, TransactWriteItem, Update,
-};
+use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Delete, Put, TransactWriteItem, Update};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
@@ -106,12 +104,8 @@ fn key_of(pk: String, sk: &str) -> HashMap<String, AttributeValue> {
     HashMap::from([("pk".to_owned(), s(pk)), ("sk".to_owned(), s(sk))])
 }
 
-fn to_item<T: Serialize>(
-    value: &T,
-    extra: &[(&str, String)],
-) -> Result<HashMap<String, AttributeValue>, StoreError> {
-    let mut item: HashMap<String, AttributeValue> =
-        serde_dynamo::to_item(value).map_err(unavailable("serialize"))?;
+fn to_item<T: Serialize>(value: &T, extra: &[(&str, String)]) -> Result<HashMap<String, AttributeValue>, StoreError> {
+    let mut item: HashMap<String, AttributeValue> = serde_dynamo::to_item(value).map_err(unavailable("serialize"))?;
     // Absent optionals are left out rather than stored as NULL: smaller items, simpler reads.
     item.retain(|_, v| !matches!(v, AttributeValue::Null(_)));
     for (k, v) in extra {
@@ -141,7 +135,11 @@ const MAX_KEY_VALUE_BYTES: usize = 1024;
 /// attributes `names`, the partition attribute `partition.0` equal to `partition.1`, values of
 /// a length DynamoDB takes. Anything else (a cursor tampered with, or from another list) is
 /// `InvalidCursor`, a 400, rather than a request DynamoDB would refuse.
-pub(crate) fn decode_page_cursor(cursor: &str, names: &[&str], partition: (&str, &str)) -> Result<HashMap<String, AttributeValue>, StoreError> {
+pub(crate) fn decode_page_cursor(
+    cursor: &str,
+    names: &[&str],
+    partition: (&str, &str),
+) -> Result<HashMap<String, AttributeValue>, StoreError> {
     if cursor.len() > MAX_CURSOR_CHARS {
         return Err(StoreError::InvalidCursor);
     }
@@ -193,7 +191,11 @@ impl DynamoDbSubscriptions {
         Self { client, table }
     }
 
-    fn put(&self, item: HashMap<String, AttributeValue>, condition: Option<&str>) -> Result<TransactWriteItem, StoreError> {
+    fn put(
+        &self,
+        item: HashMap<String, AttributeValue>,
+        condition: Option<&str>,
+    ) -> Result<TransactWriteItem, StoreError> {
         let put = Put::builder().table_name(&self.table).set_item(Some(item));
         let put = match condition {
             Some(c) => put.condition_expression(c),
@@ -202,7 +204,11 @@ impl DynamoDbSubscriptions {
         Ok(TransactWriteItem::builder().put(put.build().map_err(unavailable("build"))?).build())
     }
 
-    fn delete(&self, key: HashMap<String, AttributeValue>, condition: Option<&str>) -> Result<TransactWriteItem, StoreError> {
+    fn delete(
+        &self,
+        key: HashMap<String, AttributeValue>,
+        condition: Option<&str>,
+    ) -> Result<TransactWriteItem, StoreError> {
         let delete = Delete::builder().table_name(&self.table).set_key(Some(key));
         let delete = match condition {
             Some(c) => delete.condition_expression(c),
@@ -239,12 +245,15 @@ impl DynamoDbSubscriptions {
     /// Stores a new key and its lookup-by-secret entry, atomically.
     pub async fn create_key(&self, stored: &StoredKey) -> Result<(), StoreError> {
         let key = &stored.key;
-        let item = to_item(stored, &[
-            ("pk", key_pk(&key.id)),
-            ("sk", "KEY".to_owned()),
-            ("gsi1pk", "KEYS".to_owned()),
-            ("gsi1sk", format!("{}#{}", key.created_at, key.id)),
-        ])?;
+        let item = to_item(
+            stored,
+            &[
+                ("pk", key_pk(&key.id)),
+                ("sk", "KEY".to_owned()),
+                ("gsi1pk", "KEYS".to_owned()),
+                ("gsi1sk", format!("{}#{}", key.created_at, key.id)),
+            ],
+        )?;
         let lookup = HashMap::from([
             ("pk".to_owned(), s(format!("KEYHASH#{}", stored.secret_sha256))),
             ("sk".to_owned(), s("KEYHASH")),
@@ -269,7 +278,8 @@ impl DynamoDbSubscriptions {
         };
         let key = self.get_key(key_id).await?;
         // The lookup entry may outlive a rotation by a moment: the key item decides.
-        Ok(key.filter(|k| webhooks_core::signing::constant_time_eq(k.secret_sha256.as_bytes(), secret_sha256.as_bytes())))
+        Ok(key
+            .filter(|k| webhooks_core::signing::constant_time_eq(k.secret_sha256.as_bytes(), secret_sha256.as_bytes())))
     }
 
     pub async fn get_key(&self, id: &str) -> Result<Option<StoredKey>, StoreError> {
@@ -289,11 +299,21 @@ impl DynamoDbSubscriptions {
             .key_condition_expression("gsi1pk = :pk")
             .expression_attribute_values(":pk", s("KEYS"))
             .limit(limit)
-            .set_exclusive_start_key(cursor.map(|c| decode_page_cursor(c, &["pk", "sk", "gsi1pk", "gsi1sk"], ("gsi1pk", "KEYS"))).transpose()?)
+            .set_exclusive_start_key(
+                cursor
+                    .map(|c| decode_page_cursor(c, &["pk", "sk", "gsi1pk", "gsi1sk"], ("gsi1pk", "KEYS")))
+                    .transpose()?,
+            )
             .send()
             .await
             .map_err(unavailable("Query"))?;
-        let items = out.items.unwrap_or_default().into_iter().map(from_item::<StoredKey>).map(|k| k.map(|k| k.key)).collect::<Result<_, _>>()?;
+        let items = out
+            .items
+            .unwrap_or_default()
+            .into_iter()
+            .map(from_item::<StoredKey>)
+            .map(|k| k.map(|k| k.key))
+            .collect::<Result<_, _>>()?;
         Ok(Page { items, next_cursor: encode_cursor(out.last_evaluated_key.as_ref()) })
     }
 
@@ -366,7 +386,9 @@ impl DynamoDbSubscriptions {
         let key = Delete::builder()
             .table_name(&self.table)
             .set_key(Some(key_of(key_pk(&stored.key.id), "KEY")))
-            .condition_expression("attribute_exists(pk) AND (attribute_not_exists(webhook_count) OR webhook_count = :zero)")
+            .condition_expression(
+                "attribute_exists(pk) AND (attribute_not_exists(webhook_count) OR webhook_count = :zero)",
+            )
             .expression_attribute_values(":zero", AttributeValue::N("0".into()))
             .build()
             .map_err(unavailable("build"))?;
@@ -396,11 +418,10 @@ impl DynamoDbSubscriptions {
     /// The keys among `ids` that still exist: one BatchGetItem per 100 ids (batch_get).
     pub async fn keys_by_ids(&self, ids: &BTreeSet<String>) -> Result<HashMap<String, StoredKey>, StoreError> {
         let keys = ids.iter().map(|id| key_of(key_pk(id), "KEY")).collect();
-        let items = crate::batch_get::batch_get_all(&self.client, &self.table, keys, true).await.map_err(unavailable("BatchGetItem"))?;
-        items
-            .into_iter()
-            .map(|item| from_item::<StoredKey>(item).map(|v| (v.key.id.clone(), v)))
-            .collect()
+        let items = crate::batch_get::batch_get_all(&self.client, &self.table, keys, true)
+            .await
+            .map_err(unavailable("BatchGetItem"))?;
+        items.into_iter().map(|item| from_item::<StoredKey>(item).map(|v| (v.key.id.clone(), v))).collect()
     }
 
     // ------------------------------------------------------------------ webhooks
@@ -408,14 +429,17 @@ impl DynamoDbSubscriptions {
     fn webhook_item(&self, stored: &StoredWebhook) -> Result<HashMap<String, AttributeValue>, StoreError> {
         let w = &stored.webhook;
         let order = format!("{}#{}", w.created_at, w.id);
-        to_item(stored, &[
-            ("pk", webhook_pk(&w.id)),
-            ("sk", "WH".to_owned()),
-            ("gsi1pk", format!("OWNER#{}", w.owner_key_id)),
-            ("gsi1sk", order.clone()),
-            ("gsi2pk", "WEBHOOKS".to_owned()),
-            ("gsi2sk", order),
-        ])
+        to_item(
+            stored,
+            &[
+                ("pk", webhook_pk(&w.id)),
+                ("sk", "WH".to_owned()),
+                ("gsi1pk", format!("OWNER#{}", w.owner_key_id)),
+                ("gsi1sk", order.clone()),
+                ("gsi2pk", "WEBHOOKS".to_owned()),
+                ("gsi2sk", order),
+            ],
+        )
     }
 
     fn index_item(&self, webhook: &Webhook, partition: &str) -> Result<HashMap<String, AttributeValue>, StoreError> {
@@ -435,7 +459,9 @@ impl DynamoDbSubscriptions {
             .table_name(&self.table)
             .set_key(Some(key_of(key_pk(&stored.webhook.owner_key_id), "KEY")))
             .update_expression("SET webhook_count = if_not_exists(webhook_count, :zero) + :one")
-            .condition_expression("attribute_exists(pk) AND (attribute_not_exists(webhook_count) OR webhook_count < :max)")
+            .condition_expression(
+                "attribute_exists(pk) AND (attribute_not_exists(webhook_count) OR webhook_count < :max)",
+            )
             .expression_attribute_values(":zero", AttributeValue::N("0".into()))
             .expression_attribute_values(":one", AttributeValue::N("1".into()))
             .expression_attribute_values(":max", AttributeValue::N(max_per_key.to_string()))
@@ -456,7 +482,10 @@ impl DynamoDbSubscriptions {
 
     /// Writes actions in one transaction, or, beyond DynamoDB's 100 actions, the index entries
     /// first and the rest last (the webhook item is the last word: a retry rewrites all).
-    async fn write_in_transactions(&self, mut actions: Vec<TransactWriteItem>) -> Result<(), (StoreError, Option<usize>)> {
+    async fn write_in_transactions(
+        &self,
+        mut actions: Vec<TransactWriteItem>,
+    ) -> Result<(), (StoreError, Option<usize>)> {
         if actions.len() <= MAX_TRANSACTION_ACTIONS {
             return self.transact(actions).await;
         }
@@ -481,11 +510,10 @@ impl DynamoDbSubscriptions {
     /// Several webhooks by id, strongly consistent: one BatchGetItem per 100 ids (batch_get).
     pub async fn webhooks_by_ids(&self, ids: &BTreeSet<String>) -> Result<HashMap<String, StoredWebhook>, StoreError> {
         let keys = ids.iter().map(|id| key_of(webhook_pk(id), "WH")).collect();
-        let items = crate::batch_get::batch_get_all(&self.client, &self.table, keys, true).await.map_err(unavailable("BatchGetItem"))?;
-        items
-            .into_iter()
-            .map(|item| from_item::<StoredWebhook>(item).map(|v| (v.webhook.id.clone(), v)))
-            .collect()
+        let items = crate::batch_get::batch_get_all(&self.client, &self.table, keys, true)
+            .await
+            .map_err(unavailable("BatchGetItem"))?;
+        items.into_iter().map(|item| from_item::<StoredWebhook>(item).map(|v| (v.webhook.id.clone(), v))).collect()
     }
 
     /// A page of webhooks, oldest first: one owner's, or everyone's; optionally one status.
@@ -501,7 +529,8 @@ impl DynamoDbSubscriptions {
             None => ("gsi2", "gsi2pk", "WEBHOOKS".to_owned()),
         };
         let sk_name = pk_name.replace("pk", "sk");
-        let mut start = cursor.map(|c| decode_page_cursor(c, &["pk", "sk", pk_name, &sk_name], (pk_name, &pk))).transpose()?;
+        let mut start =
+            cursor.map(|c| decode_page_cursor(c, &["pk", "sk", pk_name, &sk_name], (pk_name, &pk))).transpose()?;
         let mut items = Vec::new();
         // Filtering by status happens after DynamoDB's limit: keep reading until the page is
         // full or the list ends, and hand out the cursor of the last item taken.
@@ -611,7 +640,11 @@ impl DynamoDbSubscriptions {
     /// the read, so the read units are those of the whole partition, but only candidates are
     /// sent and decoded: a project with 10 000 webhooks costs the matcher the few that take
     /// the batch's event types. An empty `event_types` returns every entry.
-    pub async fn index_entries(&self, partition: &str, event_types: &BTreeSet<&str>) -> Result<Vec<IndexEntry>, StoreError> {
+    pub async fn index_entries(
+        &self,
+        partition: &str,
+        event_types: &BTreeSet<&str>,
+    ) -> Result<Vec<IndexEntry>, StoreError> {
         let mut entries = Vec::new();
         let mut start = None;
         let filter = (!event_types.is_empty()).then(|| {
@@ -638,11 +671,7 @@ impl DynamoDbSubscriptions {
                     query = query.expression_attribute_values(format!(":t{i}"), s(*event_type));
                 }
             }
-            let out = query
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(unavailable("Query"))?;
+            let out = query.set_exclusive_start_key(start).send().await.map_err(unavailable("Query"))?;
             for item in out.items.unwrap_or_default() {
                 entries.push(from_item(item)?);
             }

@@ -72,7 +72,8 @@ impl HttpSender {
     /// which no connection was made.
     pub async fn post(&self, url: &str, headers: HeaderMap, body: String) -> SendOutcome {
         let started = Instant::now();
-        let mut outcome = SendOutcome { status: None, error: None, body: Vec::new(), retry_after: None, duration_ms: 0 };
+        let mut outcome =
+            SendOutcome { status: None, error: None, body: Vec::new(), retry_after: None, duration_ms: 0 };
         let exchange = async {
             // The same parsed URL goes to reqwest, so the literal checked is the one connected to.
             let target = egress::parse_target(url, &self.allowed).map_err(Failure::Refused)?;

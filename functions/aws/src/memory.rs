@@ -15,8 +15,8 @@ use time::OffsetDateTime;
 use webhooks_core::matching::partitions_for_webhook;
 use webhooks_core::model::Selection;
 use webhooks_core::ports::{
-    Claim, Clock, DeliveryQueue, EventClaims, IndexEntry, IngestDeadLetters, MatchIndexReader,
-    OwnerKeys, PortError, StoredKey,
+    Claim, Clock, DeliveryQueue, EventClaims, IndexEntry, IngestDeadLetters, MatchIndexReader, OwnerKeys, PortError,
+    StoredKey,
 };
 use webhooks_core::wire::sqs_accepts;
 
@@ -47,9 +47,7 @@ pub enum MemoryError {
     #[error("{bytes} bytes is over SQS's limit of {SQS_MAX_MESSAGE_BYTES}")]
     MessageTooLong { bytes: usize },
     /// A key value DynamoDB refuses.
-    #[error(
-        "a key value of {bytes} bytes is over DynamoDB's limit of {DYNAMODB_MAX_PARTITION_KEY_BYTES}"
-    )]
+    #[error("a key value of {bytes} bytes is over DynamoDB's limit of {DYNAMODB_MAX_PARTITION_KEY_BYTES}")]
     KeyTooLong { bytes: usize },
 }
 
@@ -70,26 +68,17 @@ impl Failures {
 
     /// Whether this call is to fail (and counts it down).
     fn take(&self) -> bool {
-        self.0
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-            .is_ok()
+        self.0.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok()
     }
 
     fn check(&self, operation: &'static str) -> Result<(), PortError> {
-        if self.take() {
-            Err(PortError::unavailable(operation, MemoryError::Injected))
-        } else {
-            Ok(())
-        }
+        if self.take() { Err(PortError::unavailable(operation, MemoryError::Injected)) } else { Ok(()) }
     }
 }
 
 fn check_partition_key(value: &str) -> Result<(), PortError> {
     if value.len() > DYNAMODB_MAX_PARTITION_KEY_BYTES {
-        return Err(PortError::unavailable(
-            "validation",
-            MemoryError::KeyTooLong { bytes: value.len() },
-        ));
+        return Err(PortError::unavailable("validation", MemoryError::KeyTooLong { bytes: value.len() }));
     }
     Ok(())
 }
@@ -129,17 +118,10 @@ impl MemorySubscriptions {
     /// Writes a webhook's index entries in the partitions the API writes them in, for an
     /// owner holding `owner_companies`.
     pub fn put_webhook(&self, entry: IndexEntry, owner_companies: &[String]) {
-        let selection = Selection {
-            events: entry.events.clone(),
-            scopes: entry.scopes.clone(),
-        };
+        let selection = Selection { events: entry.events.clone(), scopes: entry.scopes.clone() };
         let mut state = lock(&self.state);
         for partition in partitions_for_webhook(&selection, owner_companies) {
-            state
-                .index
-                .entry(partition)
-                .or_default()
-                .insert(entry.webhook_id.clone(), entry.clone());
+            state.index.entry(partition).or_default().insert(entry.webhook_id.clone(), entry.clone());
         }
     }
 
@@ -160,32 +142,18 @@ impl MemorySubscriptions {
 }
 
 impl MatchIndexReader for MemorySubscriptions {
-    async fn index_entries(
-        &self,
-        partition: &str,
-        event_types: &BTreeSet<&str>,
-    ) -> Result<Vec<IndexEntry>, PortError> {
+    async fn index_entries(&self, partition: &str, event_types: &BTreeSet<&str>) -> Result<Vec<IndexEntry>, PortError> {
         check_partition_key(&format!("IDX#{partition}"))?;
         self.failures.check("Query")?;
         let mut state = lock(&self.state);
         state.queries.push(partition.to_owned());
-        let entries = state
-            .index
-            .get(partition)
-            .into_iter()
-            .flat_map(BTreeMap::values);
-        Ok(entries
-            .filter(|entry| entry.selects_any(event_types))
-            .cloned()
-            .collect())
+        let entries = state.index.get(partition).into_iter().flat_map(BTreeMap::values);
+        Ok(entries.filter(|entry| entry.selects_any(event_types)).cloned().collect())
     }
 }
 
 impl OwnerKeys for MemorySubscriptions {
-    async fn keys_by_ids(
-        &self,
-        ids: &BTreeSet<String>,
-    ) -> Result<HashMap<String, StoredKey>, PortError> {
+    async fn keys_by_ids(&self, ids: &BTreeSet<String>) -> Result<HashMap<String, StoredKey>, PortError> {
         let ids: Vec<&String> = ids.iter().collect();
         let mut found = HashMap::new();
         for chunk in ids.chunks(DYNAMODB_MAX_BATCH_GET_KEYS) {
@@ -249,8 +217,7 @@ impl EventClaims for MemoryEventClaims {
         let free = match items.get(event_key) {
             None => true,
             Some(item) => {
-                (item.state == ClaimState::InProgress
-                    && item.lease_until.is_some_and(|lease| lease < now))
+                (item.state == ClaimState::InProgress && item.lease_until.is_some_and(|lease| lease < now))
                     || item.expires_at < now
             }
         };
@@ -263,9 +230,7 @@ impl EventClaims for MemoryEventClaims {
             items.insert(event_key.to_owned(), item);
             return Ok(Claim::Claimed);
         }
-        let done = items
-            .get(event_key)
-            .is_some_and(|item| item.state == ClaimState::Done);
+        let done = items.get(event_key).is_some_and(|item| item.state == ClaimState::Done);
         Ok(if done { Claim::Done } else { Claim::Busy })
     }
 
@@ -273,11 +238,8 @@ impl EventClaims for MemoryEventClaims {
         check_partition_key(&format!("EVT#{event_key}"))?;
         self.failures.check("PutItem")?;
         // An unconditional put of the whole item: the lease goes.
-        let item = ClaimItem {
-            state: ClaimState::Done,
-            lease_until: None,
-            expires_at: now + DEDUPLICATION_WINDOW_SECONDS,
-        };
+        let item =
+            ClaimItem { state: ClaimState::Done, lease_until: None, expires_at: now + DEDUPLICATION_WINDOW_SECONDS };
         lock(&self.items).insert(event_key.to_owned(), item);
         Ok(())
     }
@@ -319,29 +281,20 @@ impl MemoryQueue {
     /// One SendMessageBatch: SQS refuses the whole call when one body holds a character it
     /// refuses or is too long, or when the bodies are too long in all.
     fn send_batch(&self, bodies: &[&String]) -> Result<(), MemoryError> {
-        assert!(
-            bodies.len() <= SQS_MAX_BATCH_ENTRIES,
-            "SQS refuses a batch of {} entries",
-            bodies.len()
-        );
+        assert!(bodies.len() <= SQS_MAX_BATCH_ENTRIES, "SQS refuses a batch of {} entries", bodies.len());
         let mut state = lock(&self.state);
         state.batch_calls.push(bodies.len());
         if bodies.iter().any(|body| !sqs_accepts(body)) {
             return Err(MemoryError::InvalidMessageContents);
         }
         let bytes: usize = bodies.iter().map(|body| body.len()).sum();
-        if let Some(body) = bodies
-            .iter()
-            .find(|body| body.len() > SQS_MAX_MESSAGE_BYTES)
-        {
+        if let Some(body) = bodies.iter().find(|body| body.len() > SQS_MAX_MESSAGE_BYTES) {
             return Err(MemoryError::MessageTooLong { bytes: body.len() });
         }
         if bytes > SQS_MAX_MESSAGE_BYTES {
             return Err(MemoryError::MessageTooLong { bytes });
         }
-        state
-            .messages
-            .extend(bodies.iter().map(|body| (*body).clone()));
+        state.messages.extend(bodies.iter().map(|body| (*body).clone()));
         Ok(())
     }
 }
@@ -369,9 +322,8 @@ fn batches(bodies: &[String]) -> Vec<Vec<usize>> {
     let mut out: Vec<Vec<usize>> = Vec::new();
     let mut bytes = 0;
     for (i, body) in bodies.iter().enumerate() {
-        let full = out.last().is_none_or(|c| {
-            c.len() == SQS_MAX_BATCH_ENTRIES || bytes + body.len() > SQS_MAX_MESSAGE_BYTES
-        });
+        let full =
+            out.last().is_none_or(|c| c.len() == SQS_MAX_BATCH_ENTRIES || bytes + body.len() > SQS_MAX_MESSAGE_BYTES);
         if full {
             out.push(Vec::new());
             bytes = 0;
@@ -432,28 +384,16 @@ impl IngestDeadLetters for MemoryDeadLetters {
             reason: attribute(reason, usize::MAX),
             detail: attribute(detail, MAX_DETAIL_BYTES),
         };
-        if ![&letter.body, &letter.reason, &letter.detail]
-            .iter()
-            .all(|text| sqs_accepts(text))
-        {
-            return Err(PortError::unavailable(
-                "SendMessage",
-                MemoryError::InvalidMessageContents,
-            ));
+        if ![&letter.body, &letter.reason, &letter.detail].iter().all(|text| sqs_accepts(text)) {
+            return Err(PortError::unavailable("SendMessage", MemoryError::InvalidMessageContents));
         }
         // Attributes count towards the message size: name, data type and value.
         let bytes = letter.body.len()
-            + ["reason", "detail"]
-                .iter()
-                .map(|name| name.len() + "String".len())
-                .sum::<usize>()
+            + ["reason", "detail"].iter().map(|name| name.len() + "String".len()).sum::<usize>()
             + letter.reason.len()
             + letter.detail.len();
         if bytes > SQS_MAX_MESSAGE_BYTES {
-            return Err(PortError::unavailable(
-                "SendMessage",
-                MemoryError::MessageTooLong { bytes },
-            ));
+            return Err(PortError::unavailable("SendMessage", MemoryError::MessageTooLong { bytes }));
         }
         lock(&self.letters).push(letter);
         Ok(())
@@ -471,9 +411,7 @@ pub struct ManualClock {
 impl ManualClock {
     /// A clock showing `at`.
     pub fn at(at: OffsetDateTime) -> Self {
-        Self {
-            now: Arc::new(Mutex::new(at)),
-        }
+        Self { now: Arc::new(Mutex::new(at)) }
     }
 
     /// Moves the clock forward.
@@ -494,10 +432,7 @@ mod tests {
     use super::*;
 
     fn block_on<F: std::future::Future>(f: F) -> F::Output {
-        tokio::runtime::Builder::new_current_thread()
-            .build()
-            .map(|rt| rt.block_on(f))
-            .unwrap_or_else(|e| panic!("{e}"))
+        tokio::runtime::Builder::new_current_thread().build().map(|rt| rt.block_on(f)).unwrap_or_else(|e| panic!("{e}"))
     }
 
     #[test]
@@ -507,14 +442,8 @@ mod tests {
             let claims = MemoryEventClaims::default();
             assert_eq!(claims.claim("msg_a", 1000).await.ok(), Some(Claim::Claimed));
             // THEN it is busy until its lease has passed, and free after
-            assert_eq!(
-                claims.claim("msg_a", 1000 + CLAIM_LEASE_SECONDS).await.ok(),
-                Some(Claim::Busy)
-            );
-            assert_eq!(
-                claims.claim("msg_a", 1001 + CLAIM_LEASE_SECONDS).await.ok(),
-                Some(Claim::Claimed)
-            );
+            assert_eq!(claims.claim("msg_a", 1000 + CLAIM_LEASE_SECONDS).await.ok(), Some(Claim::Busy));
+            assert_eq!(claims.claim("msg_a", 1001 + CLAIM_LEASE_SECONDS).await.ok(), Some(Claim::Claimed));
         });
     }
 
@@ -526,24 +455,9 @@ mod tests {
             assert_eq!(claims.claim("msg_a", 1000).await.ok(), Some(Claim::Claimed));
             assert!(claims.complete("msg_a", 1000).await.is_ok());
             // THEN it is a duplicate long after the lease, until the window has passed
-            assert_eq!(
-                claims.claim("msg_a", 1000 + 3600).await.ok(),
-                Some(Claim::Done)
-            );
-            assert_eq!(
-                claims
-                    .claim("msg_a", 1000 + DEDUPLICATION_WINDOW_SECONDS)
-                    .await
-                    .ok(),
-                Some(Claim::Done)
-            );
-            assert_eq!(
-                claims
-                    .claim("msg_a", 1001 + DEDUPLICATION_WINDOW_SECONDS)
-                    .await
-                    .ok(),
-                Some(Claim::Claimed)
-            );
+            assert_eq!(claims.claim("msg_a", 1000 + 3600).await.ok(), Some(Claim::Done));
+            assert_eq!(claims.claim("msg_a", 1000 + DEDUPLICATION_WINDOW_SECONDS).await.ok(), Some(Claim::Done));
+            assert_eq!(claims.claim("msg_a", 1001 + DEDUPLICATION_WINDOW_SECONDS).await.ok(), Some(Claim::Claimed));
         });
     }
 
@@ -552,13 +466,7 @@ mod tests {
         block_on(async {
             let claims = MemoryEventClaims::default();
             claims.fail_next(2);
-            assert!(matches!(
-                claims.claim("msg_a", 1).await,
-                Err(PortError::Unavailable {
-                    operation: "PutItem",
-                    ..
-                })
-            ));
+            assert!(matches!(claims.claim("msg_a", 1).await, Err(PortError::Unavailable { operation: "PutItem", .. })));
             assert!(claims.complete("msg_a", 1).await.is_err());
             assert_eq!(claims.claim("msg_a", 1).await.ok(), Some(Claim::Claimed));
         });

@@ -70,7 +70,8 @@ pub fn cloudwatch_extract(line: &str) -> Result<Vec<ExtractedMetric>, String> {
     let root = root.as_object().ok_or("not an object")?;
     let aws = root.get("_aws").and_then(serde_json::Value::as_object).ok_or("no root `_aws` object")?;
     aws.get("Timestamp").and_then(serde_json::Value::as_i64).ok_or("no integer Timestamp")?;
-    let directives = aws.get("CloudWatchMetrics").and_then(serde_json::Value::as_array).ok_or("no CloudWatchMetrics array")?;
+    let directives =
+        aws.get("CloudWatchMetrics").and_then(serde_json::Value::as_array).ok_or("no CloudWatchMetrics array")?;
     let mut out = Vec::new();
     for d in directives {
         let namespace = d["Namespace"].as_str().ok_or("no Namespace")?.to_owned();
@@ -79,13 +80,19 @@ pub fn cloudwatch_extract(line: &str) -> Result<Vec<ExtractedMetric>, String> {
         for set in dimension_sets {
             for name in set.as_array().ok_or("a dimension set is an array")? {
                 let name = name.as_str().ok_or("a dimension name is a string")?;
-                let value = root.get(name).and_then(serde_json::Value::as_str).ok_or(format!("dimension `{name}` is no root string"))?;
+                let value = root
+                    .get(name)
+                    .and_then(serde_json::Value::as_str)
+                    .ok_or(format!("dimension `{name}` is no root string"))?;
                 dims.push((name.to_owned(), value.to_owned()));
             }
         }
         for m in d["Metrics"].as_array().ok_or("no Metrics")? {
             let name = m["Name"].as_str().ok_or("no metric Name")?;
-            let value = root.get(name).and_then(serde_json::Value::as_f64).ok_or(format!("metric `{name}` is no root number"))?;
+            let value = root
+                .get(name)
+                .and_then(serde_json::Value::as_f64)
+                .ok_or(format!("metric `{name}` is no root number"))?;
             out.push((namespace.clone(), name.to_owned(), value, dims.clone()));
         }
     }
@@ -121,14 +128,16 @@ mod tests {
     #[test]
     fn drops_counted_together_are_one_line_with_their_count() {
         let line = count_line("DroppedDeliveries", "reason", "park_expired", 7, OffsetDateTime::UNIX_EPOCH);
-        let got = cloudwatch_extract(&line).map(|m| m.into_iter().map(|(_, name, value, _)| (name, value)).collect::<Vec<_>>());
+        let got = cloudwatch_extract(&line)
+            .map(|m| m.into_iter().map(|(_, name, value, _)| (name, value)).collect::<Vec<_>>());
         assert_eq!(got, Ok(vec![("DroppedDeliveries".to_owned(), 7.0)]));
     }
 
     #[test]
     fn the_old_nested_shape_is_not_extracted() {
         // The shape the functions used to log through tracing: `_aws` a string under `fields`.
-        let nested = r#"{"level":"INFO","fields":{"message":"event rejected","_aws":"{\"Timestamp\":1}","RejectedEvents":1}}"#;
+        let nested =
+            r#"{"level":"INFO","fields":{"message":"event rejected","_aws":"{\"Timestamp\":1}","RejectedEvents":1}}"#;
         assert!(cloudwatch_extract(nested).is_err());
     }
 }

@@ -4,8 +4,7 @@
 use std::collections::{BTreeSet, HashMap};
 
 use webhooks_core::ports::{
-    Claim, DeliveryQueue, EventClaims, IndexEntry, IngestDeadLetters, MatchIndexReader, OwnerKeys,
-    PortError, StoredKey,
+    Claim, DeliveryQueue, EventClaims, IndexEntry, IngestDeadLetters, MatchIndexReader, OwnerKeys, PortError, StoredKey,
 };
 
 use crate::claims::DynamoDbEventClaims;
@@ -29,20 +28,13 @@ impl From<SqsError> for PortError {
 }
 
 impl MatchIndexReader for DynamoDbSubscriptions {
-    async fn index_entries(
-        &self,
-        partition: &str,
-        event_types: &BTreeSet<&str>,
-    ) -> Result<Vec<IndexEntry>, PortError> {
+    async fn index_entries(&self, partition: &str, event_types: &BTreeSet<&str>) -> Result<Vec<IndexEntry>, PortError> {
         Ok(DynamoDbSubscriptions::index_entries(self, partition, event_types).await?)
     }
 }
 
 impl OwnerKeys for DynamoDbSubscriptions {
-    async fn keys_by_ids(
-        &self,
-        ids: &BTreeSet<String>,
-    ) -> Result<HashMap<String, StoredKey>, PortError> {
+    async fn keys_by_ids(&self, ids: &BTreeSet<String>) -> Result<HashMap<String, StoredKey>, PortError> {
         Ok(DynamoDbSubscriptions::keys_by_ids(self, ids).await?)
     }
 }

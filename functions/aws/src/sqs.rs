@@ -33,8 +33,8 @@ impl SqsIngestDeadLetters {
                 .build()
         };
         let reason = attr(reason).map_err(|e| SqsError { operation: "SendMessage", source: e.into() })?;
-        let detail = attr(&truncate(detail, 1024))
-            .map_err(|e| SqsError { operation: "SendMessage", source: e.into() })?;
+        let detail =
+            attr(&truncate(detail, 1024)).map_err(|e| SqsError { operation: "SendMessage", source: e.into() })?;
         self.client
             .send_message()
             .queue_url(&self.queue_url)

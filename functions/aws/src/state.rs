@@ -103,9 +103,16 @@ fn park_expiry(item: &HashMap<String, AttributeValue>) -> i64 {
 }
 
 /// How a cancelled transaction was cancelled, when it was one.
-fn cancellation<R>(e: &aws_sdk_dynamodb::error::SdkError<aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError, R>) -> Option<ParkCancelled> {
+fn cancellation<R>(
+    e: &aws_sdk_dynamodb::error::SdkError<
+        aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError,
+        R,
+    >,
+) -> Option<ParkCancelled> {
     match e.as_service_error() {
-        Some(aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(c)) => {
+        Some(
+            aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(c),
+        ) => {
             let codes: Vec<Option<&str>> = c.cancellation_reasons().iter().map(|r| r.code()).collect();
             Some(park_cancelled(&codes))
         }
@@ -114,13 +121,21 @@ fn cancellation<R>(e: &aws_sdk_dynamodb::error::SdkError<aws_sdk_dynamodb::opera
 }
 
 /// A conditional write whose condition failed is fine (someone else got there first).
-fn ignore_condition<E>(result: Result<(), aws_sdk_dynamodb::error::SdkError<E, aws_sdk_dynamodb::config::http::HttpResponse>>, operation: &'static str) -> Result<(), StoreError>
+fn ignore_condition<E>(
+    result: Result<(), aws_sdk_dynamodb::error::SdkError<E, aws_sdk_dynamodb::config::http::HttpResponse>>,
+    operation: &'static str,
+) -> Result<(), StoreError>
 where
     E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
     match result {
         Ok(()) => Ok(()),
-        Err(e) if e.as_service_error().and_then(aws_sdk_dynamodb::error::ProvideErrorMetadata::code) == Some("ConditionalCheckFailedException") => Ok(()),
+        Err(e)
+            if e.as_service_error().and_then(aws_sdk_dynamodb::error::ProvideErrorMetadata::code)
+                == Some("ConditionalCheckFailedException") =>
+        {
+            Ok(())
+        }
         Err(e) => Err(unavailable(operation)(e)),
     }
 }
@@ -238,7 +253,9 @@ impl DynamoDbDeliveryState {
             .update_item()
             .table_name(&self.health_table)
             .set_key(Some(key(id.to_owned(), None)))
-            .update_expression("SET consecutive_failures = :zero, last_success_at = :at REMOVE failing_since, probe_id, probe_until")
+            .update_expression(
+                "SET consecutive_failures = :zero, last_success_at = :at REMOVE failing_since, probe_id, probe_until",
+            )
             .expression_attribute_values(":zero", n(0))
             .expression_attribute_values(":at", s(at))
             .return_values(ReturnValue::AllOld)
@@ -396,7 +413,13 @@ impl DynamoDbDeliveryState {
     /// as it is now) when the delivery is delivered, the attempt already counted, or claimed
     /// by another receive whose claim still runs. A receive that crashed after its claim
     /// leaves it to expire: the attempt is then sent again, never lost.
-    pub async fn claim_attempt(&self, delivery_id: &str, attempt: u32, now: i64, until: i64) -> Result<Result<(), AttemptRecord>, StoreError> {
+    pub async fn claim_attempt(
+        &self,
+        delivery_id: &str,
+        attempt: u32,
+        now: i64,
+        until: i64,
+    ) -> Result<Result<(), AttemptRecord>, StoreError> {
         let result = self
             .client
             .update_item()
@@ -439,13 +462,21 @@ impl DynamoDbDeliveryState {
 
     /// Counts attempt `attempt` (made at `first_attempt_at` for the first), exactly once:
     /// `false` when another receive already counted it.
-    pub async fn record_attempt(&self, delivery_id: &str, attempt: u32, first_attempt_at: i64, now: i64) -> Result<bool, StoreError> {
+    pub async fn record_attempt(
+        &self,
+        delivery_id: &str,
+        attempt: u32,
+        first_attempt_at: i64,
+        now: i64,
+    ) -> Result<bool, StoreError> {
         let request = self
             .client
             .update_item()
             .table_name(&self.deliveries_table)
             .set_key(Some(key(format!("ATT#{delivery_id}"), Some("ATT"))))
-            .update_expression("SET attempts_made = :n, first_attempt_at = if_not_exists(first_attempt_at, :first), expires_at = :exp")
+            .update_expression(
+                "SET attempts_made = :n, first_attempt_at = if_not_exists(first_attempt_at, :first), expires_at = :exp",
+            )
             .expression_attribute_values(":n", n(attempt))
             .expression_attribute_values(":first", n(first_attempt_at))
             .expression_attribute_values(":exp", n(now + ATTEMPT_RECORD_SECONDS));
@@ -464,9 +495,17 @@ impl DynamoDbDeliveryState {
     // ------------------------------------------------------------------ log
 
     /// Adds a log entry (kept until `expires_at`), with the payload when given.
-    pub async fn log(&self, webhook_id: &str, delivery_id: &str, entry: &LogEntry, event: Option<&Event>, expires_at: i64) -> Result<(), StoreError> {
+    pub async fn log(
+        &self,
+        webhook_id: &str,
+        delivery_id: &str,
+        entry: &LogEntry,
+        event: Option<&Event>,
+        expires_at: i64,
+    ) -> Result<(), StoreError> {
         let item = LogItem { entry: entry.clone(), event: event.cloned() };
-        let mut attributes: HashMap<String, AttributeValue> = serde_dynamo::to_item(&item).map_err(unavailable("serialize"))?;
+        let mut attributes: HashMap<String, AttributeValue> =
+            serde_dynamo::to_item(&item).map_err(unavailable("serialize"))?;
         attributes.retain(|_, v| !matches!(v, AttributeValue::Null(_)));
         let attempt = entry.attempt.map_or_else(|| "P".to_owned(), |a| format!("{a:02}"));
         attributes.insert("pk".into(), s(format!("LOG#{webhook_id}")));
@@ -519,7 +558,9 @@ impl DynamoDbDeliveryState {
                 .limit(i32::try_from(limit - entries.len()).unwrap_or(100))
                 .set_exclusive_start_key(start.take());
             if let Some(status) = status {
-                query = query.expression_attribute_names("#status", "status").expression_attribute_values(":status", s(status));
+                query = query
+                    .expression_attribute_names("#status", "status")
+                    .expression_attribute_values(":status", s(status));
             }
             if let Some(event_id) = event_id {
                 query = query.expression_attribute_values(":event", s(event_id));
@@ -534,9 +575,15 @@ impl DynamoDbDeliveryState {
                 Some(k) if entries.len() < limit && !k.is_empty() => start = Some(k),
                 Some(k) if !k.is_empty() => {
                     let next = entries.last().map(|(_, sk)| {
-                        HashMap::from([("pk".to_owned(), s(format!("LOG#{webhook_id}"))), ("sk".to_owned(), s(sk.clone()))])
+                        HashMap::from([
+                            ("pk".to_owned(), s(format!("LOG#{webhook_id}"))),
+                            ("sk".to_owned(), s(sk.clone())),
+                        ])
                     });
-                    return Ok(Page { items: entries.into_iter().map(|(e, _)| e).collect(), next_cursor: encode_cursor(next.as_ref()) });
+                    return Ok(Page {
+                        items: entries.into_iter().map(|(e, _)| e).collect(),
+                        next_cursor: encode_cursor(next.as_ref()),
+                    });
                 }
                 _ => return Ok(Page { items: entries.into_iter().map(|(e, _)| e).collect(), next_cursor: None }),
             }
@@ -544,7 +591,12 @@ impl DynamoDbDeliveryState {
     }
 
     /// The payload of an event delivered (or tried) to a webhook, if the log still keeps it.
-    pub async fn kept_payload(&self, webhook_id: &str, webhook_message_id: &str, now: i64) -> Result<Option<(Event, String)>, StoreError> {
+    pub async fn kept_payload(
+        &self,
+        webhook_id: &str,
+        webhook_message_id: &str,
+        now: i64,
+    ) -> Result<Option<(Event, String)>, StoreError> {
         let out = self
             .client
             .query()
@@ -575,7 +627,15 @@ impl DynamoDbDeliveryState {
     /// The webhook's `parked_count` changes in the same transaction as the park, so views read
     /// a maintained counter. Only a failed limit condition means full; a transaction cancelled
     /// by a conflict or a throttle is tried again.
-    pub async fn park(&self, d: &Delivery, guard: ParkGuard, limit: u64, now: i64, ttl_seconds: i64, slot: Option<&ParkSlot>) -> Result<ParkOutcome, StoreError> {
+    pub async fn park(
+        &self,
+        d: &Delivery,
+        guard: ParkGuard,
+        limit: u64,
+        now: i64,
+        ttl_seconds: i64,
+        slot: Option<&ParkSlot>,
+    ) -> Result<ParkOutcome, StoreError> {
         let (sort_key, expires_at) = match slot {
             Some(slot) => (slot.sort_key.clone(), slot.expires_at),
             None => (park_sort_key(time::OffsetDateTime::now_utc(), &d.delivery_id), now + ttl_seconds),
@@ -597,14 +657,17 @@ impl DynamoDbDeliveryState {
                     tokio::time::sleep(crate::batch_get::backoff(attempt)).await;
                 }
                 Some(ParkCancelled::Transient) => {
-                    return Err(StoreError::Unavailable { operation: "TransactWriteItems", source: "cancelled by conflicts".into() });
+                    return Err(StoreError::Unavailable {
+                        operation: "TransactWriteItems",
+                        source: "cancelled by conflicts".into(),
+                    });
                 }
                 Some(ParkCancelled::LimitOrGuard) => {
                     let record = self.health(&d.webhook_id).await?;
-                    if let ParkGuard::Tripped(max) = guard {
-                        if record.health.consecutive_failures < max {
-                            return Ok(ParkOutcome::Send);
-                        }
+                    if let ParkGuard::Tripped(max) = guard
+                        && record.health.consecutive_failures < max
+                    {
+                        return Ok(ParkOutcome::Send);
                     }
                     // Expired deliveries still hold slots until a sweep counts them: one
                     // bounded sweep, only when one of them may have expired.
@@ -621,7 +684,14 @@ impl DynamoDbDeliveryState {
     }
 
     /// One park transaction: `None` when it went through.
-    async fn park_once(&self, d: &Delivery, guard: ParkGuard, limit: u64, sort_key: &str, expires_at: i64) -> Result<Option<ParkCancelled>, StoreError> {
+    async fn park_once(
+        &self,
+        d: &Delivery,
+        guard: ParkGuard,
+        limit: u64,
+        sort_key: &str,
+        expires_at: i64,
+    ) -> Result<Option<ParkCancelled>, StoreError> {
         let body = serde_json::to_string(d).map_err(unavailable("serialize"))?;
         let put = Put::builder()
             .table_name(&self.deliveries_table)
@@ -642,7 +712,9 @@ impl DynamoDbDeliveryState {
             .expression_attribute_values(":limit", n(limit));
         counter = match guard {
             ParkGuard::Tripped(max) => counter
-                .condition_expression("(attribute_not_exists(parked_count) OR parked_count < :limit) AND consecutive_failures >= :max")
+                .condition_expression(
+                    "(attribute_not_exists(parked_count) OR parked_count < :limit) AND consecutive_failures >= :max",
+                )
                 .expression_attribute_values(":max", n(max)),
             _ => counter.condition_expression("attribute_not_exists(parked_count) OR parked_count < :limit"),
         };
@@ -738,7 +810,9 @@ impl DynamoDbDeliveryState {
                 .expression_attribute_values(":next", n(next)),
             None => request
                 .update_expression("REMOVE park_sweep_at")
-                .condition_expression("park_sweep_at = :before AND (attribute_not_exists(parked_count) OR parked_count <= :zero)")
+                .condition_expression(
+                    "park_sweep_at = :before AND (attribute_not_exists(parked_count) OR parked_count <= :zero)",
+                )
                 .expression_attribute_values(":zero", n(0)),
         };
         ignore_condition(request.send().await.map(|_| ()), "UpdateItem")
@@ -746,7 +820,12 @@ impl DynamoDbDeliveryState {
 
     /// Removes one parked delivery and gives back its slot, in one transaction; with a reason,
     /// counts it as dropped too. `false` when it was not there any more.
-    pub async fn remove_parked(&self, webhook_id: &str, sort_key: &str, dropped: Option<DropReason>) -> Result<bool, StoreError> {
+    pub async fn remove_parked(
+        &self,
+        webhook_id: &str,
+        sort_key: &str,
+        dropped: Option<DropReason>,
+    ) -> Result<bool, StoreError> {
         for attempt in 1..=TRANSACTION_ATTEMPTS {
             let delete = aws_sdk_dynamodb::types::Delete::builder()
                 .table_name(&self.deliveries_table)
@@ -775,7 +854,9 @@ impl DynamoDbDeliveryState {
                 Err(e) => match cancellation(&e) {
                     // The delete's condition: another replay or sweep removed it first.
                     Some(ParkCancelled::AlreadyParked) => return Ok(false),
-                    Some(_) if attempt < TRANSACTION_ATTEMPTS => tokio::time::sleep(crate::batch_get::backoff(attempt)).await,
+                    Some(_) if attempt < TRANSACTION_ATTEMPTS => {
+                        tokio::time::sleep(crate::batch_get::backoff(attempt)).await
+                    }
                     _ => return Err(unavailable("TransactWriteItems")(e)),
                 },
             }
@@ -785,7 +866,13 @@ impl DynamoDbDeliveryState {
 
     /// Up to `limit` parked deliveries, oldest first, after `after` and before `until` (sort
     /// keys): a replay covers what was parked before it started. `true` when more may follow.
-    pub async fn parked_page(&self, webhook_id: &str, after: Option<&str>, until: &str, limit: i32) -> Result<(Vec<ParkedDelivery>, bool), StoreError> {
+    pub async fn parked_page(
+        &self,
+        webhook_id: &str,
+        after: Option<&str>,
+        until: &str,
+        limit: i32,
+    ) -> Result<(Vec<ParkedDelivery>, bool), StoreError> {
         let start = after.map(|sk| key(format!("PARK#{webhook_id}"), Some(sk)));
         let out = self
             .client
@@ -805,7 +892,11 @@ impl DynamoDbDeliveryState {
         for item in out.items.unwrap_or_default() {
             let Some(body) = get_s(&item, "delivery") else { continue };
             let delivery: Delivery = serde_json::from_str(&body).map_err(unavailable("deserialize"))?;
-            parked.push(ParkedDelivery { sort_key: get_s(&item, "sk").unwrap_or_default(), delivery, expires_at: park_expiry(&item) });
+            parked.push(ParkedDelivery {
+                sort_key: get_s(&item, "sk").unwrap_or_default(),
+                delivery,
+                expires_at: park_expiry(&item),
+            });
         }
         Ok((parked, more))
     }
@@ -840,8 +931,15 @@ impl DynamoDbDeliveryState {
             let mut requests: Vec<WriteRequest> = chunk
                 .iter()
                 .map(|item| {
-                    let key = item.iter().filter(|(k, _)| *k == "pk" || *k == "sk").map(|(k, v)| (k.clone(), v.clone())).collect();
-                    DeleteRequest::builder().set_key(Some(key)).build().map(|d| WriteRequest::builder().delete_request(d).build())
+                    let key = item
+                        .iter()
+                        .filter(|(k, _)| *k == "pk" || *k == "sk")
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect();
+                    DeleteRequest::builder()
+                        .set_key(Some(key))
+                        .build()
+                        .map(|d| WriteRequest::builder().delete_request(d).build())
                 })
                 .collect::<Result<_, _>>()
                 .map_err(unavailable("build"))?;
@@ -858,7 +956,10 @@ impl DynamoDbDeliveryState {
                 requests = out.unprocessed_items.and_then(|mut u| u.remove(&self.deliveries_table)).unwrap_or_default();
                 if !requests.is_empty() {
                     if attempt >= crate::batch_get::MAX_ATTEMPTS {
-                        return Err(StoreError::Unavailable { operation: "BatchWriteItem", source: "items left unprocessed".into() });
+                        return Err(StoreError::Unavailable {
+                            operation: "BatchWriteItem",
+                            source: "items left unprocessed".into(),
+                        });
                     }
                     tokio::time::sleep(crate::batch_get::backoff(attempt)).await;
                 }
@@ -887,7 +988,9 @@ impl DynamoDbDeliveryState {
             .await;
         match result {
             Ok(out) => Ok(out.attributes.as_ref().map(HealthRecord::from_item).unwrap_or_default()),
-            Err(e) if e.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => self.record_success(id, at).await,
+            Err(e) if e.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {
+                self.record_success(id, at).await
+            }
             Err(e) => Err(unavailable("UpdateItem")(e)),
         }
     }
@@ -911,7 +1014,13 @@ impl DynamoDbDeliveryState {
 
     /// Disables an active webhook for `reason`, marking `alert` (JSON) pending on it. `true`
     /// for the one call that won: only it publishes the alert.
-    pub async fn deactivate(&self, webhook_id: &str, reason: DisabledReason, alert: &str, at: &str) -> Result<bool, StoreError> {
+    pub async fn deactivate(
+        &self,
+        webhook_id: &str,
+        reason: DisabledReason,
+        alert: &str,
+        at: &str,
+    ) -> Result<bool, StoreError> {
         let result = self
             .client
             .update_item()

@@ -65,10 +65,10 @@ impl Drop for InFlight {
     fn drop(&mut self) {
         with_clock(|c| {
             c.in_flight = c.in_flight.saturating_sub(1);
-            if c.in_flight == 0 {
-                if let Some(since) = c.busy_since.take() {
-                    c.busy += since.elapsed();
-                }
+            if c.in_flight == 0
+                && let Some(since) = c.busy_since.take()
+            {
+                c.busy += since.elapsed();
             }
         });
     }

@@ -4,9 +4,9 @@
 
 use std::sync::LazyLock;
 
+use aws_sdk_dynamodb::config::SharedHttpClient;
 use aws_smithy_http_client::tls::rustls_provider::CryptoMode;
 use aws_smithy_http_client::tls::{Provider, TlsContext, TrustStore};
-use aws_sdk_dynamodb::config::SharedHttpClient;
 use base64::Engine as _;
 
 /// The bundled roots as one PEM bundle (what the SDK's trust store takes).
@@ -27,7 +27,10 @@ static ROOTS_PEM: LazyLock<String> = LazyLock::new(|| {
 
 /// The roots, for reqwest (`ClientBuilder::tls_certs_only`).
 pub fn reqwest_roots() -> Vec<reqwest::Certificate> {
-    webpki_root_certs::TLS_SERVER_ROOT_CERTS.iter().filter_map(|c| reqwest::Certificate::from_der(c.as_ref()).ok()).collect()
+    webpki_root_certs::TLS_SERVER_ROOT_CERTS
+        .iter()
+        .filter_map(|c| reqwest::Certificate::from_der(c.as_ref()).ok())
+        .collect()
 }
 
 /// The AWS SDK's HTTPS client (rustls with aws-lc, as the SDK's default) trusting only the
@@ -55,9 +58,13 @@ mod tests {
         assert!(n > 100, "{n} roots");
         assert_eq!(ROOTS_PEM.matches("-----BEGIN CERTIFICATE-----").count(), n);
         assert_eq!(reqwest_roots().len(), n);
-        assert!(TlsContext::builder()
-            .with_trust_store(TrustStore::empty().with_native_roots(false).with_pem_certificate(ROOTS_PEM.as_bytes().to_vec()))
-            .build()
-            .is_ok());
+        assert!(
+            TlsContext::builder()
+                .with_trust_store(
+                    TrustStore::empty().with_native_roots(false).with_pem_certificate(ROOTS_PEM.as_bytes().to_vec())
+                )
+                .build()
+                .is_ok()
+        );
     }
 }

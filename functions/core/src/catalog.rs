@@ -79,8 +79,7 @@ mod tests {
         let names: HashSet<_> = SUBSCRIBABLE.iter().map(|t| t.name).collect();
         assert_eq!(names.len(), 37);
         assert!(SUBSCRIBABLE.iter().all(|t| GROUPS.contains(&t.group)));
-        let counts: Vec<usize> =
-            GROUPS.iter().map(|g| SUBSCRIBABLE.iter().filter(|t| t.group == *g).count()).collect();
+        let counts: Vec<usize> = GROUPS.iter().map(|g| SUBSCRIBABLE.iter().filter(|t| t.group == *g).count()).collect();
         assert_eq!(counts, [13, 12, 3, 3, 3, 3]);
     }
 

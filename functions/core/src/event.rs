@@ -52,8 +52,7 @@ impl EventError {
 
     /// The same error located inside a batch or envelope, e.g. `[3].type`.
     pub fn within(mut self, prefix: &str) -> Self {
-        self.field =
-            if self.field.is_empty() { prefix.to_owned() } else { format!("{prefix}.{}", self.field) };
+        self.field = if self.field.is_empty() { prefix.to_owned() } else { format!("{prefix}.{}", self.field) };
         self
     }
 }
@@ -217,11 +216,7 @@ fn storable(value: &Value, path: &str, depth: usize) -> Result<(), EventError> {
         Value::Number(n) if n.is_f64() => {
             let magnitude = n.as_f64().map_or(0.0, f64::abs);
             if magnitude != 0.0 && !(MIN_STORABLE_MAGNITUDE..MAX_STORABLE_MAGNITUDE).contains(&magnitude) {
-                return Err(EventError::new(
-                    "invalid_data",
-                    path,
-                    "numbers must be 0 or of magnitude 1e-130 to 1e126",
-                ));
+                return Err(EventError::new("invalid_data", path, "numbers must be 0 or of magnitude 1e-130 to 1e126"));
             }
             Ok(())
         }
@@ -256,11 +251,7 @@ fn bounded_string(object: &Map<String, Value>, field: &str, max: usize) -> Resul
     let s = required_string(object, field)?;
     let chars = s.chars().count();
     if chars == 0 || chars > max {
-        return Err(EventError::new(
-            "invalid_attribute",
-            field,
-            format!("`{field}` must be 1 to {max} characters"),
-        ));
+        return Err(EventError::new("invalid_attribute", field, format!("`{field}` must be 1 to {max} characters")));
     }
     Ok(s)
 }
@@ -268,11 +259,7 @@ fn bounded_string(object: &Map<String, Value>, field: &str, max: usize) -> Resul
 fn identifier(object: &Map<String, Value>, field: &str) -> Result<String, EventError> {
     let s = required_string(object, field)?;
     if !is_identifier(&s) {
-        return Err(EventError::new(
-            "invalid_attribute",
-            field,
-            format!("`{field}` must match [A-Za-z0-9_-]{{1,64}}"),
-        ));
+        return Err(EventError::new("invalid_attribute", field, format!("`{field}` must match [A-Za-z0-9_-]{{1,64}}")));
     }
     Ok(s)
 }
@@ -340,7 +327,9 @@ mod tests {
         let event = validate_event(v, now()).map_err(|e| e.to_string()).unwrap_or_else(|m| panic!("{m}"));
         let body = event.to_ingest_body();
         let value: Value = serde_json::from_str(&body).unwrap_or_default();
-        assert!(value.get("detail").is_none() && value.get("detail-type").is_none() && value.get("extension").is_none());
+        assert!(
+            value.get("detail").is_none() && value.get("detail-type").is_none() && value.get("extension").is_none()
+        );
         assert_eq!(parse_ingest_body(&body, now()), Ok(event));
     }
 
@@ -423,7 +412,9 @@ mod tests {
         // Nesting: MAX_DATA_DEPTH levels of objects and arrays, counting `data` itself
         // (objects and arrays alternating, the outermost an object as `data` must be)
         let nested = |levels: usize| {
-            (1..levels).fold(json!({"leaf": 1}), |inner, i| if (levels - i) % 2 == 1 { json!({"d": inner}) } else { json!([inner]) })
+            (1..levels).fold(json!({"leaf": 1}), |inner, i| {
+                if (levels - i) % 2 == 1 { json!({"d": inner}) } else { json!([inner]) }
+            })
         };
         assert!(with(nested(MAX_DATA_DEPTH)).is_ok());
         assert_eq!(with(nested(MAX_DATA_DEPTH + 1)), Err(("invalid_data", "data".to_owned())));

@@ -43,7 +43,8 @@ pub fn new_api_key_secret() -> Result<String, RandomnessError> {
 
 /// Whether `s` has the shape of an API key secret (checked before any lookup).
 pub fn is_api_key_secret(s: &str) -> bool {
-    s.strip_prefix(API_KEY_PREFIX).is_some_and(|rest| rest.len() == API_KEY_CHARS && rest.bytes().all(|b| b.is_ascii_alphanumeric()))
+    s.strip_prefix(API_KEY_PREFIX)
+        .is_some_and(|rest| rest.len() == API_KEY_CHARS && rest.bytes().all(|b| b.is_ascii_alphanumeric()))
 }
 
 #[cfg(test)]
@@ -64,7 +65,13 @@ mod tests {
     fn malformed_secrets_are_recognised() {
         let ok = format!("whk_{}", "a".repeat(40));
         assert!(is_api_key_secret(&ok));
-        for bad in [format!("whk_{}", "a".repeat(39)), format!("whk_{}", "a".repeat(41)), format!("whx_{}", "a".repeat(40)), format!("whk_{}-", "a".repeat(39)), String::new()] {
+        for bad in [
+            format!("whk_{}", "a".repeat(39)),
+            format!("whk_{}", "a".repeat(41)),
+            format!("whx_{}", "a".repeat(40)),
+            format!("whk_{}-", "a".repeat(39)),
+            String::new(),
+        ] {
             assert!(!is_api_key_secret(&bad), "{bad}");
         }
     }

@@ -60,9 +60,9 @@ fn selects_parts(events: &[String], scopes: &[Scope], owner_companies: &[String]
     let scope_selected = if scopes.is_empty() {
         owner_companies.contains(&event.company_id)
     } else {
-        scopes.iter().any(|s| {
-            s.company_id == event.company_id && s.project_id.as_ref().is_none_or(|p| *p == event.project_id)
-        })
+        scopes
+            .iter()
+            .any(|s| s.company_id == event.company_id && s.project_id.as_ref().is_none_or(|p| *p == event.project_id))
     };
     type_selected && scope_selected
 }
@@ -185,12 +185,7 @@ pub fn is_tripped(consecutive_failures: u32, max_attempts: u32) -> bool {
 ///
 /// A disabled webhook without a recorded reason should not exist; it is parked, the choice
 /// that loses nothing. A reason left on an active webhook is ignored.
-pub fn route(
-    status: WebhookStatus,
-    reason: Option<DisabledReason>,
-    tripped: bool,
-    probe_slot_free: bool,
-) -> Route {
+pub fn route(status: WebhookStatus, reason: Option<DisabledReason>, tripped: bool, probe_slot_free: bool) -> Route {
     match status {
         WebhookStatus::Active if !tripped || probe_slot_free => Route::Queue,
         WebhookStatus::Active => Route::Park,
@@ -238,8 +233,7 @@ mod tests {
         let globex_only = strings(&["globex"]);
         let none: Vec<String> = Vec::new();
         // (case, events, scopes, owner active, owner companies, event (type, company, project), expected)
-        type Case<'a> =
-            (&'a str, &'a [&'a str], Vec<Scope>, bool, &'a [String], (&'a str, &'a str, &'a str), bool);
+        type Case<'a> = (&'a str, &'a [&'a str], Vec<Scope>, bool, &'a [String], (&'a str, &'a str, &'a str), bool);
         #[rustfmt::skip]
         let cases: Vec<Case> = vec![
             // Rule 1: event types.
@@ -302,12 +296,7 @@ mod tests {
                 &owner,
                 vec!["C#globex", "P#acme#p1", "P#globex#p9"],
             ),
-            (
-                "explicit scopes ignore owner companies",
-                vec![Scope::company("initech")],
-                &owner,
-                vec!["C#initech"],
-            ),
+            ("explicit scopes ignore owner companies", vec![Scope::company("initech")], &owner, vec!["C#initech"]),
         ];
         for (case, scopes, companies, expected) in cases {
             // GIVEN a selection WHEN its partitions are computed THEN they are exactly these
@@ -328,12 +317,7 @@ mod tests {
     fn subsets<T: Clone>(items: &[T]) -> Vec<Vec<T>> {
         (0..1u32 << items.len())
             .map(|mask| {
-                items
-                    .iter()
-                    .enumerate()
-                    .filter(|(i, _)| mask & (1 << i) != 0)
-                    .map(|(_, x)| x.clone())
-                    .collect()
+                items.iter().enumerate().filter(|(i, _)| mask & (1 << i) != 0).map(|(_, x)| x.clone()).collect()
             })
             .collect()
     }
@@ -372,8 +356,7 @@ mod tests {
                                 }
                                 selected += 1;
                                 // THEN one of the event's partitions holds the webhook
-                                let found =
-                                    partitions_for_event(&e).iter().any(|k| webhook_partitions.contains(k));
+                                let found = partitions_for_event(&e).iter().any(|k| webhook_partitions.contains(k));
                                 assert!(found, "{sel:?} owner={owner:?} event={c}/{p}/{t}");
                             }
                         }
@@ -390,8 +373,12 @@ mod tests {
         // GIVEN webhooks for every combination of scopes and event lists, with owners active or
         // not and holding various companies, each inserted under its partitions
         let companies = ["acme", "globex"];
-        let candidate_scopes =
-            [Scope::company("acme"), Scope::project("acme", "p1"), Scope::project("globex", "p2"), Scope::project("acme", "p2")];
+        let candidate_scopes = [
+            Scope::company("acme"),
+            Scope::project("acme", "p1"),
+            Scope::project("globex", "p2"),
+            Scope::project("acme", "p2"),
+        ];
         let event_lists: [&[&str]; 4] = [&[], &["TODO_CREATED"], &["TAG_CREATED", "TODO_CREATED"], &["TAG_CREATED"]];
         let owner_sets = subsets(&strings(&companies));
         let mut webhooks = Vec::new();
@@ -426,7 +413,9 @@ mod tests {
                     // THEN it finds each webhook the rules select, once, and no other
                     let mut expected: Vec<&str> = webhooks
                         .iter()
-                        .filter(|(_, sel, owner, active, _)| matches(sel, OwnerView { active: *active, companies: owner }, &e))
+                        .filter(|(_, sel, owner, active, _)| {
+                            matches(sel, OwnerView { active: *active, companies: owner }, &e)
+                        })
                         .map(|(id, ..)| id.as_str())
                         .collect();
                     got.sort_unstable();
@@ -498,11 +487,7 @@ mod tests {
         ];
         for (status, reason, tripped, free, expected) in cases {
             // GIVEN a webhook state WHEN a new match is routed THEN it goes where SPEC §4/§6 say
-            assert_eq!(
-                route(status, reason, tripped, free),
-                expected,
-                "{status:?} {reason:?} {tripped} {free}"
-            );
+            assert_eq!(route(status, reason, tripped, free), expected, "{status:?} {reason:?} {tripped} {free}");
         }
     }
 }

@@ -223,10 +223,7 @@ mod tests {
     fn every_drop_reason_is_listed_once() {
         // GIVEN DropReason::ALL WHEN names are collected THEN they are the five of SPEC §6
         let names: Vec<&str> = DropReason::ALL.iter().map(|r| r.as_str()).collect();
-        assert_eq!(
-            names,
-            ["manual_disabled", "webhook_deleted", "owner_revoked", "park_full", "park_expired"]
-        );
+        assert_eq!(names, ["manual_disabled", "webhook_deleted", "owner_revoked", "park_full", "park_expired"]);
     }
 
     #[test]

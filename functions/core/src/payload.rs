@@ -90,7 +90,8 @@ mod tests {
 
     #[test]
     fn health_check_body_has_null_tenant_and_empty_data() {
-        let body: Value = serde_json::from_str(&health_check_body("hc_1", "2026-11-28T10:00:00Z", "wh_1")).unwrap_or_default();
+        let body: Value =
+            serde_json::from_str(&health_check_body("hc_1", "2026-11-28T10:00:00Z", "wh_1")).unwrap_or_default();
         assert_eq!(
             body,
             json!({"type":"WEBHOOK_HEALTH_CHECK","timestamp":"2026-11-28T10:00:00Z","event_id":"hc_1",

@@ -31,14 +31,8 @@ pub enum PortError {
 
 impl PortError {
     /// An `Unavailable` error of `operation` caused by `source`.
-    pub fn unavailable(
-        operation: &'static str,
-        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
-    ) -> Self {
-        Self::Unavailable {
-            operation,
-            source: source.into(),
-        }
+    pub fn unavailable(operation: &'static str, source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self::Unavailable { operation, source: source.into() }
     }
 }
 
@@ -55,9 +49,7 @@ impl IndexEntry {
     /// Whether the entry selects one of `event_types`: it selects every type when its list is
     /// empty, and an empty `event_types` asks for every entry.
     pub fn selects_any(&self, event_types: &BTreeSet<&str>) -> bool {
-        event_types.is_empty()
-            || self.events.is_empty()
-            || self.events.iter().any(|e| event_types.contains(e.as_str()))
+        event_types.is_empty() || self.events.is_empty() || self.events.iter().any(|e| event_types.contains(e.as_str()))
     }
 }
 
@@ -107,18 +99,10 @@ pub trait OwnerKeys {
 /// fanned out, then completed, so a crash in between lets it fan out again, never zero times.
 pub trait EventClaims {
     /// Claims `event_key` (the event's `webhook-id`) at `now` (Unix seconds).
-    fn claim(
-        &self,
-        event_key: &str,
-        now: i64,
-    ) -> impl Future<Output = Result<Claim, PortError>> + Send;
+    fn claim(&self, event_key: &str, now: i64) -> impl Future<Output = Result<Claim, PortError>> + Send;
 
     /// Marks a claimed event as fanned out, for the rest of the de-duplication window.
-    fn complete(
-        &self,
-        event_key: &str,
-        now: i64,
-    ) -> impl Future<Output = Result<(), PortError>> + Send;
+    fn complete(&self, event_key: &str, now: i64) -> impl Future<Output = Result<(), PortError>> + Send;
 }
 
 /// The delivery queue, from the matcher: many messages at once.
@@ -131,12 +115,7 @@ pub trait DeliveryQueue {
 /// The ingest dead-letter queue, where refused events go at once with their reason.
 pub trait IngestDeadLetters {
     /// Sends `body` unchanged, with the `reason` (a stable code) and `detail` attributes.
-    fn reject(
-        &self,
-        body: &str,
-        reason: &str,
-        detail: &str,
-    ) -> impl Future<Output = Result<(), PortError>> + Send;
+    fn reject(&self, body: &str, reason: &str, detail: &str) -> impl Future<Output = Result<(), PortError>> + Send;
 }
 
 /// The time, so that tests can set it.

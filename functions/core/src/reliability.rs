@@ -70,9 +70,9 @@ pub fn after_attempt(
     match result {
         AttemptResult::Succeeded => NextStep::Delivered,
         AttemptResult::Gone => NextStep::Park { deactivate: Some(DisabledReason::Gone) },
-        AttemptResult::Failed { .. } if attempt >= max_attempts => NextStep::Park {
-            deactivate: (!success_since_first_attempt).then_some(DisabledReason::Failing),
-        },
+        AttemptResult::Failed { .. } if attempt >= max_attempts => {
+            NextStep::Park { deactivate: (!success_since_first_attempt).then_some(DisabledReason::Failing) }
+        }
         AttemptResult::Failed { retry_after } => NextStep::Retry {
             delay: next_delay(schedule, attempt + 1, jitter_unit, retry_after),
             next_attempt: attempt + 1,
@@ -90,7 +90,6 @@ pub fn expired(expires_at: i64, now: i64) -> bool {
 pub fn may_park(parked: u64, limit: u64) -> bool {
     parked < limit
 }
-
 
 /// Why a park transaction (`[put the item, count it, check the webhook is disabled?]`) was
 /// cancelled, read from its cancellation reason codes, one per action in that order.
@@ -217,7 +216,10 @@ mod tests {
     #[test]
     fn success_is_delivered_whatever_the_attempt() {
         for attempt in 1..=5 {
-            assert_eq!(after_attempt(AttemptResult::Succeeded, attempt, 5, false, &schedule(), 0.5), NextStep::Delivered);
+            assert_eq!(
+                after_attempt(AttemptResult::Succeeded, attempt, 5, false, &schedule(), 0.5),
+                NextStep::Delivered
+            );
         }
     }
 
@@ -345,7 +347,13 @@ mod tests {
             ClaimRefused::HandBack(Duration::from_secs(30))
         );
         // GIVEN the attempt was already counted by another receive THEN handed back briefly
-        assert_eq!(after_refused_claim(record(2, false, Some((2, 90))), 2, 5, 100), ClaimRefused::HandBack(Duration::from_secs(1)));
-        assert_eq!(after_refused_claim(record(1, false, Some((1, 100))), 1, 5, 100), ClaimRefused::HandBack(Duration::from_secs(1)));
+        assert_eq!(
+            after_refused_claim(record(2, false, Some((2, 90))), 2, 5, 100),
+            ClaimRefused::HandBack(Duration::from_secs(1))
+        );
+        assert_eq!(
+            after_refused_claim(record(1, false, Some((1, 100))), 1, 5, 100),
+            ClaimRefused::HandBack(Duration::from_secs(1))
+        );
     }
 }

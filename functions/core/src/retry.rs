@@ -162,7 +162,9 @@ fn http_date(value: &str, now: OffsetDateTime) -> Option<PrimitiveDateTime> {
     let exact = |text: &str, format: &[BorrowedFormatItem<'static>]| {
         PrimitiveDateTime::parse(text, format).ok().filter(|d| d.format(format).ok().as_deref() == Some(text))
     };
-    exact(value, IMF_FIXDATE).or_else(|| exact(&widen_rfc850_year(value, now)?, RFC850_WIDENED)).or_else(|| exact(value, ASCTIME))
+    exact(value, IMF_FIXDATE)
+        .or_else(|| exact(&widen_rfc850_year(value, now)?, RFC850_WIDENED))
+        .or_else(|| exact(value, ASCTIME))
 }
 
 /// `Sunday, 06-Nov-94 08:49:37 GMT` with its year in four digits: the most recent year ending
@@ -198,12 +200,7 @@ pub fn visibility_within_cap(delay: Duration, since_receipt: Duration) -> Durati
 /// The visibility timeout before attempt `next_attempt`: the schedule's delay with jitter
 /// (`unit` as in [`jittered`]) = d; a `Retry-After` (pass it only for 429 and 503) is honoured
 /// within [d, 2d]; the result is whole seconds, at most 12 h (SQS's limit).
-pub fn next_delay(
-    schedule: &RetrySchedule,
-    next_attempt: u32,
-    unit: f64,
-    retry_after: Option<Duration>,
-) -> Duration {
+pub fn next_delay(schedule: &RetrySchedule, next_attempt: u32, unit: f64, retry_after: Option<Duration>) -> Duration {
     let d = jittered(schedule.base_delay(next_attempt), unit);
     let delay = match retry_after {
         Some(wait) => ceil_to_seconds(wait).clamp(d, d.saturating_mul(2)),
@@ -416,8 +413,8 @@ mod tests {
             ("Sun, 06 Nov 1994 08:49:37 GMT", at(date + 60)?, Some(secs(0))),
             ("Mon, 06 Nov 1994 08:49:37 GMT", now, None), // wrong weekday
             ("Sunday, 06-Nov-94 08:49:37 GMT", now, Some(secs(120))), // RFC 850: recipients must read it
-            ("Sun Nov  6 08:49:37 1994", now, Some(secs(120))),       // asctime, likewise
-            ("Sun Nov 06 08:49:37 1994", now, None),                  // asctime pads the day with a space
+            ("Sun Nov  6 08:49:37 1994", now, Some(secs(120))), // asctime, likewise
+            ("Sun Nov 06 08:49:37 1994", now, None),      // asctime pads the day with a space
             ("Sun, 06 Nov 1994 08:49:37 UTC", now, None),
             ("Sun, 6 Nov 1994 08:49:37 GMT", now, None),
             ("-5", now, None),
@@ -461,10 +458,7 @@ mod tests {
         for (schedule, attempt, unit, retry_after, expected) in cases {
             // GIVEN a failed attempt WHEN the next delay is computed THEN this visibility timeout
             let got = next_delay(schedule, attempt, unit, retry_after);
-            assert_eq!(
-                got, expected,
-                "{schedule:?} attempt {attempt} unit {unit} retry-after {retry_after:?}"
-            );
+            assert_eq!(got, expected, "{schedule:?} attempt {attempt} unit {unit} retry-after {retry_after:?}");
         }
         Ok(())
     }

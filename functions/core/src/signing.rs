@@ -232,8 +232,7 @@ mod tests {
         let old = SigningSecret::parse(VECTOR_SECRET)?;
         let new = SigningSecret::from_bytes(vec![7u8; 32])?;
         // WHEN the header is computed
-        let header =
-            signature_header(&[new.clone(), old], VECTOR_MSG_ID, VECTOR_TIMESTAMP, VECTOR_BODY.as_bytes());
+        let header = signature_header(&[new.clone(), old], VECTOR_MSG_ID, VECTOR_TIMESTAMP, VECTOR_BODY.as_bytes());
         let parts: Vec<&str> = header.split(' ').collect();
         // THEN there is one entry per secret, space-separated, in the order given
         assert_eq!(parts.len(), 2);
@@ -267,11 +266,7 @@ mod tests {
         let cases: Vec<(&str, String, Result<usize, &str>)> = vec![
             ("vector, 24 bytes", VECTOR_SECRET.to_owned(), Ok(24)),
             ("32 bytes padded", format!("whsec_{}", STANDARD.encode([1u8; 32])), Ok(32)),
-            (
-                "32 bytes unpadded",
-                format!("whsec_{}", STANDARD.encode([1u8; 32]).trim_end_matches('=')),
-                Ok(32),
-            ),
+            ("32 bytes unpadded", format!("whsec_{}", STANDARD.encode([1u8; 32]).trim_end_matches('=')), Ok(32)),
             ("64 bytes", format!("whsec_{}", STANDARD.encode([1u8; 64])), Ok(64)),
             ("no prefix", "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".to_owned(), Err("prefix")),
             ("wrong prefix case", "WHSEC_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".to_owned(), Err("prefix")),
@@ -358,10 +353,7 @@ mod tests {
             })
             .collect();
         // THEN that is the webhook-id after `msg_`
-        assert_eq!(
-            webhook_message_id("acme", "app/companies/acme/projects/p1", "evt-8f2c"),
-            format!("msg_{expected}")
-        );
+        assert_eq!(webhook_message_id("acme", "app/companies/acme/projects/p1", "evt-8f2c"), format!("msg_{expected}"));
     }
 
     #[test]

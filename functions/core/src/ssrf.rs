@@ -166,11 +166,7 @@ impl SsrfError {
 /// Whether the service may connect to `ip`: allowed when inside `allowed` (checked first), else
 /// only when globally reachable.
 pub fn check_ip(ip: IpAddr, allowed: &AllowedTargets) -> Result<(), SsrfError> {
-    if allowed.contains(ip) || is_globally_reachable(ip) {
-        Ok(())
-    } else {
-        Err(SsrfError::BlockedAddress(ip))
-    }
+    if allowed.contains(ip) || is_globally_reachable(ip) { Ok(()) } else { Err(SsrfError::BlockedAddress(ip)) }
 }
 
 /// The URL's host when it is an IP literal (to check without DNS), `None` for a domain name.
@@ -206,9 +202,7 @@ mod tests {
     fn verdict(url: &str) -> Result<Option<IpAddr>, Refused> {
         let url = validate_url(url, UrlPolicy { allow_http: true }).map_err(|_| Refused::AtParse)?;
         match host_literal(&url) {
-            Some(ip) => {
-                check_ip(ip, &AllowedTargets::none()).map(|()| Some(ip)).map_err(|_| Refused::AtAddress)
-            }
+            Some(ip) => check_ip(ip, &AllowedTargets::none()).map(|()| Some(ip)).map_err(|_| Refused::AtAddress),
             None => Ok(None),
         }
     }
@@ -327,10 +321,7 @@ mod tests {
         }
         // AND URLs naming them pass too, as do domain names (judged after resolution)
         assert_eq!(verdict("https://1.1.1.1/hook"), Ok(Some("1.1.1.1".parse()?)));
-        assert_eq!(
-            verdict("https://[2606:4700:4700::1111]:8443/"),
-            Ok(Some("2606:4700:4700::1111".parse()?))
-        );
+        assert_eq!(verdict("https://[2606:4700:4700::1111]:8443/"), Ok(Some("2606:4700:4700::1111".parse()?)));
         assert_eq!(verdict("https://example.com/"), Ok(None));
         Ok(())
     }
@@ -367,8 +358,7 @@ mod tests {
     #[test]
     fn ipv4_mapped_and_translated_forms_are_refused_even_for_public_ipv4() -> TestResult {
         // GIVEN a public IPv4 address carried inside IPv6 in each translated form
-        for ip in ["::ffff:8.8.8.8", "64:ff9b::8.8.8.8", "64:ff9b:1::808:808", "2002:808:808::1", "::8.8.8.8"]
-        {
+        for ip in ["::ffff:8.8.8.8", "64:ff9b::8.8.8.8", "64:ff9b:1::808:808", "2002:808:808::1", "::8.8.8.8"] {
             // WHEN judged THEN refused: it could as well carry a private address
             assert!(!is_globally_reachable(ip.parse()?), "{ip}");
         }

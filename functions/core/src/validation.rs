@@ -42,17 +42,8 @@ pub const DEFAULT_GRACE_SECONDS: u32 = 86_400;
 pub const MAX_GRACE_SECONDS: u32 = 604_800;
 
 /// Header names the service sets itself, or that change how HTTP carries the request.
-const FORBIDDEN_HEADER_NAMES: [&str; 9] = [
-    "host",
-    "user-agent",
-    "connection",
-    "keep-alive",
-    "transfer-encoding",
-    "te",
-    "trailer",
-    "upgrade",
-    "expect",
-];
+const FORBIDDEN_HEADER_NAMES: [&str; 9] =
+    ["host", "user-agent", "connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "expect"];
 /// Header name prefixes reserved for the body's framing, the signature and proxies.
 const FORBIDDEN_HEADER_PREFIXES: [&str; 3] = ["content-", "webhook-", "proxy-"];
 
@@ -204,10 +195,7 @@ pub fn parse_webhook_patch(v: &Value, p: UrlPolicy) -> Result<WebhookPatch, Fiel
             .map(|v| not_null(v, "url").and_then(|v| validate_url(string(v, "url")?, p)))
             .transpose()?,
         name: body.get("name").map(|v| nullable(v, |v| name(v, "name"))).transpose()?,
-        description: body
-            .get("description")
-            .map(|v| nullable(v, |v| description(v, "description")))
-            .transpose()?,
+        description: body.get("description").map(|v| nullable(v, |v| description(v, "description"))).transpose()?,
         events: body.get("events").map(|v| not_null(v, "events").and_then(events)).transpose()?,
         scopes: body.get("scopes").map(|v| not_null(v, "scopes").and_then(scopes)).transpose()?,
         headers: body.get("headers").map(|v| not_null(v, "headers").and_then(headers)).transpose()?,
@@ -233,10 +221,7 @@ pub fn parse_key_patch(v: &Value) -> Result<KeyPatch, FieldError> {
     Ok(KeyPatch {
         name: body.get("name").map(|v| not_null(v, "name").and_then(key_name)).transpose()?,
         companies: body.get("companies").map(|v| not_null(v, "companies").and_then(companies)).transpose()?,
-        permissions: body
-            .get("permissions")
-            .map(|v| not_null(v, "permissions").and_then(permissions))
-            .transpose()?,
+        permissions: body.get("permissions").map(|v| not_null(v, "permissions").and_then(permissions)).transpose()?,
     })
 }
 
@@ -248,7 +233,10 @@ pub fn parse_rotate_secret(v: Option<&Value>) -> Result<u32, FieldError> {
     let Some(grace) = body.get("grace_seconds") else { return Ok(DEFAULT_GRACE_SECONDS) };
     // JSON has one number type: `60.0` is the whole number 60 (as JSON Schema's `integer` says).
     let whole = grace.as_u64().or_else(|| {
-        grace.as_f64().filter(|f| f.fract() == 0.0 && (0.0..=f64::from(MAX_GRACE_SECONDS)).contains(f)).map(|f| f as u64)
+        grace
+            .as_f64()
+            .filter(|f| f.fract() == 0.0 && (0.0..=f64::from(MAX_GRACE_SECONDS)).contains(f))
+            .map(|f| f as u64)
     });
     whole.and_then(|n| u32::try_from(n).ok()).filter(|n| *n <= MAX_GRACE_SECONDS).ok_or_else(|| {
         let message = format!("`grace_seconds` must be a whole number from 0 to {MAX_GRACE_SECONDS}");
@@ -290,10 +278,7 @@ fn not_null<'a>(v: &'a Value, field: &str) -> Result<&'a Value, FieldError> {
 }
 
 /// `None` for `null`, else what `parse` makes of `v`.
-fn nullable<T>(
-    v: &Value,
-    parse: impl FnOnce(&Value) -> Result<T, FieldError>,
-) -> Result<Option<T>, FieldError> {
+fn nullable<T>(v: &Value, parse: impl FnOnce(&Value) -> Result<T, FieldError>) -> Result<Option<T>, FieldError> {
     if v.is_null() { Ok(None) } else { parse(v).map(Some) }
 }
 
@@ -302,9 +287,7 @@ fn string<'a>(v: &'a Value, field: &str) -> Result<&'a str, FieldError> {
 }
 
 fn array<'a>(v: &'a Value, field: &str) -> Result<&'a [Value], FieldError> {
-    v.as_array()
-        .map(Vec::as_slice)
-        .ok_or_else(|| FieldError::new(field, format!("`{field}` must be an array")))
+    v.as_array().map(Vec::as_slice).ok_or_else(|| FieldError::new(field, format!("`{field}` must be an array")))
 }
 
 /// A single-line label: at most `max` characters, no control characters.
@@ -329,10 +312,7 @@ fn name(v: &Value, field: &str) -> Result<String, FieldError> {
 fn description(v: &Value, field: &str) -> Result<String, FieldError> {
     let s = string(v, field)?;
     if s.chars().count() > MAX_DESCRIPTION_CHARS {
-        return Err(FieldError::new(
-            field,
-            format!("`{field}` must be at most {MAX_DESCRIPTION_CHARS} characters"),
-        ));
+        return Err(FieldError::new(field, format!("`{field}` must be at most {MAX_DESCRIPTION_CHARS} characters")));
     }
     if s.chars().any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t')) {
         return Err(FieldError::new(field, format!("`{field}` must not contain control characters")));
@@ -360,9 +340,7 @@ fn events(v: &Value) -> Result<Vec<String>, FieldError> {
         if catalog::subscribable(event_type).is_none() {
             return Err(FieldError::new(
                 &field,
-                format!(
-                    "`{field}`: `{event_type}` is not a subscribable event type (see GET /v1/event-types)"
-                ),
+                format!("`{field}`: `{event_type}` is not a subscribable event type (see GET /v1/event-types)"),
             ));
         }
         push_unique(&mut out, event_type.to_owned());
@@ -393,14 +371,10 @@ fn scopes(v: &Value) -> Result<Vec<Scope>, FieldError> {
         };
         refuse_unknown(scope, &SCOPE_FIELDS, &field)?;
         let company_field = format!("{field}.company_id");
-        let company_id =
-            identifier(scope.get("company_id").ok_or_else(|| required(&company_field))?, &company_field)?;
+        let company_id = identifier(scope.get("company_id").ok_or_else(|| required(&company_field))?, &company_field)?;
         let project_field = format!("{field}.project_id");
-        let project_id = scope
-            .get("project_id")
-            .map(|v| nullable(v, |v| identifier(v, &project_field)))
-            .transpose()?
-            .flatten();
+        let project_id =
+            scope.get("project_id").map(|v| nullable(v, |v| identifier(v, &project_field))).transpose()?.flatten();
         push_unique(&mut out, Scope { company_id, project_id });
     }
     Ok(out)
@@ -414,8 +388,7 @@ fn is_tchar(b: u8) -> bool {
 /// Whether the service must own this header (compared case-insensitively).
 fn is_forbidden_header(name: &str) -> bool {
     let lower = name.to_ascii_lowercase();
-    FORBIDDEN_HEADER_NAMES.contains(&lower.as_str())
-        || FORBIDDEN_HEADER_PREFIXES.iter().any(|p| lower.starts_with(p))
+    FORBIDDEN_HEADER_NAMES.contains(&lower.as_str()) || FORBIDDEN_HEADER_PREFIXES.iter().any(|p| lower.starts_with(p))
 }
 
 /// A header value: at most 1024 visible ASCII characters (0x21–0x7E) and spaces, no space at
@@ -440,19 +413,14 @@ fn headers(v: &Value) -> Result<BTreeMap<String, String>, FieldError> {
         if name.is_empty() || name.len() > MAX_HEADER_NAME_CHARS || !name.bytes().all(is_tchar) {
             return Err(FieldError::new(
                 &field,
-                format!(
-                    "`{field}`: a header name is 1 to {MAX_HEADER_NAME_CHARS} letters, digits or !#$%&'*+-.^_`|~"
-                ),
+                format!("`{field}`: a header name is 1 to {MAX_HEADER_NAME_CHARS} letters, digits or !#$%&'*+-.^_`|~"),
             ));
         }
         if is_forbidden_header(name) {
             return Err(FieldError::new(&field, format!("`{field}`: the service sets this header itself")));
         }
         if out.keys().any(|seen: &String| seen.eq_ignore_ascii_case(name)) {
-            return Err(FieldError::new(
-                &field,
-                format!("`{field}` repeats a header name (names ignore case)"),
-            ));
+            return Err(FieldError::new(&field, format!("`{field}` repeats a header name (names ignore case)")));
         }
         let value = string(value, &field)?;
         if value.len() > MAX_HEADER_VALUE_CHARS || !is_header_value(value) {
@@ -473,10 +441,7 @@ fn headers(v: &Value) -> Result<BTreeMap<String, String>, FieldError> {
 fn companies(v: &Value) -> Result<Vec<String>, FieldError> {
     let items = array(v, "companies")?;
     if items.is_empty() || items.len() > MAX_KEY_COMPANIES {
-        return Err(FieldError::new(
-            "companies",
-            format!("`companies` must have 1 to {MAX_KEY_COMPANIES} entries"),
-        ));
+        return Err(FieldError::new("companies", format!("`companies` must have 1 to {MAX_KEY_COMPANIES} entries")));
     }
     let mut out = Vec::new();
     for (i, item) in items.iter().enumerate() {
@@ -605,10 +570,7 @@ mod tests {
         assert_eq!(got.name.as_deref(), Some("Orders"));
         assert_eq!(got.description.as_deref(), Some("line one\nline two\ttabbed"));
         assert_eq!(got.events, ["TODO_DELETED", "TODO_CREATED"]);
-        assert_eq!(
-            got.scopes,
-            [Scope::project("acme", "p1"), Scope::company("globex"), Scope::company("initech")]
-        );
+        assert_eq!(got.scopes, [Scope::project("acme", "p1"), Scope::company("globex"), Scope::company("initech")]);
         assert_eq!(got.headers.get("Authorization").map(String::as_str), Some("Bearer abc def"));
         assert_eq!(got.headers.get("X-Empty").map(String::as_str), Some(""));
         // AND null name and description mean none
@@ -746,17 +708,8 @@ mod tests {
             "Proxy-Connection",
             "expect",
         ];
-        let allowed = [
-            "authorization",
-            "X-Api-Key",
-            "content",
-            "contents",
-            "webhook",
-            "hostname",
-            "x-host",
-            "tea",
-            "expects",
-        ];
+        let allowed =
+            ["authorization", "X-Api-Key", "content", "contents", "webhook", "hostname", "x-host", "tea", "expects"];
         for name in forbidden {
             // WHEN used as a custom header THEN refused on that header
             let got = field_of(parse_webhook_create(&create_with("headers", json!({name: "v"})), HTTPS_ONLY));
@@ -879,8 +832,7 @@ mod tests {
         }
         // AND exactly 100 companies is accepted
         assert_eq!(
-            parse_key_create(&key_body(json!("k"), companies_of(100), json!(["manage"])))
-                .map(|k| k.companies.len()),
+            parse_key_create(&key_body(json!("k"), companies_of(100), json!(["manage"]))).map(|k| k.companies.len()),
             Ok(100)
         );
     }

@@ -23,12 +23,12 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tracing::{Instrument, error, info, info_span, warn};
 use webhooks_aws::config::{ConfigError, flag, optional, parsed, required};
+use webhooks_aws::dynamodb::StoreError;
 use webhooks_aws::dynamodb::{DynamoDbSubscriptions, StoredKey, StoredWebhook};
 use webhooks_aws::http::{HttpSender, SendOutcome, insert};
 use webhooks_aws::kms::KmsSecretBox;
 use webhooks_aws::sns::SnsAlerts;
 use webhooks_aws::sqs::{SqsBatchSender, SqsRetryScheduler};
-use webhooks_aws::dynamodb::StoreError;
 use webhooks_aws::state::{DynamoDbDeliveryState, HealthRecord, LOGGED_RESPONSE_BYTES, ParkGuard, ParkOutcome};
 use webhooks_core::event::format_utc;
 use webhooks_core::ids::random_unit;
@@ -37,8 +37,8 @@ use webhooks_core::message::{Delivery, DeliveryQueueMessage, ParkSlot, Purge, Re
 use webhooks_core::model::{DisabledReason, DropReason, WebhookStatus};
 use webhooks_core::payload::{delivery_body, request_headers};
 use webhooks_core::reliability::{
-    AttemptResult, ClaimRefused, NextStep, after_attempt, after_refused_claim, attempt_number, expired, parked_on_manual_disable,
-    receive_limit_near, replay_after_success, replay_continues,
+    AttemptResult, ClaimRefused, NextStep, after_attempt, after_refused_claim, attempt_number, expired,
+    parked_on_manual_disable, receive_limit_near, replay_after_success, replay_continues,
 };
 use webhooks_core::resources::{LogEntry, log_status};
 use webhooks_core::retry::{RetrySchedule, parse_duration, parse_retention, parse_retry_after, visibility_within_cap};
@@ -155,7 +155,8 @@ impl Deliverer {
         let sqs = aws_sdk_sqs::Client::new(&sdk);
         let subscriptions_table = required("SUBSCRIPTIONS_TABLE")?;
         let queue_url = required("DELIVERY_QUEUE_URL")?;
-        let allowed = webhooks_core::ssrf::AllowedTargets::parse(&optional("WEBHOOKS_ALLOWED_TARGETS").unwrap_or_default())?;
+        let allowed =
+            webhooks_core::ssrf::AllowedTargets::parse(&optional("WEBHOOKS_ALLOWED_TARGETS").unwrap_or_default())?;
         Ok(Self {
             subscriptions: DynamoDbSubscriptions::new(dynamodb.clone(), subscriptions_table.clone()),
             state: DynamoDbDeliveryState::new(
@@ -204,9 +205,15 @@ impl Deliverer {
         let (now_pages, later): (Vec<_>, Vec<_>) =
             replays.into_iter().enumerate().partition(|(i, _)| *i < REPLAY_PAGES_PER_INVOCATION);
         if !later.is_empty() {
-            let bodies: Vec<String> = later.iter().map(|(_, (_, r))| DeliveryQueueMessage::Replay(r.clone()).to_json()).collect();
+            let bodies: Vec<String> =
+                later.iter().map(|(_, (_, r))| DeliveryQueueMessage::Replay(r.clone()).to_json()).collect();
             let unsent = self.queue.send_all(&bodies).await;
-            failed.extend(unsent.into_iter().filter_map(|i| later.get(i)).map(|(_, (record, _))| record.message_id.clone().unwrap_or_default()));
+            failed.extend(
+                unsent
+                    .into_iter()
+                    .filter_map(|i| later.get(i))
+                    .map(|(_, (record, _))| record.message_id.clone().unwrap_or_default()),
+            );
         }
         for (_, (record, replay)) in &now_pages {
             let span = info_span!("replay", webhook_id = %replay.webhook_id);
@@ -235,10 +242,10 @@ impl Deliverer {
         // webhook is disabled), and the alert is tried again with the next batch.
         let mut unalerted = BTreeSet::new();
         for w in loaded.webhooks.values() {
-            if let Some(alert) = &w.alert_pending {
-                if !self.publish_alert(w, alert).await {
-                    unalerted.insert(w.webhook.id.clone());
-                }
+            if let Some(alert) = &w.alert_pending
+                && !self.publish_alert(w, alert).await
+            {
+                unalerted.insert(w.webhook.id.clone());
             }
         }
 
@@ -279,18 +286,24 @@ impl Deliverer {
         for (id, h) in &loaded.health {
             let Some(requested) = &h.replay_requested_at else { continue };
             let stale = parse_time(requested).is_none_or(|at| now_s - at >= REPLAY_REQUEST_GRACE_SECONDS);
-            if stale && loaded.webhooks.contains_key(id) {
-                if let Err(e) = self.queue_replay(id, requested).await {
-                    warn!(webhook_id = %id, error = %e, "could not queue a requested replay; tried again later");
-                }
+            if stale
+                && loaded.webhooks.contains_key(id)
+                && let Err(e) = self.queue_replay(id, requested).await
+            {
+                warn!(webhook_id = %id, error = %e, "could not queue a requested replay; tried again later");
             }
         }
-        let due = loaded.health.iter().find(|(id, h)| h.park_sweep_at.is_some_and(|at| at <= now_s) && loaded.webhooks.contains_key(*id));
+        let due = loaded
+            .health
+            .iter()
+            .find(|(id, h)| h.park_sweep_at.is_some_and(|at| at <= now_s) && loaded.webhooks.contains_key(*id));
         if let Some((id, _)) = due {
             match self.state.sweep_expired(id, now_s, webhooks_aws::state::SWEEP_PAGE).await {
                 Ok(0) => {}
                 Ok(n) => metric_drops(DropReason::ParkExpired, n),
-                Err(e) => warn!(webhook_id = %id, error = %webhooks_aws::error_chain(&e), "sweep of expired parked deliveries failed"),
+                Err(e) => {
+                    warn!(webhook_id = %id, error = %webhooks_aws::error_chain(&e), "sweep of expired parked deliveries failed")
+                }
             }
         }
     }
@@ -335,7 +348,14 @@ impl Deliverer {
     }
 
     /// Delivers one record; `true` when SQS must hand it back later.
-    async fn deliver(&self, record: &SqsMessage, d: &Delivery, slot: Option<&ParkSlot>, loaded: &Loaded, started: Instant) -> bool {
+    async fn deliver(
+        &self,
+        record: &SqsMessage,
+        d: &Delivery,
+        slot: Option<&ParkSlot>,
+        loaded: &Loaded,
+        started: Instant,
+    ) -> bool {
         match self.try_deliver(record, d, slot, loaded, started).await {
             Ok(retry) => retry,
             Err(e) => {
@@ -348,7 +368,14 @@ impl Deliverer {
         }
     }
 
-    async fn try_deliver(&self, record: &SqsMessage, d: &Delivery, slot: Option<&ParkSlot>, loaded: &Loaded, started: Instant) -> Result<bool, DeliveryError> {
+    async fn try_deliver(
+        &self,
+        record: &SqsMessage,
+        d: &Delivery,
+        slot: Option<&ParkSlot>,
+        loaded: &Loaded,
+        started: Instant,
+    ) -> Result<bool, DeliveryError> {
         let Some(stored) = loaded.webhooks.get(&d.webhook_id) else {
             metric_drop(DropReason::WebhookDeleted);
             return Ok(false);
@@ -362,7 +389,9 @@ impl Deliverer {
         let now_s = t.unix_timestamp();
         let mut probe = false;
         match (w.status, w.disabled_reason) {
-            (WebhookStatus::Disabled, Some(DisabledReason::Manual)) if !parked_on_manual_disable(d.queued_at, stored.disabled_at_ms) => {
+            (WebhookStatus::Disabled, Some(DisabledReason::Manual))
+                if !parked_on_manual_disable(d.queued_at, stored.disabled_at_ms) =>
+            {
                 // Matched after a manual disable: dropped. Matched before it (a replayed copy
                 // keeps its original match time): parked below.
                 return self.drop_delivery(d, DropReason::ManualDisabled).await;
@@ -398,7 +427,11 @@ impl Deliverer {
             return Ok(false);
         }
 
-        let secrets = self.secrets.signing_secrets(&w.id, &stored.secrets, now_s).await.map_err(|e| DeliveryError::Secrets(Box::new(e)))?;
+        let secrets = self
+            .secrets
+            .signing_secrets(&w.id, &stored.secrets, now_s)
+            .await
+            .map_err(|e| DeliveryError::Secrets(Box::new(e)))?;
         // Claimed before it is sent: a second receive of the same message sends nothing.
         let claim_until = now_s + self.config.timeout.as_secs() as i64 + CLAIM_MARGIN_SECONDS;
         if let Err(now_record) = self.state.claim_attempt(&d.delivery_id, attempt, now_s, claim_until).await? {
@@ -435,7 +468,13 @@ impl Deliverer {
             return Ok(false);
         }
 
-        warn!(attempt, status = outcome.status, error = outcome.error.as_deref(), duration_ms = outcome.duration_ms, "attempt failed");
+        warn!(
+            attempt,
+            status = outcome.status,
+            error = outcome.error.as_deref(),
+            duration_ms = outcome.duration_ms,
+            "attempt failed"
+        );
         let counted = self.state.record_attempt(&d.delivery_id, attempt, first_attempt_at, now_s).await?;
         let after = if counted {
             let error = outcome.error.clone().unwrap_or_else(|| format!("HTTP {}", outcome.status.unwrap_or(0)));
@@ -443,7 +482,8 @@ impl Deliverer {
         } else {
             health
         };
-        let success_since_first = after.health.last_success_at.as_deref().and_then(parse_time).is_some_and(|s| s >= first_attempt_at);
+        let success_since_first =
+            after.health.last_success_at.as_deref().and_then(parse_time).is_some_and(|s| s >= first_attempt_at);
         let step = after_attempt(
             result,
             attempt,
@@ -469,7 +509,8 @@ impl Deliverer {
                 let entry = self.entry(d, Some(attempt), log_status::FAILED, &outcome, &at, None);
                 self.log(d, &entry).await?;
                 if let Some(reason) = deactivate {
-                    let owner_companies = loaded.owners.get(&w.owner_key_id).map(|o| o.key.companies.clone()).unwrap_or_default();
+                    let owner_companies =
+                        loaded.owners.get(&w.owner_key_id).map(|o| o.key.companies.clone()).unwrap_or_default();
                     // An alert that cannot be published stays pending (retried with the next
                     // batch); the delivery is parked all the same.
                     self.deactivate(stored, reason, &after, &at, &owner_companies).await?;
@@ -487,11 +528,11 @@ impl Deliverer {
     /// the receipt (which happened before this invocation `started`).
     async fn hand_back(&self, record: &SqsMessage, wait: Duration, started: Instant) {
         let visibility = visibility_within_cap(wait, started.elapsed());
-        if let Some(handle) = record.receipt_handle.as_deref() {
-            if let Err(e) = self.retries.retry_in(handle, visibility.as_secs()).await {
-                // The queue's own visibility timeout applies instead: later, not lost.
-                warn!(error = %webhooks_aws::error_chain(&e), "could not schedule the retry");
-            }
+        if let Some(handle) = record.receipt_handle.as_deref()
+            && let Err(e) = self.retries.retry_in(handle, visibility.as_secs()).await
+        {
+            // The queue's own visibility timeout applies instead: later, not lost.
+            warn!(error = %webhooks_aws::error_chain(&e), "could not schedule the retry");
         }
     }
 
@@ -512,7 +553,11 @@ impl Deliverer {
     /// writes nothing here.
     async fn on_success(&self, stored: &StoredWebhook, health: &HealthRecord, at: &str) -> Result<(), DeliveryError> {
         let h = &health.health;
-        let stale = h.last_success_at.as_deref().and_then(parse_time).is_none_or(|t| now().unix_timestamp() - t >= LAST_SUCCESS_RESOLUTION_SECONDS);
+        let stale = h
+            .last_success_at
+            .as_deref()
+            .and_then(parse_time)
+            .is_none_or(|t| now().unix_timestamp() - t >= LAST_SUCCESS_RESOLUTION_SECONDS);
         if h.consecutive_failures == 0 && health.probe.is_none() && !stale {
             return Ok(());
         }
@@ -632,7 +677,15 @@ impl Deliverer {
         Ok(())
     }
 
-    fn entry(&self, d: &Delivery, attempt: Option<u32>, status: &str, outcome: &SendOutcome, at: &str, next: Option<String>) -> LogEntry {
+    fn entry(
+        &self,
+        d: &Delivery,
+        attempt: Option<u32>,
+        status: &str,
+        outcome: &SendOutcome,
+        at: &str,
+        next: Option<String>,
+    ) -> LogEntry {
         let failed = status != log_status::SUCCEEDED;
         LogEntry {
             event_id: d.event.id.clone(),
@@ -662,15 +715,21 @@ impl Deliverer {
         let t = now();
         let now_s = t.unix_timestamp();
         let ids = BTreeSet::from([replay.webhook_id.clone()]);
-        let (webhooks, health) = join(self.subscriptions.webhooks_by_ids(&ids), self.state.health(&replay.webhook_id)).await;
+        let (webhooks, health) =
+            join(self.subscriptions.webhooks_by_ids(&ids), self.state.health(&replay.webhook_id)).await;
         let status = webhooks?.get(&replay.webhook_id).map(|w| w.webhook.status);
         let health = health?;
         if !replay_continues(status, health.health.consecutive_failures, self.config.max_attempts) {
-            info!(?status, consecutive_failures = health.health.consecutive_failures, "replay stopped; the rest stays parked");
+            info!(
+                ?status,
+                consecutive_failures = health.health.consecutive_failures,
+                "replay stopped; the rest stays parked"
+            );
             return Ok(());
         }
         let until = replay.until.clone().unwrap_or_else(|| webhooks_aws::state::replay_bound(t));
-        let (page, more) = self.state.parked_page(&replay.webhook_id, replay.after.as_deref(), &until, REPLAY_PAGE).await?;
+        let (page, more) =
+            self.state.parked_page(&replay.webhook_id, replay.after.as_deref(), &until, REPLAY_PAGE).await?;
         let (expired_items, live): (Vec<_>, Vec<_>) = page.into_iter().partition(|p| expired(p.expires_at, now_s));
         let generation = (random_unit().unwrap_or(0.5) * f64::from(u32::MAX)) as u32 | 1;
         let bodies: Vec<String> = live.iter().map(|p| resent(p, generation).to_json()).collect();
@@ -692,7 +751,11 @@ impl Deliverer {
         info!(resent = live.len(), expired = expired_items.len(), more, "replay page done");
         if more {
             let last = sent.iter().chain(expired_items.iter().map(|p| &p.sort_key)).max().cloned();
-            let next = DeliveryQueueMessage::Replay(Replay { webhook_id: replay.webhook_id.clone(), after: last, until: Some(until) });
+            let next = DeliveryQueueMessage::Replay(Replay {
+                webhook_id: replay.webhook_id.clone(),
+                after: last,
+                until: Some(until),
+            });
             if !self.queue.send_all(&[next.to_json()]).await.is_empty() {
                 return Err(DeliveryError::Queue("the next replay page"));
             }
@@ -775,7 +838,11 @@ mod tests {
         assert_eq!(slot.sort_key, p.sort_key, "parked again in its original place");
         let disabled_at = now_ms() - 1;
         // THEN the copy is parked on the manual disable (it was matched before it), not dropped
-        assert!(parked_on_manual_disable(copy.queued_at, Some(disabled_at)), "queued_at {} vs disabled {disabled_at}", copy.queued_at);
+        assert!(
+            parked_on_manual_disable(copy.queued_at, Some(disabled_at)),
+            "queued_at {} vs disabled {disabled_at}",
+            copy.queued_at
+        );
         // AND it keeps its webhook-id, with a fresh attempt budget
         assert_eq!(copy.webhook_message_id, p.delivery.webhook_message_id);
         assert_ne!(copy.delivery_id, p.delivery.delivery_id);

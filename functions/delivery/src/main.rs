@@ -10,6 +10,8 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     webhooks_aws::telemetry::init();
     let deliverer = Deliverer::from_env().await?;
     let deliverer = &deliverer;
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<_>| webhooks_aws::timing::invocation(deliverer.handle(event))))
-        .await
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<_>| {
+        webhooks_aws::timing::invocation(deliverer.handle(event))
+    }))
+    .await
 }

@@ -14,10 +14,13 @@ use webhooks_aws::state::{DynamoDbDeliveryState, ParkGuard, ParkOutcome};
 use webhooks_core::event::{Event, parse_ingest_body};
 use webhooks_core::message::Delivery;
 
+/// Planned answers (status, body) of one operation, in order.
+type Answers = VecDeque<(u16, String)>;
+
 /// Answers per operation (the `x-amz-target` suffix), in order; then `{}`.
 #[derive(Clone, Default)]
 struct FakeDynamoDb {
-    planned: Arc<Mutex<Vec<(String, VecDeque<(u16, String)>)>>>,
+    planned: Arc<Mutex<Vec<(String, Answers)>>>,
     calls: Arc<Mutex<Vec<String>>>,
 }
 
@@ -89,7 +92,12 @@ fn state(url: &str) -> DynamoDbDeliveryState {
         .credentials_provider(Credentials::new("test", "test", None, None, "fake"))
         .endpoint_url(url)
         .build();
-    DynamoDbDeliveryState::new(aws_sdk_dynamodb::Client::from_conf(config), "subscriptions".into(), "health".into(), "deliveries".into())
+    DynamoDbDeliveryState::new(
+        aws_sdk_dynamodb::Client::from_conf(config),
+        "subscriptions".into(),
+        "health".into(),
+        "deliveries".into(),
+    )
 }
 
 fn delivery() -> Result<Delivery> {

@@ -21,8 +21,8 @@ use webhooks_core::event::{Event, parse_ingest_body};
 use webhooks_core::matching::{MatchIndex, OwnerView, Subscriber, partitions_for_event};
 use webhooks_core::message::{Delivery, DeliveryQueueMessage};
 use webhooks_core::ports::{
-    Claim, Clock, DeliveryQueue, EventClaims, IndexEntry, IngestDeadLetters, MatchIndexReader,
-    OwnerKeys, PortError, StoredKey,
+    Claim, Clock, DeliveryQueue, EventClaims, IndexEntry, IngestDeadLetters, MatchIndexReader, OwnerKeys, PortError,
+    StoredKey,
 };
 use webhooks_core::signing::{delivery_id, webhook_message_id};
 
@@ -53,8 +53,7 @@ struct Pending {
     records: Vec<String>,
 }
 
-impl<Index, Owners, Claims, Queue, DeadLetters, Time>
-    Matcher<Index, Owners, Claims, Queue, DeadLetters, Time>
+impl<Index, Owners, Claims, Queue, DeadLetters, Time> Matcher<Index, Owners, Claims, Queue, DeadLetters, Time>
 where
     Index: MatchIndexReader + Sync,
     Owners: OwnerKeys + Sync,
@@ -64,10 +63,7 @@ where
     Time: Clock + Sync,
 {
     /// Handles one SQS batch; the response lists the records to retry.
-    pub async fn handle(
-        &self,
-        event: LambdaEvent<SqsEvent>,
-    ) -> Result<SqsBatchResponse, lambda_runtime::Error> {
+    pub async fn handle(&self, event: LambdaEvent<SqsEvent>) -> Result<SqsBatchResponse, lambda_runtime::Error> {
         let received_at = self.clock.now();
         let mut failed: Vec<String> = Vec::new();
         let mut pending: Vec<Pending> = Vec::new();
@@ -78,17 +74,12 @@ where
             let body = record.body.as_deref().unwrap_or_default();
             match parse_ingest_body(body, received_at) {
                 Ok(event) => {
-                    let message_id =
-                        webhook_message_id(&event.company_id, &event.source, &event.id);
+                    let message_id = webhook_message_id(&event.company_id, &event.source, &event.id);
                     match by_message_id.get(&message_id) {
                         Some(i) => pending[*i].records.push(record_id),
                         None => {
                             by_message_id.insert(message_id.clone(), pending.len());
-                            pending.push(Pending {
-                                event,
-                                message_id,
-                                records: vec![record_id],
-                            });
+                            pending.push(Pending { event, message_id, records: vec![record_id] });
                         }
                     }
                 }
@@ -110,11 +101,7 @@ where
         Ok(webhooks_aws::batch::retry_only(failed))
     }
 
-    async fn reject(
-        &self,
-        body: &str,
-        rejection: &webhooks_core::event::EventError,
-    ) -> Result<(), PortError> {
+    async fn reject(&self, body: &str, rejection: &webhooks_core::event::EventError) -> Result<(), PortError> {
         webhooks_aws::metrics::rejected_event(rejection.code);
         info!(reason = rejection.code, field = %rejection.field, "event rejected");
         let detail = if rejection.field.is_empty() {
@@ -122,9 +109,7 @@ where
         } else {
             format!("{}: {}", rejection.field, rejection.message)
         };
-        self.dead_letters
-            .reject(body, rejection.code, &detail)
-            .await
+        self.dead_letters.reject(body, rejection.code, &detail).await
     }
 
     /// Fans the batch's events out; returns the indexes of events to retry.
@@ -134,15 +119,8 @@ where
     /// the send), whatever the batch holds. The reads for an event that turns out to be a
     /// duplicate are wasted; that is rare.
     async fn fan_out(&self, pending: &[Pending], now: i64) -> Vec<usize> {
-        let (claims, reads) = join(
-            join_all(
-                pending
-                    .iter()
-                    .map(|p| self.claims.claim(&p.message_id, now)),
-            ),
-            self.read(pending),
-        )
-        .await;
+        let (claims, reads) =
+            join(join_all(pending.iter().map(|p| self.claims.claim(&p.message_id, now))), self.read(pending)).await;
         let mut retry = Vec::new();
         let mut claimed = Vec::new();
         for ((i, p), claim) in pending.iter().enumerate().zip(claims) {
@@ -182,13 +160,7 @@ where
         }
 
         let bodies: Vec<String> = plan.iter().map(|(_, m)| m.to_json()).collect();
-        let unsent: BTreeSet<usize> = self
-            .deliveries
-            .send_all(&bodies)
-            .await
-            .into_iter()
-            .map(|j| plan[j].0)
-            .collect();
+        let unsent: BTreeSet<usize> = self.deliveries.send_all(&bodies).await.into_iter().map(|j| plan[j].0).collect();
         let mut done = Vec::new();
         for i in claimed {
             let p = &pending[i];
@@ -202,11 +174,7 @@ where
             info!(event_id = %p.event.id, event_type = %p.event.event_type, deliveries, "event fanned out");
             done.push(p);
         }
-        let completed = join_all(
-            done.iter()
-                .map(|p| self.claims.complete(&p.message_id, now)),
-        )
-        .await;
+        let completed = join_all(done.iter().map(|p| self.claims.complete(&p.message_id, now))).await;
         for (p, result) in done.iter().zip(completed) {
             if let Err(e) = result {
                 warn!(event_id = %p.event.id, error = %webhooks_aws::error_chain(&e), "could not mark the event done");
@@ -220,46 +188,23 @@ where
     async fn read(
         &self,
         pending: &[Pending],
-    ) -> Result<
-        (
-            BTreeMap<String, Vec<IndexEntry>>,
-            HashMap<String, StoredKey>,
-        ),
-        PortError,
-    > {
+    ) -> Result<(BTreeMap<String, Vec<IndexEntry>>, HashMap<String, StoredKey>), PortError> {
         // Each partition the batch touches, with the event types its events there have: the
         // Query returns only entries selecting one of them (or every type).
         let mut partitions: BTreeMap<String, BTreeSet<&str>> = BTreeMap::new();
         for p in pending {
             for partition in partitions_for_event(&p.event) {
-                partitions
-                    .entry(partition)
-                    .or_default()
-                    .insert(p.event.event_type.as_str());
+                partitions.entry(partition).or_default().insert(p.event.event_type.as_str());
             }
         }
-        let queried = join_all(
-            partitions
-                .iter()
-                .map(|(partition, event_types)| async move {
-                    self.index
-                        .index_entries(partition, event_types)
-                        .await
-                        .map(|entries| (partition.clone(), entries))
-                }),
-        )
+        let queried = join_all(partitions.iter().map(|(partition, event_types)| async move {
+            self.index.index_entries(partition, event_types).await.map(|entries| (partition.clone(), entries))
+        }))
         .await;
         let candidates = queried.into_iter().collect::<Result<BTreeMap<_, _>, _>>()?;
-        let owner_ids: BTreeSet<String> = candidates
-            .values()
-            .flatten()
-            .map(|entry| entry.owner_key_id.clone())
-            .collect();
-        let owners = if owner_ids.is_empty() {
-            HashMap::new()
-        } else {
-            self.owners.keys_by_ids(&owner_ids).await?
-        };
+        let owner_ids: BTreeSet<String> =
+            candidates.values().flatten().map(|entry| entry.owner_key_id.clone()).collect();
+        let owners = if owner_ids.is_empty() { HashMap::new() } else { self.owners.keys_by_ids(&owner_ids).await? };
         Ok((candidates, owners))
     }
 }
@@ -276,18 +221,11 @@ pub fn match_index<'a>(
             let owner = owners.get(&entry.owner_key_id);
             let owner = OwnerView {
                 active: owner.is_some(),
-                companies: owner
-                    .map(|o| o.key.companies.as_slice())
-                    .unwrap_or_default(),
+                companies: owner.map(|o| o.key.companies.as_slice()).unwrap_or_default(),
             };
             index.insert(
                 partition,
-                Subscriber {
-                    webhook_id: &entry.webhook_id,
-                    events: &entry.events,
-                    scopes: &entry.scopes,
-                    owner,
-                },
+                Subscriber { webhook_id: &entry.webhook_id, events: &entry.events, scopes: &entry.scopes, owner },
             );
         }
     }

@@ -19,14 +19,8 @@ use webhooks_core::signing::{delivery_id, webhook_message_id};
 
 const NOW: OffsetDateTime = datetime!(2026-11-28 10:00:00 UTC);
 
-type TestMatcher = Matcher<
-    MemorySubscriptions,
-    MemorySubscriptions,
-    MemoryEventClaims,
-    MemoryQueue,
-    MemoryDeadLetters,
-    ManualClock,
->;
+type TestMatcher =
+    Matcher<MemorySubscriptions, MemorySubscriptions, MemoryEventClaims, MemoryQueue, MemoryDeadLetters, ManualClock>;
 
 /// The matcher and a handle on each of its ports, to arrange and to look inside.
 struct World {
@@ -53,14 +47,7 @@ impl World {
             deliveries: queue.clone(),
             clock: clock.clone(),
         };
-        Self {
-            subscriptions,
-            claims,
-            queue,
-            dead_letters,
-            clock,
-            matcher,
-        }
+        Self { subscriptions, claims, queue, dead_letters, clock, matcher }
     }
 
     /// A key holding `companies`.
@@ -80,14 +67,7 @@ impl World {
     }
 
     /// A webhook of `owner` (which holds `owner_companies`) selecting `events` in `scopes`.
-    fn webhook(
-        &self,
-        id: &str,
-        owner: &str,
-        owner_companies: &[&str],
-        events: &[&str],
-        scopes: Vec<Scope>,
-    ) {
+    fn webhook(&self, id: &str, owner: &str, owner_companies: &[&str], events: &[&str], scopes: Vec<Scope>) {
         let entry = IndexEntry {
             webhook_id: id.to_owned(),
             owner_key_id: owner.to_owned(),
@@ -102,19 +82,11 @@ impl World {
     async fn handle(&self, records: Vec<SqsMessage>) -> Vec<String> {
         let mut event = SqsEvent::default();
         event.records = records;
-        let response: SqsBatchResponse = match self
-            .matcher
-            .handle(LambdaEvent::new(event, Context::default()))
-            .await
-        {
+        let response: SqsBatchResponse = match self.matcher.handle(LambdaEvent::new(event, Context::default())).await {
             Ok(response) => response,
             Err(e) => panic!("the handler failed: {e}"),
         };
-        response
-            .batch_item_failures
-            .into_iter()
-            .map(|f| f.item_identifier)
-            .collect()
+        response.batch_item_failures.into_iter().map(|f| f.item_identifier).collect()
     }
 
     /// The deliveries on the queue, in order.
@@ -130,11 +102,7 @@ impl World {
     }
 
     fn delivered_webhooks(&self) -> Vec<String> {
-        let mut ids: Vec<String> = self
-            .deliveries()
-            .into_iter()
-            .map(|d| d.webhook_id)
-            .collect();
+        let mut ids: Vec<String> = self.deliveries().into_iter().map(|d| d.webhook_id).collect();
         ids.sort();
         ids
     }
@@ -178,10 +146,7 @@ async fn a_malformed_record_goes_to_the_dlq_with_its_reason_and_the_rest_proceed
     let world = world_with_one_webhook();
     let records = vec![
         record("r1", "{not json"),
-        record(
-            "r2",
-            event("acme", "p1", "app/todos", "e2", "TODO_EXPLODED"),
-        ),
+        record("r2", event("acme", "p1", "app/todos", "e2", "TODO_EXPLODED")),
         record("r3", created("acme", "e3")),
     ];
     // WHEN the matcher handles it
@@ -195,11 +160,7 @@ async fn a_malformed_record_goes_to_the_dlq_with_its_reason_and_the_rest_proceed
     assert_eq!(letters[0].reason, "invalid_json");
     assert!(!letters[0].detail.is_empty() && letters[0].detail != "-");
     assert_ne!(letters[1].reason, "invalid_json");
-    assert!(
-        letters[1].detail.starts_with("type"),
-        "{:?}",
-        letters[1].detail
-    );
+    assert!(letters[1].detail.starts_with("type"), "{:?}", letters[1].detail);
     assert_eq!(world.delivered_webhooks(), ["wh_a"]);
     assert_eq!(world.deliveries()[0].event.id, "e3");
 }
@@ -210,12 +171,7 @@ async fn a_dead_letter_send_that_fails_hands_that_record_back_only() {
     let world = world_with_one_webhook();
     world.dead_letters.fail_next(1);
     // WHEN a batch of a malformed and a valid record is handled
-    let failed = world
-        .handle(vec![
-            record("r1", "[]"),
-            record("r2", created("acme", "e2")),
-        ])
-        .await;
+    let failed = world.handle(vec![record("r1", "[]"), record("r2", created("acme", "e2"))]).await;
     // THEN the malformed record is handed back for a retry, and the valid one is delivered
     assert_eq!(failed, ["r1"]);
     assert!(world.dead_letters.letters().is_empty());
@@ -229,10 +185,7 @@ async fn a_dead_letter_send_that_fails_hands_that_record_back_only() {
 async fn an_eventbridge_envelope_is_read_for_its_detail() {
     // GIVEN an EventBridge envelope holding a CloudEvent
     let world = world_with_one_webhook();
-    let envelope = format!(
-        r#"{{"detail-type":"todo","source":"eb","detail":{}}}"#,
-        created("acme", "e1")
-    );
+    let envelope = format!(r#"{{"detail-type":"todo","source":"eb","detail":{}}}"#, created("acme", "e1"));
     // WHEN it is handled
     let failed = world.handle(vec![record("r1", envelope)]).await;
     // THEN the CloudEvent inside is delivered
@@ -249,10 +202,7 @@ async fn an_eventbridge_envelope_is_read_for_its_detail() {
 async fn duplicates_within_a_batch_fan_out_once() {
     // GIVEN the same event (company, source, id) twice in one batch
     let world = world_with_one_webhook();
-    let records = vec![
-        record("r1", created("acme", "e1")),
-        record("r2", created("acme", "e1")),
-    ];
+    let records = vec![record("r1", created("acme", "e1")), record("r2", created("acme", "e1"))];
     // WHEN the batch is handled
     let failed = world.handle(records).await;
     // THEN both records are done, and the webhook gets one delivery
@@ -264,17 +214,10 @@ async fn duplicates_within_a_batch_fan_out_once() {
 async fn duplicates_across_batches_fan_out_once() {
     // GIVEN an event fanned out by one batch
     let world = world_with_one_webhook();
-    assert!(
-        world
-            .handle(vec![record("r1", created("acme", "e1"))])
-            .await
-            .is_empty()
-    );
+    assert!(world.handle(vec![record("r1", created("acme", "e1"))]).await.is_empty());
     // WHEN the same event arrives again an hour later
     world.clock.advance(time::Duration::hours(1));
-    let failed = world
-        .handle(vec![record("r2", created("acme", "e1"))])
-        .await;
+    let failed = world.handle(vec![record("r2", created("acme", "e1"))]).await;
     // THEN it is done as a duplicate, without a second delivery
     assert!(failed.is_empty());
     assert_eq!(world.deliveries().len(), 1);
@@ -289,26 +232,13 @@ async fn another_companys_event_with_the_same_source_and_id_is_not_suppressed() 
     world.webhook("wh_a", "key_a", &["acme"], &[], Vec::new());
     world.webhook("wh_g", "key_g", &["globex"], &[], Vec::new());
     // WHEN one arrives in a batch and the other in the same batch and again in the next
-    let failed = world
-        .handle(vec![
-            record("r1", created("acme", "e1")),
-            record("r2", created("globex", "e1")),
-        ])
-        .await;
+    let failed = world.handle(vec![record("r1", created("acme", "e1")), record("r2", created("globex", "e1"))]).await;
     assert!(failed.is_empty());
-    assert!(
-        world
-            .handle(vec![record("r3", created("globex", "e1"))])
-            .await
-            .is_empty()
-    );
+    assert!(world.handle(vec![record("r3", created("globex", "e1"))]).await.is_empty());
     // THEN each company's webhook gets its event once, each under its own webhook-id
     assert_eq!(world.delivered_webhooks(), ["wh_a", "wh_g"]);
     let deliveries = world.deliveries();
-    assert_ne!(
-        deliveries[0].webhook_message_id,
-        deliveries[1].webhook_message_id
-    );
+    assert_ne!(deliveries[0].webhook_message_id, deliveries[1].webhook_message_id);
 }
 
 #[tokio::test]
@@ -316,29 +246,16 @@ async fn an_event_being_fanned_out_elsewhere_is_handed_back_until_its_lease_expi
     // GIVEN an event another invocation claimed a moment ago
     let world = world_with_one_webhook();
     let message_id = webhook_message_id("acme", "app/todos", "e1");
-    let claimed = world
-        .claims
-        .claim(&message_id, NOW.unix_timestamp())
-        .await
-        .ok();
+    let claimed = world.claims.claim(&message_id, NOW.unix_timestamp()).await.ok();
     assert_eq!(claimed, Some(webhooks_core::ports::Claim::Claimed));
     // WHEN the matcher meets the event
-    let failed = world
-        .handle(vec![record("r1", created("acme", "e1"))])
-        .await;
+    let failed = world.handle(vec![record("r1", created("acme", "e1"))]).await;
     // THEN the record is handed back, nothing is sent
     assert_eq!(failed, ["r1"]);
     assert!(world.queue.messages().is_empty());
     // AND once the other invocation's lease has passed (it crashed), the retry fans it out
-    world
-        .clock
-        .advance(time::Duration::seconds(CLAIM_LEASE_SECONDS + 1));
-    assert!(
-        world
-            .handle(vec![record("r1", created("acme", "e1"))])
-            .await
-            .is_empty()
-    );
+    world.clock.advance(time::Duration::seconds(CLAIM_LEASE_SECONDS + 1));
+    assert!(world.handle(vec![record("r1", created("acme", "e1"))]).await.is_empty());
     assert_eq!(world.delivered_webhooks(), ["wh_a"]);
     assert_eq!(world.claims.state(&message_id), Some(ClaimState::Done));
 }
@@ -349,18 +266,11 @@ async fn a_claim_that_fails_hands_the_record_back() {
     let world = world_with_one_webhook();
     world.claims.fail_next(1);
     // WHEN an event arrives
-    let failed = world
-        .handle(vec![record("r1", created("acme", "e1"))])
-        .await;
+    let failed = world.handle(vec![record("r1", created("acme", "e1"))]).await;
     // THEN it is handed back, unsent and unclaimed
     assert_eq!(failed, ["r1"]);
     assert!(world.queue.messages().is_empty());
-    assert_eq!(
-        world
-            .claims
-            .state(&webhook_message_id("acme", "app/todos", "e1")),
-        None
-    );
+    assert_eq!(world.claims.state(&webhook_message_id("acme", "app/todos", "e1")), None);
 }
 
 // ---------------------------------------------------------------------- fan-out
@@ -372,48 +282,19 @@ async fn an_event_fans_out_one_message_per_matching_webhook() {
     let world = World::new();
     world.key("key_a", &["acme"]);
     world.webhook("wh_type", "key_a", &["acme"], &["TODO_CREATED"], Vec::new());
-    world.webhook(
-        "wh_project",
-        "key_a",
-        &["acme"],
-        &[],
-        vec![Scope::project("acme", "p1")],
-    );
+    world.webhook("wh_project", "key_a", &["acme"], &[], vec![Scope::project("acme", "p1")]);
     world.webhook("wh_all", "key_a", &["acme"], &[], Vec::new());
-    world.webhook(
-        "wh_other_type",
-        "key_a",
-        &["acme"],
-        &["TODO_DELETED"],
-        Vec::new(),
-    );
-    world.webhook(
-        "wh_other_project",
-        "key_a",
-        &["acme"],
-        &[],
-        vec![Scope::project("acme", "p2")],
-    );
+    world.webhook("wh_other_type", "key_a", &["acme"], &["TODO_DELETED"], Vec::new());
+    world.webhook("wh_other_project", "key_a", &["acme"], &[], vec![Scope::project("acme", "p2")]);
     // WHEN the event arrives
-    assert!(
-        world
-            .handle(vec![record("r1", created("acme", "e1"))])
-            .await
-            .is_empty()
-    );
+    assert!(world.handle(vec![record("r1", created("acme", "e1"))]).await.is_empty());
     // THEN each matching webhook gets one first delivery, all under the event's webhook-id,
     // each with its own delivery id
-    assert_eq!(
-        world.delivered_webhooks(),
-        ["wh_all", "wh_project", "wh_type"]
-    );
+    assert_eq!(world.delivered_webhooks(), ["wh_all", "wh_project", "wh_type"]);
     let message_id = webhook_message_id("acme", "app/todos", "e1");
     for delivery in world.deliveries() {
         assert_eq!(delivery.webhook_message_id, message_id);
-        assert_eq!(
-            delivery.delivery_id,
-            delivery_id(&message_id, &delivery.webhook_id, 0)
-        );
+        assert_eq!(delivery.delivery_id, delivery_id(&message_id, &delivery.webhook_id, 0));
         assert_eq!(delivery.generation, 0);
         assert_eq!(delivery.queued_at, NOW.unix_timestamp() * 1000);
         assert_eq!(delivery.event.event_type, "TODO_CREATED");
@@ -431,12 +312,7 @@ async fn a_large_fan_out_goes_in_batches_of_ten() {
         world.webhook(&format!("wh_{i:02}"), "key_a", &["acme"], &[], Vec::new());
     }
     // WHEN it arrives
-    assert!(
-        world
-            .handle(vec![record("r1", created("acme", "e1"))])
-            .await
-            .is_empty()
-    );
+    assert!(world.handle(vec![record("r1", created("acme", "e1"))]).await.is_empty());
     // THEN 25 messages went out in SendMessageBatch calls of at most 10
     assert_eq!(world.deliveries().len(), 25);
     assert_eq!(world.queue.batch_calls(), [10, 10, 5]);
@@ -449,32 +325,17 @@ async fn a_queue_send_that_fails_hands_the_event_back_without_completing_its_cla
     world.queue.fail_next(1);
     let message_id = webhook_message_id("acme", "app/todos", "e1");
     // WHEN an event arrives
-    let failed = world
-        .handle(vec![record("r1", created("acme", "e1"))])
-        .await;
+    let failed = world.handle(vec![record("r1", created("acme", "e1"))]).await;
     // THEN it is handed back and its claim stays in progress (not done)
     assert_eq!(failed, ["r1"]);
     assert!(world.queue.messages().is_empty());
-    assert_eq!(
-        world.claims.state(&message_id),
-        Some(ClaimState::InProgress)
-    );
+    assert_eq!(world.claims.state(&message_id), Some(ClaimState::InProgress));
     // AND SQS's retry, after the lease, sends it with the same delivery id
-    world
-        .clock
-        .advance(time::Duration::seconds(CLAIM_LEASE_SECONDS + 1));
-    assert!(
-        world
-            .handle(vec![record("r1", created("acme", "e1"))])
-            .await
-            .is_empty()
-    );
+    world.clock.advance(time::Duration::seconds(CLAIM_LEASE_SECONDS + 1));
+    assert!(world.handle(vec![record("r1", created("acme", "e1"))]).await.is_empty());
     let deliveries = world.deliveries();
     assert_eq!(deliveries.len(), 1);
-    assert_eq!(
-        deliveries[0].delivery_id,
-        delivery_id(&message_id, "wh_a", 0)
-    );
+    assert_eq!(deliveries[0].delivery_id, delivery_id(&message_id, "wh_a", 0));
     assert_eq!(world.claims.state(&message_id), Some(ClaimState::Done));
 }
 
@@ -491,12 +352,7 @@ async fn an_event_over_the_size_limit_is_refused_at_the_door() {
         "companyid": "acme", "projectid": "p1", "data": {"blob": filler},
     });
     // WHEN the batch is handled
-    let failed = world
-        .handle(vec![
-            record("r1", big.to_string()),
-            record("r2", created("acme", "e2")),
-        ])
-        .await;
+    let failed = world.handle(vec![record("r1", big.to_string()), record("r2", created("acme", "e2"))]).await;
     // THEN the oversized event goes to the DLQ (with its reason, within SQS's size limit) and
     // the other is delivered
     assert!(failed.is_empty());
@@ -511,12 +367,7 @@ async fn a_read_that_fails_hands_the_batch_back() {
     let world = world_with_one_webhook();
     world.subscriptions.fail_next(1);
     // WHEN two events arrive
-    let failed = world
-        .handle(vec![
-            record("r1", created("acme", "e1")),
-            record("r2", created("acme", "e2")),
-        ])
-        .await;
+    let failed = world.handle(vec![record("r1", created("acme", "e1")), record("r2", created("acme", "e2"))]).await;
     // THEN both are handed back, nothing is sent
     let mut failed = failed;
     failed.sort();
@@ -532,18 +383,11 @@ async fn a_webhook_whose_owner_key_is_gone_gets_nothing() {
     let world = world_with_one_webhook();
     world.subscriptions.remove_key("key_a");
     // WHEN an event for it arrives
-    let failed = world
-        .handle(vec![record("r1", created("acme", "e1"))])
-        .await;
+    let failed = world.handle(vec![record("r1", created("acme", "e1"))]).await;
     // THEN nothing is delivered, and the event is done
     assert!(failed.is_empty());
     assert!(world.queue.messages().is_empty());
-    assert_eq!(
-        world
-            .claims
-            .state(&webhook_message_id("acme", "app/todos", "e1")),
-        Some(ClaimState::Done)
-    );
+    assert_eq!(world.claims.state(&webhook_message_id("acme", "app/todos", "e1")), Some(ClaimState::Done));
 }
 
 #[tokio::test]
@@ -551,30 +395,13 @@ async fn a_webhook_whose_owner_no_longer_holds_the_company_gets_nothing() {
     // GIVEN webhooks scoped to acme of a key that held acme and now holds only globex, and
     // one of a key that still holds acme
     let world = World::new();
-    world.webhook(
-        "wh_company",
-        "key_a",
-        &["acme"],
-        &[],
-        vec![Scope::company("acme")],
-    );
-    world.webhook(
-        "wh_project",
-        "key_a",
-        &["acme"],
-        &[],
-        vec![Scope::project("acme", "p1")],
-    );
+    world.webhook("wh_company", "key_a", &["acme"], &[], vec![Scope::company("acme")]);
+    world.webhook("wh_project", "key_a", &["acme"], &[], vec![Scope::project("acme", "p1")]);
     world.key("key_a", &["globex"]);
     world.key("key_b", &["acme"]);
     world.webhook("wh_live", "key_b", &["acme"], &[], Vec::new());
     // WHEN an event of acme arrives
-    assert!(
-        world
-            .handle(vec![record("r1", created("acme", "e1"))])
-            .await
-            .is_empty()
-    );
+    assert!(world.handle(vec![record("r1", created("acme", "e1"))]).await.is_empty());
     // THEN only the webhook of the key that holds acme gets it
     assert_eq!(world.delivered_webhooks(), ["wh_live"]);
 }
@@ -589,13 +416,7 @@ async fn a_batch_queries_each_distinct_partition_once_and_reads_keys_in_one_call
     world.key("key_a", &["acme"]);
     world.key("key_g", &["globex"]);
     world.webhook("wh_a", "key_a", &["acme"], &[], Vec::new());
-    world.webhook(
-        "wh_p1",
-        "key_a",
-        &["acme"],
-        &[],
-        vec![Scope::project("acme", "p1")],
-    );
+    world.webhook("wh_p1", "key_a", &["acme"], &[], vec![Scope::project("acme", "p1")]);
     world.webhook("wh_g", "key_g", &["globex"], &[], Vec::new());
     let records = vec![
         record("r1", created("acme", "e1")),
@@ -610,16 +431,7 @@ async fn a_batch_queries_each_distinct_partition_once_and_reads_keys_in_one_call
     // read in one BatchGetItem
     let mut queries = world.subscriptions.queries();
     queries.sort();
-    assert_eq!(
-        queries,
-        [
-            "C#acme",
-            "C#globex",
-            "P#acme#p1",
-            "P#acme#p2",
-            "P#globex#p1"
-        ]
-    );
+    assert_eq!(queries, ["C#acme", "C#globex", "P#acme#p1", "P#acme#p2", "P#globex#p1"]);
     assert_eq!(world.subscriptions.batch_gets(), [2]);
     // AND the deliveries are those of the matches: e1 and e2 to both acme webhooks, e4 to
     // the company-wide one, e5 to globex's
@@ -631,12 +443,7 @@ async fn a_batch_of_only_rejects_reads_nothing() {
     // GIVEN a batch of malformed records only
     let world = world_with_one_webhook();
     // WHEN it is handled
-    assert!(
-        world
-            .handle(vec![record("r1", "{"), record("r2", "null")])
-            .await
-            .is_empty()
-    );
+    assert!(world.handle(vec![record("r1", "{"), record("r2", "null")]).await.is_empty());
     // THEN no table was read
     assert!(world.subscriptions.queries().is_empty());
     assert!(world.subscriptions.batch_gets().is_empty());

@@ -66,7 +66,12 @@ impl FromRequestParts<AppState> for Caller {
         }
         let key = state.store.key_by_secret_hash(&hash).await?.ok_or(ApiError::Unauthenticated)?;
         let now = OffsetDateTime::now_utc();
-        let stale = key.key.last_used_at.as_deref().and_then(|t| OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()).is_none_or(|t| (now - t).whole_seconds() >= LAST_USED_RESOLUTION_SECONDS);
+        let stale = key
+            .key
+            .last_used_at
+            .as_deref()
+            .and_then(|t| OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok())
+            .is_none_or(|t| (now - t).whole_seconds() >= LAST_USED_RESOLUTION_SECONDS);
         if stale && let Err(e) = state.store.touch_key(&key.key.id, &webhooks_core::event::format_utc(now)).await {
             tracing::warn!(error = %e, "could not record last_used_at");
         }

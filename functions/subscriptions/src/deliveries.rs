@@ -1,9 +1,9 @@
 //! A webhook's operations (SPEC §6, §7): disable, enable (signed health check, then replay of
 //! what was parked), test, the delivery log, and redelivery of one event.
 
+use crate::extract::{Path, Query};
 use axum::Json;
 use axum::extract::State;
-use crate::extract::{Path, Query};
 use axum::http::StatusCode;
 use reqwest::header::HeaderMap;
 use serde::Deserialize;
@@ -81,7 +81,12 @@ fn outcome_of(outcome: &SendOutcome) -> HealthCheckOutcome {
     HealthCheckOutcome { status_code: outcome.status, duration_ms: outcome.duration_ms, error: outcome.error.clone() }
 }
 
-async fn set_status(state: &AppState, previous: &StoredWebhook, status: WebhookStatus, reason: Option<DisabledReason>) -> Result<StoredWebhook, ApiError> {
+async fn set_status(
+    state: &AppState,
+    previous: &StoredWebhook,
+    status: WebhookStatus,
+    reason: Option<DisabledReason>,
+) -> Result<StoredWebhook, ApiError> {
     let next = next_revision(previous, Revision::Changed(OffsetDateTime::now_utc()), |next| {
         next.webhook.status = status;
         next.webhook.disabled_reason = reason;
@@ -96,7 +101,11 @@ async fn set_status(state: &AppState, previous: &StoredWebhook, status: WebhookS
 /// Stops deliveries by hand: what was queued is parked, new matches are dropped (counted).
 #[utoipa::path(post, path = "/v1/webhooks/{id}/disable", tag = "webhooks", security(("bearer" = [])), params(("id" = String, Path)),
     responses((status = 200, body = WebhookView)))]
-pub async fn disable(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Json<WebhookView>, ApiError> {
+pub async fn disable(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<WebhookView>, ApiError> {
     let previous = visible(&state, &caller, &id).await?;
     let next = set_status(&state, &previous, WebhookStatus::Disabled, Some(DisabledReason::Manual)).await?;
     tracing::info!(webhook_id = %id, "webhook disabled by hand");
@@ -107,7 +116,11 @@ pub async fn disable(State(state): State<AppState>, caller: Caller, Path(id): Pa
 /// re-sent (asynchronously), else 409 `health_check_failed` and nothing changes.
 #[utoipa::path(post, path = "/v1/webhooks/{id}/enable", tag = "webhooks", security(("bearer" = [])), params(("id" = String, Path)),
     responses((status = 200, body = Enabled)))]
-pub async fn enable(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Json<Enabled>, ApiError> {
+pub async fn enable(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Enabled>, ApiError> {
     let previous = visible(&state, &caller, &id).await?;
     let outcome = health_check(&state, &previous).await?;
     if !outcome.succeeded() {
@@ -140,7 +153,11 @@ pub async fn enable(State(state): State<AppState>, caller: Caller, Path(id): Pat
 /// was. Changes no counter or status.
 #[utoipa::path(post, path = "/v1/webhooks/{id}/test", tag = "webhooks", security(("bearer" = [])), params(("id" = String, Path)),
     responses((status = 200, body = HealthCheckOutcome)))]
-pub async fn test(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Json<HealthCheckOutcome>, ApiError> {
+pub async fn test(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<HealthCheckOutcome>, ApiError> {
     let stored = visible(&state, &caller, &id).await?;
     let outcome = health_check(&state, &stored).await?;
     Ok(Json(outcome_of(&outcome)))
@@ -182,7 +199,14 @@ pub async fn log(
     let limit = list_limit(params.limit.as_deref())?;
     let page = state
         .state
-        .log_page(&id, status, params.event_id.as_deref().filter(|s| !s.is_empty()), limit, params.cursor.as_deref(), OffsetDateTime::now_utc().unix_timestamp())
+        .log_page(
+            &id,
+            status,
+            params.event_id.as_deref().filter(|s| !s.is_empty()),
+            limit,
+            params.cursor.as_deref(),
+            OffsetDateTime::now_utc().unix_timestamp(),
+        )
         .await?;
     Ok(Json(DeliveryLog { data: page.items, next_cursor: page.next_cursor }))
 }
@@ -199,7 +223,8 @@ pub async fn redeliver(
 ) -> Result<(StatusCode, Json<Redelivery>), ApiError> {
     visible(&state, &caller, &id).await?;
     let now = OffsetDateTime::now_utc().unix_timestamp();
-    let (event, webhook_message_id) = state.state.kept_payload(&id, &message_id, now).await?.ok_or(ApiError::NotFound)?;
+    let (event, webhook_message_id) =
+        state.state.kept_payload(&id, &message_id, now).await?.ok_or(ApiError::NotFound)?;
     let generation = (random_unit().map_err(unavailable)? * f64::from(u32::MAX)) as u32 | 1;
     let delivery = Delivery {
         delivery_id: String::new(),

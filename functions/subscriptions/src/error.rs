@@ -47,7 +47,9 @@ impl From<FieldError> for ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Conflict => Self::Conflict("the resource was changed concurrently; read it and try again".into()),
+            StoreError::Conflict => {
+                Self::Conflict("the resource was changed concurrently; read it and try again".into())
+            }
             StoreError::LimitReached => Self::Conflict("this key owns the most webhooks it may have".into()),
             StoreError::InvalidCursor => Self::validation("cursor", "cursor is not one this API handed out"),
             other => Self::Unavailable(Box::new(other)),

@@ -52,8 +52,8 @@ pub async fn publish(
     if body.len() > MAX_REQUEST_BYTES {
         return Err(ApiError::PayloadTooLarge("a request is at most 1 MiB".into()));
     }
-    let value: Value =
-        serde_json::from_slice(&body).map_err(|e| ApiError::validation("", format!("the body is not valid JSON: {e}")))?;
+    let value: Value = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::validation("", format!("the body is not valid JSON: {e}")))?;
     let items = match (batch, value) {
         (false, v) => vec![v],
         (true, Value::Array(items)) if items.len() > MAX_BATCH_EVENTS => {

@@ -22,7 +22,9 @@ where
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         match axum::extract::Path::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Path(value)) => Ok(Self(value)),
-            Err(rejection) => Err(ApiError::validation("", format!("the path is not valid: {}", rejection.body_text()))),
+            Err(rejection) => {
+                Err(ApiError::validation("", format!("the path is not valid: {}", rejection.body_text())))
+            }
         }
     }
 }
@@ -41,7 +43,9 @@ where
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         match axum::extract::Query::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Query(value)) => Ok(Self(value)),
-            Err(rejection) => Err(ApiError::validation("", format!("the query string is not valid: {}", rejection.body_text()))),
+            Err(rejection) => {
+                Err(ApiError::validation("", format!("the query string is not valid: {}", rejection.body_text())))
+            }
         }
     }
 }

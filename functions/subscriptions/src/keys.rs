@@ -1,9 +1,9 @@
 //! API keys (admin only) and `GET /v1/me`.
 
+use crate::extract::{Path, Query};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
-use crate::extract::{Path, Query};
 use axum::http::{HeaderMap, StatusCode};
 use time::OffsetDateTime;
 use webhooks_aws::dynamodb::{StoreError, StoredKey, StoredWebhook};
@@ -13,13 +13,13 @@ use webhooks_core::resources::{ADMIN_KEY_ID, ApiKey};
 use webhooks_core::signing::sha256_hex;
 use webhooks_core::validation::{parse_key_create, parse_key_patch};
 
+use crate::AppState;
 use crate::auth::Caller;
 use crate::body;
 use crate::error::ApiError;
 use crate::lists::{ListParams, list_limit};
 use crate::requests::{ApiKeyCreate, ApiKeyPatch};
 use crate::responses::{ApiKeyList, ApiKeyWithSecret, Me};
-use crate::AppState;
 use crate::webhooks::{Revision, next_revision};
 
 fn randomness(e: webhooks_core::ids::RandomnessError) -> ApiError {
@@ -30,7 +30,9 @@ fn randomness(e: webhooks_core::ids::RandomnessError) -> ApiError {
 #[utoipa::path(get, path = "/v1/me", tag = "keys", security(("bearer" = [])), responses((status = 200, body = Me)))]
 pub async fn me(caller: Caller) -> Json<Me> {
     Json(match caller {
-        Caller::Admin => Me { id: ADMIN_KEY_ID.into(), name: "admin".into(), companies: vec![], permissions: vec![], is_admin: true },
+        Caller::Admin => {
+            Me { id: ADMIN_KEY_ID.into(), name: "admin".into(), companies: vec![], permissions: vec![], is_admin: true }
+        }
         Caller::Key(k) => Me {
             id: k.key.id.clone(),
             name: k.key.name.clone(),
@@ -65,7 +67,10 @@ pub async fn create(
         created_at: format_utc(OffsetDateTime::now_utc()),
         last_used_at: None,
     };
-    state.store.create_key(&StoredKey { key: key.clone(), secret_sha256: sha256_hex(&secret), webhook_count: 0 }).await?;
+    state
+        .store
+        .create_key(&StoredKey { key: key.clone(), secret_sha256: sha256_hex(&secret), webhook_count: 0 })
+        .await?;
     tracing::info!(key_id = %key.id, "api key created");
     Ok((StatusCode::CREATED, Json(with_secret(&key, &secret))))
 }
@@ -126,7 +131,11 @@ pub async fn update(
 /// Deletes a key and its webhooks (admin only); their queued and parked deliveries are dropped.
 #[utoipa::path(delete, path = "/v1/api-keys/{id}", tag = "keys", security(("bearer" = [])), params(("id" = String, Path)),
     responses((status = 204, description = "Deleted")))]
-pub async fn delete(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+pub async fn delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
     caller.require_admin()?;
     let stored = existing(&state, &id).await?;
     // The secret goes first: from this moment the key authenticates nothing (so it creates no
@@ -197,7 +206,11 @@ async fn reindex_owner(state: &AppState, key: &ApiKey) -> Result<(), ApiError> {
 /// A new secret for a key (admin only); the old one is dead at once.
 #[utoipa::path(post, path = "/v1/api-keys/{id}/rotate", tag = "keys", security(("bearer" = [])), params(("id" = String, Path)),
     responses((status = 200, body = ApiKeyWithSecret)))]
-pub async fn rotate(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Json<ApiKeyWithSecret>, ApiError> {
+pub async fn rotate(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<ApiKeyWithSecret>, ApiError> {
     caller.require_admin()?;
     let stored = existing(&state, &id).await?;
     let secret = new_api_key_secret().map_err(randomness)?;
@@ -205,4 +218,3 @@ pub async fn rotate(State(state): State<AppState>, caller: Caller, Path(id): Pat
     tracing::info!(key_id = %id, "api key rotated");
     Ok(Json(with_secret(&stored.key, &secret)))
 }
-

@@ -14,11 +14,11 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use webhooks_aws::config::{ConfigError, flag, optional, parsed};
 use webhooks_aws::dynamodb::DynamoDbSubscriptions;
-use webhooks_aws::sqs::SqsBatchSender;
-use webhooks_core::catalog;
 use webhooks_aws::http::HttpSender;
 use webhooks_aws::kms::KmsSecretBox;
+use webhooks_aws::sqs::SqsBatchSender;
 use webhooks_aws::state::DynamoDbDeliveryState;
+use webhooks_core::catalog;
 use webhooks_core::retry::{parse_duration, parse_retention};
 use webhooks_core::ssrf::AllowedTargets;
 use webhooks_core::validation::UrlPolicy;
@@ -34,8 +34,8 @@ pub mod lists;
 pub mod openapi;
 pub mod requests;
 pub mod responses;
-pub mod webhooks;
 pub mod webapp;
+pub mod webhooks;
 
 /// Settings of the API, read once per execution environment.
 #[derive(Debug, Clone)]
@@ -59,7 +59,10 @@ impl ApiConfig {
         if let Some(h) = &admin_key_sha256
             && (h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()))
         {
-            return Err(ConfigError::Invalid { name: "WEBHOOKS_ADMIN_KEY_SHA256", reason: "expected 64 hex characters".into() });
+            return Err(ConfigError::Invalid {
+                name: "WEBHOOKS_ADMIN_KEY_SHA256",
+                reason: "expected 64 hex characters".into(),
+            });
         }
         Ok(Self {
             admin_key_sha256,
@@ -67,7 +70,8 @@ impl ApiConfig {
             max_webhooks_per_key: parsed("WEBHOOKS_MAX_WEBHOOKS_PER_KEY", DEFAULT_MAX_WEBHOOKS_PER_KEY, |v| {
                 v.parse().map_err(|_| "expected a whole number".to_owned())
             })?,
-            log_ttl_seconds: parsed("WEBHOOKS_LOG_TTL", std::time::Duration::from_secs(3 * 86_400), parse_retention)?.as_secs() as i64,
+            log_ttl_seconds: parsed("WEBHOOKS_LOG_TTL", std::time::Duration::from_secs(3 * 86_400), parse_retention)?
+                .as_secs() as i64,
             log_successes: flag("WEBHOOKS_LOG_SUCCESSES", true)?,
             delivery_timeout: parsed("WEBHOOKS_DELIVERY_TIMEOUT", std::time::Duration::from_secs(10), parse_duration)?,
             allowed_targets: parsed("WEBHOOKS_ALLOWED_TARGETS", AllowedTargets::none(), |v| {

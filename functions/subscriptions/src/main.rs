@@ -19,7 +19,12 @@ async fn main() -> Result<(), lambda_http::Error> {
     let subscriptions_table = required("SUBSCRIPTIONS_TABLE")?;
     let state = AppState {
         store: DynamoDbSubscriptions::new(dynamodb.clone(), subscriptions_table.clone()),
-        state: DynamoDbDeliveryState::new(dynamodb, subscriptions_table, required("HEALTH_TABLE")?, required("DELIVERIES_TABLE")?),
+        state: DynamoDbDeliveryState::new(
+            dynamodb,
+            subscriptions_table,
+            required("HEALTH_TABLE")?,
+            required("DELIVERIES_TABLE")?,
+        ),
         ingest: SqsBatchSender::new(sqs.clone(), required("INGEST_QUEUE_URL")?),
         deliveries: SqsBatchSender::new(sqs, required("DELIVERY_QUEUE_URL")?),
         sender: HttpSender::new(config.delivery_timeout, config.allowed_targets.clone())?,

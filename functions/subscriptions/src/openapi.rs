@@ -28,7 +28,7 @@ pub const BEARER: &str = "bearer";
         description = "Configure webhooks, publish events and follow deliveries. Authenticate with `Authorization: Bearer <key>`.",
         license(name = "Apache-2.0", identifier = "Apache-2.0"),
     ),
-    components(schemas(ErrorBody, ErrorDetail, LogStatus)),
+    components(schemas(ErrorBody, ErrorDetail, LogStatus))
 )]
 pub struct ApiDoc;
 
@@ -68,9 +68,10 @@ fn add_errors(path: &str, writes: bool, operation: &mut Operation) {
     if !secured {
         return;
     }
-    let has_params = operation.parameters.as_ref().is_some_and(|p| p.iter().any(|p| {
-        !matches!(p.parameter_in, utoipa::openapi::path::ParameterIn::Path)
-    }));
+    let has_params = operation
+        .parameters
+        .as_ref()
+        .is_some_and(|p| p.iter().any(|p| !matches!(p.parameter_in, utoipa::openapi::path::ParameterIn::Path)));
     let has_body = operation.request_body.is_some();
     let mut errors = vec![
         (401, "No valid key: missing, malformed, unknown or revoked (which, is not said)."),
@@ -95,7 +96,10 @@ fn add_errors(path: &str, writes: bool, operation: &mut Operation) {
             RefOr::T(
                 ResponseBuilder::new()
                     .description(description)
-                    .content("application/json", ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorBody"))).build())
+                    .content(
+                        "application/json",
+                        ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorBody"))).build(),
+                    )
                     .build(),
             )
         });
@@ -151,12 +155,26 @@ mod tests {
         assert_eq!(doc["openapi"], "3.1.0");
         let documented: BTreeSet<String> = operations(&doc).iter().map(|(m, p, _)| format!("{m} {p}")).collect();
         let spec = [
-            "GET /health", "GET /v1/openapi.json", "GET /v1/me", "GET /v1/event-types",
-            "POST /v1/api-keys", "GET /v1/api-keys", "PATCH /v1/api-keys/{id}", "DELETE /v1/api-keys/{id}",
-            "POST /v1/api-keys/{id}/rotate", "POST /v1/webhooks", "GET /v1/webhooks", "GET /v1/webhooks/{id}",
-            "PATCH /v1/webhooks/{id}", "DELETE /v1/webhooks/{id}", "POST /v1/webhooks/{id}/disable",
-            "POST /v1/webhooks/{id}/enable", "POST /v1/webhooks/{id}/rotate-secret", "POST /v1/webhooks/{id}/test",
-            "GET /v1/webhooks/{id}/deliveries", "POST /v1/webhooks/{id}/deliveries/{message_id}/redeliver",
+            "GET /health",
+            "GET /v1/openapi.json",
+            "GET /v1/me",
+            "GET /v1/event-types",
+            "POST /v1/api-keys",
+            "GET /v1/api-keys",
+            "PATCH /v1/api-keys/{id}",
+            "DELETE /v1/api-keys/{id}",
+            "POST /v1/api-keys/{id}/rotate",
+            "POST /v1/webhooks",
+            "GET /v1/webhooks",
+            "GET /v1/webhooks/{id}",
+            "PATCH /v1/webhooks/{id}",
+            "DELETE /v1/webhooks/{id}",
+            "POST /v1/webhooks/{id}/disable",
+            "POST /v1/webhooks/{id}/enable",
+            "POST /v1/webhooks/{id}/rotate-secret",
+            "POST /v1/webhooks/{id}/test",
+            "GET /v1/webhooks/{id}/deliveries",
+            "POST /v1/webhooks/{id}/deliveries/{message_id}/redeliver",
             "POST /v1/events",
         ];
         assert_eq!(documented, set(&spec));
@@ -167,7 +185,8 @@ mod tests {
         let doc = doc();
         assert_eq!(doc["components"]["securitySchemes"][BEARER]["scheme"], "bearer");
         for (method, path, op) in operations(&doc) {
-            let responses = op["responses"].as_object().map(|r| r.keys().cloned().collect::<BTreeSet<_>>()).unwrap_or_default();
+            let responses =
+                op["responses"].as_object().map(|r| r.keys().cloned().collect::<BTreeSet<_>>()).unwrap_or_default();
             if path == "/health" || path == "/v1/openapi.json" {
                 assert!(op.get("security").is_none(), "{method} {path} needs no key");
                 continue;
@@ -175,7 +194,10 @@ mod tests {
             assert_eq!(op["security"][0][BEARER], serde_json::json!([]), "{method} {path}");
             for status in ["401", "403", "503"] {
                 assert!(responses.contains(status), "{method} {path} lacks {status}");
-                assert_eq!(op["responses"][status]["content"]["application/json"]["schema"]["$ref"], "#/components/schemas/ErrorBody");
+                assert_eq!(
+                    op["responses"][status]["content"]["application/json"]["schema"]["$ref"],
+                    "#/components/schemas/ErrorBody"
+                );
             }
             if op.get("requestBody").is_some() {
                 for status in ["400", "413", "415"] {

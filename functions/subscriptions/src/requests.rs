@@ -57,10 +57,11 @@ impl PartialSchema for Headers {
         ObjectBuilder::new()
             .schema_type(Type::Object)
             .max_properties(Some(validation::MAX_HEADERS))
-            .property_names(Some(ObjectBuilder::new().schema_type(Type::String).pattern(Some(format!(
-                "^[!#$%&'*+.^_`|~0-9A-Za-z-]{{1,{}}}$",
-                validation::MAX_HEADER_NAME_CHARS
-            )))))
+            .property_names(Some(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .pattern(Some(format!("^[!#$%&'*+.^_`|~0-9A-Za-z-]{{1,{}}}$", validation::MAX_HEADER_NAME_CHARS))),
+            ))
             .additional_properties(Some(HeaderValue::schema()))
             .into()
     }
@@ -176,7 +177,8 @@ impl PartialSchema for CloudEvent {
             )
             .property(
                 "data",
-                ObjectBuilder::new().schema_type(utoipa::openapi::schema::SchemaType::from_iter([Type::Object, Type::Null])),
+                ObjectBuilder::new()
+                    .schema_type(utoipa::openapi::schema::SchemaType::from_iter([Type::Object, Type::Null])),
             )
             .required("specversion")
             .required("id")
@@ -219,7 +221,10 @@ pub struct LogStatus;
 
 impl PartialSchema for LogStatus {
     fn schema() -> RefOr<Schema> {
-        ObjectBuilder::new().schema_type(Type::String).enum_values(Some(webhooks_core::resources::log_status::ALL)).into()
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .enum_values(Some(webhooks_core::resources::log_status::ALL))
+            .into()
     }
 }
 

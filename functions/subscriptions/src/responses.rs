@@ -9,7 +9,6 @@ use webhooks_core::catalog;
 use webhooks_core::model::Permission;
 use webhooks_core::resources::{ApiKey, LogEntry, WebhookView};
 
-
 /// `GET /health`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Status {

@@ -151,7 +151,11 @@ mod tests {
 
     #[tokio::test]
     async fn assets_are_served_with_their_type_and_cached_for_good() {
-        for (name, content_type) in [("app.js", "text/javascript; charset=utf-8"), ("app.css", "text/css; charset=utf-8"), ("icon.svg", "image/svg+xml")] {
+        for (name, content_type) in [
+            ("app.js", "text/javascript; charset=utf-8"),
+            ("app.css", "text/css; charset=utf-8"),
+            ("icon.svg", "image/svg+xml"),
+        ] {
             let response = asset(Path(name.to_owned())).await;
             assert_eq!(response.status(), StatusCode::OK, "{name}");
             assert_eq!(header(&response, "content-type"), content_type);

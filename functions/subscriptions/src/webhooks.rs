@@ -1,21 +1,21 @@
 //! Webhooks: create, list, read, change, delete. A key sees only the webhooks it owns (others
 //! are 404, so existence is not leaked); the admin key sees all.
 
+use crate::extract::{Path, Query};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
-use crate::extract::{Path, Query};
 use axum::http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 use time::OffsetDateTime;
 use webhooks_aws::dynamodb::{StoredSecret, StoredWebhook};
+use webhooks_aws::state::{HealthRecord, SWEEP_PAGE};
 use webhooks_core::event::format_utc;
 use webhooks_core::ids::random_base62;
 use webhooks_core::matching::partitions_for_webhook;
-use webhooks_core::model::{Permission, Scope, WebhookStatus};
-use webhooks_aws::state::{HealthRecord, SWEEP_PAGE};
 use webhooks_core::message::{DeliveryQueueMessage, Purge};
 use webhooks_core::model::DropReason;
+use webhooks_core::model::{Permission, Scope, WebhookStatus};
 use webhooks_core::resources::{ApiKey, Health, Webhook, WebhookView};
 use webhooks_core::signing::SigningSecret;
 use webhooks_core::validation::{parse_rotate_secret, parse_webhook_create, parse_webhook_patch};
@@ -50,7 +50,11 @@ pub enum Revision<'a> {
 /// The next revision of a stored webhook, to write with `update_webhook(previous, &next)`:
 /// `change` applied to a copy, then what `revision` moves, and one more version (the store
 /// writes only over the version it read, so a concurrent change is a conflict, never lost).
-pub fn next_revision(previous: &StoredWebhook, revision: Revision<'_>, change: impl FnOnce(&mut StoredWebhook)) -> StoredWebhook {
+pub fn next_revision(
+    previous: &StoredWebhook,
+    revision: Revision<'_>,
+    change: impl FnOnce(&mut StoredWebhook),
+) -> StoredWebhook {
     let mut next = previous.clone();
     change(&mut next);
     let (at, owner_companies) = match revision {
@@ -84,7 +88,9 @@ async fn with_health(state: &AppState, stored: &StoredWebhook, record: HealthRec
                 }
                 record = state.state.health(id).await?;
             }
-            Err(e) => tracing::warn!(webhook_id = %id, error = %webhooks_aws::error_chain(&e), "sweep of expired parked deliveries failed"),
+            Err(e) => {
+                tracing::warn!(webhook_id = %id, error = %webhooks_aws::error_chain(&e), "sweep of expired parked deliveries failed")
+            }
         }
     }
     Ok(WebhookView { webhook: stored.webhook.clone(), health: record.health, parked: record.parked_count })
@@ -107,7 +113,9 @@ async fn purge_parked(state: &AppState, id: &str) {
                 tracing::warn!(webhook_id = %id, "parked deliveries of a deleted webhook left; they expire");
             }
         }
-        Err(e) => tracing::warn!(webhook_id = %id, error = %webhooks_aws::error_chain(&e), "could not remove the parked deliveries of a deleted webhook"),
+        Err(e) => {
+            tracing::warn!(webhook_id = %id, error = %webhooks_aws::error_chain(&e), "could not remove the parked deliveries of a deleted webhook")
+        }
     }
 }
 
@@ -283,7 +291,11 @@ pub async fn visible(state: &AppState, caller: &Caller, id: &str) -> Result<Stor
 /// A webhook, with its health and parked count.
 #[utoipa::path(get, path = "/v1/webhooks/{id}", tag = "webhooks", security(("bearer" = [])), params(("id" = String, Path)),
     responses((status = 200, body = WebhookView)))]
-pub async fn get(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Json<WebhookView>, ApiError> {
+pub async fn get(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<WebhookView>, ApiError> {
     let stored = visible(&state, &caller, &id).await?;
     Ok(Json(view(&state, &stored).await?))
 }
@@ -339,7 +351,11 @@ pub async fn update(
 /// Deletes a webhook; its queued and parked deliveries are dropped.
 #[utoipa::path(delete, path = "/v1/webhooks/{id}", tag = "webhooks", security(("bearer" = [])), params(("id" = String, Path)),
     responses((status = 204, description = "Deleted")))]
-pub async fn delete(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+pub async fn delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
     let stored = visible(&state, &caller, &id).await?;
     state.store.delete_webhook(&stored).await?;
     // Queued deliveries find no webhook and are dropped (webhook_deleted); parked ones are

@@ -204,7 +204,10 @@ impl Api {
         if r.status != 201 {
             bail!("creating a key: {} {}", r.status, r.body);
         }
-        Ok((r.body["id"].as_str().unwrap_or_default().to_owned(), r.body["key"].as_str().unwrap_or_default().to_owned()))
+        Ok((
+            r.body["id"].as_str().unwrap_or_default().to_owned(),
+            r.body["key"].as_str().unwrap_or_default().to_owned(),
+        ))
     }
 
     /// Creates a webhook; returns the created object (with its `secret`).

@@ -47,7 +47,10 @@ async fn me_and_event_types_describe_the_caller_and_the_catalog() -> Result<()> 
     assert_eq!(types.status, 200);
     let data = types.body["data"].as_array().context("data")?;
     assert_eq!(data.len(), 37);
-    assert!(data.iter().any(|t| t == &json!({"type": "TODO_CREATED", "group": "record", "description": "A record was created."})));
+    assert!(
+        data.iter()
+            .any(|t| t == &json!({"type": "TODO_CREATED", "group": "record", "description": "A record was created."}))
+    );
     assert!(data.iter().all(|t| t["type"] != "WEBHOOK_HEALTH_CHECK"));
     assert_eq!(api.call("GET", "/v1/event-types", None, None).await?.status, 401);
     Ok(())
@@ -61,7 +64,14 @@ async fn api_keys_are_managed_by_the_admin_only() -> Result<()> {
     assert!(key.starts_with("whk_") && key.len() == 44);
 
     // A customer key cannot manage keys.
-    let r = api.call("POST", "/v1/api-keys", Some(&key), Some(json!({"name": "x", "companies": [company], "permissions": ["manage"]}))).await?;
+    let r = api
+        .call(
+            "POST",
+            "/v1/api-keys",
+            Some(&key),
+            Some(json!({"name": "x", "companies": [company], "permissions": ["manage"]})),
+        )
+        .await?;
     assert_eq!((r.status, r.code()), (403, "forbidden"));
     assert_eq!(api.call("GET", "/v1/api-keys", Some(&key), None).await?.status, 403);
 
@@ -100,7 +110,9 @@ async fn api_keys_are_managed_by_the_admin_only() -> Result<()> {
     assert_eq!(api.call("GET", "/v1/api-keys?limit=101", Some(&admin), None).await?.status, 400);
 
     // PATCH changes what the key may do.
-    let r = api.call("PATCH", &format!("/v1/api-keys/{id}"), Some(&admin), Some(json!({"permissions": ["publish"]}))).await?;
+    let r = api
+        .call("PATCH", &format!("/v1/api-keys/{id}"), Some(&admin), Some(json!({"permissions": ["publish"]})))
+        .await?;
     assert_eq!(r.status, 200);
     assert_eq!(r.body["permissions"], json!(["publish"]));
     let r = api.call("POST", "/v1/webhooks", Some(&key), Some(hook("http://127.0.0.1:9/h"))).await?;
@@ -152,7 +164,12 @@ async fn webhooks_are_created_listed_changed_and_deleted_by_their_owner() -> Res
 
     // PATCH replaces lists whole and null clears a name.
     let patched = api
-        .call("PATCH", &format!("/v1/webhooks/{id}"), Some(&key), Some(json!({"events": ["TAG_CREATED"], "name": null})))
+        .call(
+            "PATCH",
+            &format!("/v1/webhooks/{id}"),
+            Some(&key),
+            Some(json!({"events": ["TAG_CREATED"], "name": null})),
+        )
         .await?;
     assert_eq!(patched.status, 200, "{}", patched.body);
     assert_eq!(patched.body["events"], json!(["TAG_CREATED"]));
@@ -180,7 +197,8 @@ async fn another_keys_webhook_does_not_exist_for_you() -> Result<()> {
     let company = unique("co");
     let (_, owner) = api.create_key(&admin, &[&company], &["manage"]).await?;
     let (_, other) = api.create_key(&admin, &[&company], &["manage"]).await?;
-    let id = api.create_webhook(&owner, hook("http://127.0.0.1:9/a")).await?["id"].as_str().unwrap_or_default().to_owned();
+    let id =
+        api.create_webhook(&owner, hook("http://127.0.0.1:9/a")).await?["id"].as_str().unwrap_or_default().to_owned();
 
     for (method, body) in [("GET", None), ("PATCH", Some(json!({"name": "mine now"}))), ("DELETE", None)] {
         let r = api.call(method, &format!("/v1/webhooks/{id}"), Some(&other), body).await?;
@@ -258,7 +276,11 @@ async fn webhook_input_rules_refuse_with_the_field_and_change_nothing() -> Resul
     ];
     for (body, field) in cases {
         let r = api.call("PATCH", &format!("/v1/webhooks/{id}"), Some(&key), Some(body.clone())).await?;
-        assert_eq!((r.status, r.code(), r.body["error"]["field"].as_str()), (400, "validation_failed", Some(field)), "{body}");
+        assert_eq!(
+            (r.status, r.code(), r.body["error"]["field"].as_str()),
+            (400, "validation_failed", Some(field)),
+            "{body}"
+        );
     }
     let r = api.call("GET", &format!("/v1/webhooks/{id}"), Some(&key), None).await?;
     assert_eq!((r.body["url"].as_str(), r.body["name"].as_str()), (Some("http://127.0.0.1:9/keep"), Some("keep")));
@@ -295,7 +317,9 @@ async fn publishing_is_all_or_nothing_with_precise_errors() -> Result<()> {
     let r = api.publish(&admin, std::slice::from_ref(&good)).await?;
     assert_eq!(r.status, 403, "the admin cannot publish");
 
-    let r = api.raw("POST", "/v1/events", Some(&publisher), Some("application/json"), Some(good.to_string().into_bytes())).await?;
+    let r = api
+        .raw("POST", "/v1/events", Some(&publisher), Some("application/json"), Some(good.to_string().into_bytes()))
+        .await?;
     assert_eq!((r.status, r.code()), (415, "unsupported_media_type"));
 
     let mut bad = cloud_event(&unique("e"), "NOT_A_TYPE", &company, "p1");
@@ -311,7 +335,13 @@ async fn publishing_is_all_or_nothing_with_precise_errors() -> Result<()> {
     assert_eq!(api.publish(&publisher, &[]).await?.status, 400);
 
     let single = api
-        .raw("POST", "/v1/events", Some(&publisher), Some("application/cloudevents+json; charset=utf-8"), Some(good.to_string().into_bytes()))
+        .raw(
+            "POST",
+            "/v1/events",
+            Some(&publisher),
+            Some("application/cloudevents+json; charset=utf-8"),
+            Some(good.to_string().into_bytes()),
+        )
         .await?;
     assert_eq!((single.status, single.body.clone()), (202, json!({"accepted": 1})));
     let r = api.publish(&publisher, &[good.clone(), good]).await?;
@@ -352,24 +382,43 @@ async fn malformed_queries_and_unserved_methods_answer_in_the_documented_shape()
     let id = hook["id"].as_str().context("id")?;
 
     // A repeated query field: JSON 400, not the router's plain text.
-    let r = api.call("GET", &format!("/v1/webhooks/{id}/deliveries?status=failed&status=parked"), Some(&key), None).await?;
+    let r =
+        api.call("GET", &format!("/v1/webhooks/{id}/deliveries?status=failed&status=parked"), Some(&key), None).await?;
     assert_eq!((r.status, r.code()), (400, "validation_failed"), "{}", r.body);
     // An empty filter is not a filter value.
     let r = api.call("GET", "/v1/webhooks?status=", Some(&key), None).await?;
     assert_eq!((r.status, r.body["error"]["field"].as_str()), (400, Some("status")), "{}", r.body);
 
     // A method a route does not serve: 405, through the HTTP API's ANY routes.
-    for (method, path) in [("PUT", format!("/v1/webhooks/{id}")), ("TRACE", "/health".to_owned()), ("POST", "/v1/me".to_owned())] {
+    for (method, path) in
+        [("PUT", format!("/v1/webhooks/{id}")), ("TRACE", "/health".to_owned()), ("POST", "/v1/me".to_owned())]
+    {
         let r = api.raw(method, &path, Some(&key), None, None).await?;
         assert_eq!(r.status, 405, "{method} {path}");
     }
 
     // `rotate-secret` takes a whole number of seconds however JSON spells it, and `null` as no body.
     for body in ["{\"grace_seconds\": 60.0}", "null", ""] {
-        let r = api.raw("POST", &format!("/v1/webhooks/{id}/rotate-secret"), Some(&key), Some("application/json"), Some(body.into())).await?;
+        let r = api
+            .raw(
+                "POST",
+                &format!("/v1/webhooks/{id}/rotate-secret"),
+                Some(&key),
+                Some("application/json"),
+                Some(body.into()),
+            )
+            .await?;
         assert_eq!(r.status, 200, "{body}: {}", r.body);
     }
-    let r = api.raw("POST", &format!("/v1/webhooks/{id}/rotate-secret"), Some(&key), Some("application/json"), Some(b"{\"grace_seconds\": 60.5}".to_vec())).await?;
+    let r = api
+        .raw(
+            "POST",
+            &format!("/v1/webhooks/{id}/rotate-secret"),
+            Some(&key),
+            Some("application/json"),
+            Some(b"{\"grace_seconds\": 60.5}".to_vec()),
+        )
+        .await?;
     assert_eq!((r.status, r.body["error"]["field"].as_str()), (400, Some("grace_seconds")));
     Ok(())
 }
@@ -384,7 +433,8 @@ async fn tampered_cursors_and_impossible_ids_are_the_callers_mistake() -> Result
     let (_, other) = api.create_key(&admin, &[&company], &["manage"]).await?;
     let mut mine = String::new();
     for _ in 0..2 {
-        mine = api.create_webhook(&key, hook("http://127.0.0.1:9/hook")).await?["id"].as_str().context("id")?.to_owned();
+        mine =
+            api.create_webhook(&key, hook("http://127.0.0.1:9/hook")).await?["id"].as_str().context("id")?.to_owned();
         api.create_webhook(&other, hook("http://127.0.0.1:9/hook")).await?;
     }
     // A real cursor of the other key's list, and cursors decoded, changed and encoded again
@@ -416,7 +466,13 @@ async fn tampered_cursors_and_impossible_ids_are_the_callers_mistake() -> Result
         ] {
             let body = (method == "PATCH").then(|| json!({"name": "x"}));
             let r = api.call(method, &path, Some(&key), body).await?;
-            assert_eq!((r.status, r.code()), (404, "not_found"), "{method} {}: {}", &path[..path.len().min(60)], r.body);
+            assert_eq!(
+                (r.status, r.code()),
+                (404, "not_found"),
+                "{method} {}: {}",
+                &path[..path.len().min(60)],
+                r.body
+            );
         }
         let r = api.call("PATCH", &format!("/v1/api-keys/{id}"), Some(&admin), Some(json!({"name": "x"}))).await?;
         assert_eq!((r.status, r.code()), (404, "not_found"), "{}", r.body);
@@ -445,7 +501,9 @@ async fn an_interrupted_key_deletion_is_completed_by_repeating_it() -> Result<()
     let (key_id, key) = api.create_key(&admin, &[&company], &["manage"]).await?;
     let mut webhooks = Vec::new();
     for _ in 0..12 {
-        webhooks.push(api.create_webhook(&key, hook("http://127.0.0.1:9/hook")).await?["id"].as_str().context("id")?.to_owned());
+        webhooks.push(
+            api.create_webhook(&key, hook("http://127.0.0.1:9/hook")).await?["id"].as_str().context("id")?.to_owned(),
+        );
     }
 
     // WHEN its deletion meets failing AWS calls, and the admin repeats it until it is answered

@@ -109,7 +109,8 @@ async fn queue_depth(stack: &Stack, url: &str) -> Result<u64> {
 
 /// Messages waiting or in flight on the ingest and delivery queues.
 async fn in_flight(stack: &Stack) -> Result<u64> {
-    Ok(queue_depth(stack, &stack.info.ingest_queue_url).await? + queue_depth(stack, &stack.info.delivery_queue_url).await?)
+    Ok(queue_depth(stack, &stack.info.ingest_queue_url).await?
+        + queue_depth(stack, &stack.info.delivery_queue_url).await?)
 }
 
 /// Publishes through `POST /v1/events` in batches of 50; a 5xx is re-posted (safe: duplicates
@@ -148,9 +149,12 @@ async fn publish_sqs(stack: &Stack, events: &[Event]) -> Result<()> {
             } else {
                 event
             };
-            entries.push(SendMessageBatchRequestEntry::builder().id(i.to_string()).message_body(body.to_string()).build()?);
+            entries.push(
+                SendMessageBatchRequestEntry::builder().id(i.to_string()).message_body(body.to_string()).build()?,
+            );
         }
-        let out = sqs.send_message_batch().queue_url(&stack.info.ingest_queue_url).set_entries(Some(entries)).send().await?;
+        let out =
+            sqs.send_message_batch().queue_url(&stack.info.ingest_queue_url).set_entries(Some(entries)).send().await?;
         if !out.failed().is_empty() {
             bail!("SendMessageBatch refused entries: {:?}", out.failed());
         }
@@ -176,7 +180,14 @@ fn delivered_pairs(hooks: &[Hook]) -> usize {
 async fn kill_busy(stack: &Stack, binary: &str, within: Duration) -> Result<bool> {
     let started = Instant::now();
     while started.elapsed() < within {
-        let busy = stack.processes().await?.remove(binary).unwrap_or_default().into_iter().find(|p| p.busy).and_then(|p| p.pid);
+        let busy = stack
+            .processes()
+            .await?
+            .remove(binary)
+            .unwrap_or_default()
+            .into_iter()
+            .find(|p| p.busy)
+            .and_then(|p| p.pid);
         if let Some(pid) = busy {
             signal(pid, "KILL")?;
             eprintln!("ledger: killed a busy {binary} process (pid {pid}) at {:.1} s", started.elapsed().as_secs_f64());
@@ -193,7 +204,8 @@ async fn log_entries(api: &Api, key: &str, webhook_id: &str, query: &str) -> Res
     let mut cursor: Option<String> = None;
     loop {
         let page = cursor.as_deref().map(|c| format!("&cursor={c}")).unwrap_or_default();
-        let r = call(api, "GET", &format!("/v1/webhooks/{webhook_id}/deliveries?limit=100{query}{page}"), key, None).await?;
+        let r = call(api, "GET", &format!("/v1/webhooks/{webhook_id}/deliveries?limit=100{query}{page}"), key, None)
+            .await?;
         if r.status != 200 {
             bail!("delivery log of {webhook_id}: {} {}", r.status, r.body);
         }
@@ -245,7 +257,11 @@ async fn every_event_reaches_every_matching_webhook_despite_faults_crashes_and_f
     assert_eq!(proxy.is_some(), fault_rate > 0.0, "a fault proxy runs exactly when faults are asked for");
     let sqs = stack.sqs().await;
     for queue in [&stack.info.ingest_queue_url, &stack.info.delivery_queue_url] {
-        sqs.set_queue_attributes().queue_url(queue).attributes(QueueAttributeName::VisibilityTimeout, VISIBILITY_SECONDS).send().await?;
+        sqs.set_queue_attributes()
+            .queue_url(queue)
+            .attributes(QueueAttributeName::VisibilityTimeout, VISIBILITY_SECONDS)
+            .send()
+            .await?;
     }
     let alerts = stack.subscribe_to_alerts().await?;
     let api = Api::new(&stack);
@@ -258,11 +274,23 @@ async fn every_event_reaches_every_matching_webhook_despite_faults_crashes_and_f
     }
     let (c1, c2) = (unique("acme"), unique("globex"));
     let (_, key) = api.create_key(&admin, &[&c1, &c2], &["manage", "publish"]).await?;
-    let chaos = |n: u64| Chaos { failure_rate: receiver_failure, slow: DELIVERY_TIMEOUT + Duration::from_millis(700), seed: seed * 1000 + n };
+    let chaos = |n: u64| Chaos {
+        failure_rate: receiver_failure,
+        slow: DELIVERY_TIMEOUT + Duration::from_millis(700),
+        seed: seed * 1000 + n,
+    };
     let specs: Vec<(&'static str, Vec<&'static str>, Scopes)> = vec![
         ("everything", vec![], vec![]),
-        ("records of c1/p1", vec!["TODO_CREATED", "TODO_MOVED", "TODO_DONE_STATUS_UPDATED"], vec![(c1.clone(), Some("p1"))]),
-        ("comments and tags", vec!["COMMENT_CREATED", "TAG_CREATED", "TODO_CREATED"], vec![(c2.clone(), None), (c1.clone(), Some("p2"))]),
+        (
+            "records of c1/p1",
+            vec!["TODO_CREATED", "TODO_MOVED", "TODO_DONE_STATUS_UPDATED"],
+            vec![(c1.clone(), Some("p1"))],
+        ),
+        (
+            "comments and tags",
+            vec!["COMMENT_CREATED", "TAG_CREATED", "TODO_CREATED"],
+            vec![(c2.clone(), None), (c1.clone(), Some("p2"))],
+        ),
         ("all of c1, with an outage", vec![], vec![(c1.clone(), None)]),
     ];
     let mut hooks = Vec::new();
@@ -275,7 +303,9 @@ async fn every_event_reaches_every_matching_webhook_despite_faults_crashes_and_f
                 None => json!({"company_id": c}),
             })
             .collect();
-        let created = api.create_webhook(&key, json!({"url": receiver.url, "name": name, "events": events, "scopes": scope_json})).await?;
+        let created = api
+            .create_webhook(&key, json!({"url": receiver.url, "name": name, "events": events, "scopes": scope_json}))
+            .await?;
         receiver.verify_with(created["secret"].as_str().context("secret")?)?;
         hooks.push(Hook { name, id: created["id"].as_str().context("id")?.to_owned(), events, scopes, receiver });
     }
@@ -318,7 +348,11 @@ async fn every_event_reaches_every_matching_webhook_despite_faults_crashes_and_f
     let (published, killed) = tokio::join!(publishing, killing);
     let ((reposts, published_at), (matcher_killed, delivery_killed)) = (published?, killed?);
     let kills = delivery_killed + u32::from(matcher_killed);
-    eprintln!("ledger: {} events published in {:.1} s ({reposts} HTTP batches re-posted)", events.len(), published_at.as_secs_f64());
+    eprintln!(
+        "ledger: {} events published in {:.1} s ({reposts} HTTP batches re-posted)",
+        events.len(),
+        published_at.as_secs_f64()
+    );
     assert!(delivery_killed >= 1, "a delivery process was killed mid-batch at least once");
 
     // AND the stack works through it until its queues are quiet (retries, parking)
@@ -336,7 +370,12 @@ async fn every_event_reaches_every_matching_webhook_despite_faults_crashes_and_f
             if w["status"] == "disabled" {
                 outage_hook_disabled = true;
                 hooks[3].receiver.end_outage();
-                eprintln!("ledger: {:.0} s: \"{}\" deactivated ({}), its receiver is back", started.elapsed().as_secs_f64(), hooks[3].name, w["disabled_reason"]);
+                eprintln!(
+                    "ledger: {:.0} s: \"{}\" deactivated ({}), its receiver is back",
+                    started.elapsed().as_secs_f64(),
+                    hooks[3].name,
+                    w["disabled_reason"]
+                );
             }
         }
         let n = in_flight(&stack).await?;
@@ -436,7 +475,8 @@ async fn every_event_reaches_every_matching_webhook_despite_faults_crashes_and_f
             if body["webhook_id"] != h.id.as_str() {
                 foreign.push(format!("{} got a delivery for {}", h.name, body["webhook_id"]));
             }
-            *delivered.entry((body["event_id"].as_str().unwrap_or_default().to_owned(), h.id.clone())).or_insert(0) += 1;
+            *delivered.entry((body["event_id"].as_str().unwrap_or_default().to_owned(), h.id.clone())).or_insert(0) +=
+                1;
         }
     }
     let missing: Vec<&(String, String)> = expected.iter().filter(|p| !delivered.contains_key(*p)).collect();
@@ -454,9 +494,8 @@ async fn every_event_reaches_every_matching_webhook_despite_faults_crashes_and_f
                 continue;
             }
             let event_id = body["event_id"].as_str().unwrap_or_default().to_owned();
-            match answered.get(&event_id) {
-                Some(false) => retries_after_failure += 1,
-                Some(true) | None => {}
+            if let Some(false) = answered.get(&event_id) {
+                retries_after_failure += 1
             }
             let done = answered.entry(event_id).or_insert(false);
             *done = *done || r.delivered;
@@ -505,15 +544,27 @@ async fn every_event_reaches_every_matching_webhook_despite_faults_crashes_and_f
     );
     eprintln!(
         "ledger: aws requests={} faults={} (after taking effect: {}) by operation={}; forwards slower than 1 s: {} (slowest {})",
-        injected["requests"], injected["by_kind"], injected["by_kind"]["after"], injected["by_operation"], injected["slow_forwards"], injected["slowest_forward"]
+        injected["requests"],
+        injected["by_kind"],
+        injected["by_kind"]["after"],
+        injected["by_operation"],
+        injected["slow_forwards"],
+        injected["slowest_forward"]
     );
     if let Some(timing) = injected["timing"].as_object() {
         let mut by_cost: Vec<(&String, &Value)> = timing.iter().collect();
-        by_cost.sort_by(|a, b| b.1["emulator_seconds"].as_f64().partial_cmp(&a.1["emulator_seconds"].as_f64()).unwrap_or(std::cmp::Ordering::Equal));
+        by_cost.sort_by(|a, b| {
+            b.1["emulator_seconds"]
+                .as_f64()
+                .partial_cmp(&a.1["emulator_seconds"].as_f64())
+                .unwrap_or(std::cmp::Ordering::Equal)
+        });
         let top: Vec<String> = by_cost
             .iter()
             .take(6)
-            .map(|(op, t)| format!("{op} {}x {}s (+{}s waiting)", t["requests"], t["emulator_seconds"], t["waiting_seconds"]))
+            .map(|(op, t)| {
+                format!("{op} {}x {}s (+{}s waiting)", t["requests"], t["emulator_seconds"], t["waiting_seconds"])
+            })
             .collect();
         eprintln!("ledger: emulator time through the proxy: {}", top.join(", "));
     }

@@ -8,9 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use aws_sdk_sqs::types::QueueAttributeName;
 use serde_json::Value;
-use webhooks_tests::{
-    Stack, eventually, resources_of_type, signal, template, template_env_names, unique,
-};
+use webhooks_tests::{Stack, eventually, resources_of_type, signal, template, template_env_names, unique};
 
 /// Resolves `{"Ref": Parameter}` to the parameter's default, leaves plain values alone.
 fn value_or_parameter_default(template: &Value, v: &Value) -> Value {
@@ -100,7 +98,12 @@ async fn every_table_of_the_template_exists_with_its_keys_indexes_and_ttl() -> R
             .as_array()
             .into_iter()
             .flatten()
-            .map(|k| (k["AttributeName"].as_str().unwrap_or_default().to_owned(), k["KeyType"].as_str().unwrap_or_default().to_owned()))
+            .map(|k| {
+                (
+                    k["AttributeName"].as_str().unwrap_or_default().to_owned(),
+                    k["KeyType"].as_str().unwrap_or_default().to_owned(),
+                )
+            })
             .collect();
         assert_eq!(keys, expected_keys, "{logical_id} key schema");
 
@@ -125,10 +128,7 @@ async fn every_table_of_the_template_exists_with_its_keys_indexes_and_ttl() -> R
                     "{logical_id} TTL status"
                 );
             }
-            None => assert!(
-                ttl.and_then(|t| t.attribute_name()).is_none(),
-                "{logical_id} has no TTL in the template"
-            ),
+            None => assert!(ttl.and_then(|t| t.attribute_name()).is_none(), "{logical_id} has no TTL in the template"),
         }
     }
     Ok(())
@@ -361,7 +361,9 @@ async fn table_of_its_own(stack: &Stack) -> Result<String> {
         .create_table()
         .table_name(&name)
         .billing_mode(BillingMode::PayPerRequest)
-        .attribute_definitions(AttributeDefinition::builder().attribute_name("pk").attribute_type(ScalarAttributeType::S).build()?)
+        .attribute_definitions(
+            AttributeDefinition::builder().attribute_name("pk").attribute_type(ScalarAttributeType::S).build()?,
+        )
         .key_schema(KeySchemaElement::builder().attribute_name("pk").key_type(KeyType::Hash).build()?)
         .send()
         .await?;
@@ -383,7 +385,11 @@ async fn the_functions_endpoint_refuses_items_dynamodb_refuses() -> Result<()> {
     let dynamodb = aws_sdk_dynamodb::Client::new(&functions_sdk_config(&stack).await?);
     let cases = [
         ("33 levels", nested(33), "Nesting Levels have exceeded supported limits"),
-        ("39 digits", AttributeValue::N("1".repeat(39)), "Attempting to store more than 38 significant digits in a Number"),
+        (
+            "39 digits",
+            AttributeValue::N("1".repeat(39)),
+            "Attempting to store more than 38 significant digits in a Number",
+        ),
         ("over 400 KB", AttributeValue::S("x".repeat(400 * 1024)), "Item size has exceeded the maximum allowed size"),
     ];
     for (what, value, message) in cases {
@@ -401,7 +407,13 @@ async fn the_functions_endpoint_refuses_items_dynamodb_refuses() -> Result<()> {
         assert_eq!(error.message(), Some(message), "{what}");
     }
     // AND what DynamoDB accepts is stored
-    dynamodb.put_item().table_name(&table).item("pk", AttributeValue::S(unique("item"))).item("v", nested(32)).send().await?;
+    dynamodb
+        .put_item()
+        .table_name(&table)
+        .item("pk", AttributeValue::S(unique("item")))
+        .item("v", nested(32))
+        .send()
+        .await?;
     Ok(())
 }
 
@@ -411,10 +423,18 @@ async fn the_functions_endpoint_refuses_bodies_sqs_refuses() -> Result<()> {
     use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
     // GIVEN the endpoint the functions use, and a queue
     let stack = Stack::shared().await?;
-    let queue = stack.sqs().await.create_queue().queue_name(unique("strict")).send().await?.queue_url.context("queue url")?;
+    let queue =
+        stack.sqs().await.create_queue().queue_name(unique("strict")).send().await?.queue_url.context("queue url")?;
     let sqs = aws_sdk_sqs::Client::new(&functions_sdk_config(&stack).await?);
     // WHEN a body holds U+FFFF THEN SQS's refusal comes back
-    let error = sqs.send_message().queue_url(&queue).message_body("a\u{ffff}b").send().await.err().context("U+FFFF was queued")?;
+    let error = sqs
+        .send_message()
+        .queue_url(&queue)
+        .message_body("a\u{ffff}b")
+        .send()
+        .await
+        .err()
+        .context("U+FFFF was queued")?;
     let error = error.into_service_error();
     assert!(error.is_invalid_message_contents(), "{error:?}");
     assert!(error.message().unwrap_or_default().contains("'#xFFFF'"), "{error:?}");
@@ -427,7 +447,10 @@ async fn the_functions_endpoint_refuses_bodies_sqs_refuses() -> Result<()> {
         .send()
         .await?;
     assert_eq!(answer.successful().iter().map(|s| s.id()).collect::<Vec<_>>(), ["good"]);
-    assert_eq!(answer.failed().iter().map(|f| (f.id(), f.code())).collect::<Vec<_>>(), [("bad", "InvalidMessageContents")]);
+    assert_eq!(
+        answer.failed().iter().map(|f| (f.id(), f.code())).collect::<Vec<_>>(),
+        [("bad", "InvalidMessageContents")]
+    );
     Ok(())
 }
 
@@ -446,7 +469,8 @@ async fn overlapping_transactions_on_one_item_are_cancelled_for_a_conflict() -> 
     for n in 0..32 {
         let (dynamodb, table, shared) = (dynamodb.clone(), table.clone(), shared.clone());
         running.push(tokio::spawn(async move {
-            let own = Put::builder().table_name(&table).item("pk", AttributeValue::S(format!("{shared}-own-{n}"))).build()?;
+            let own =
+                Put::builder().table_name(&table).item("pk", AttributeValue::S(format!("{shared}-own-{n}"))).build()?;
             let count = Update::builder()
                 .table_name(&table)
                 .key("pk", AttributeValue::S(shared))
@@ -469,7 +493,8 @@ async fn overlapping_transactions_on_one_item_are_cancelled_for_a_conflict() -> 
             Ok(_) => done += 1,
             Err(TransactWriteItemsError::TransactionCanceledException(e)) => {
                 // THEN those that met another one are cancelled with the shared item's reason
-                let reasons: Vec<_> = e.cancellation_reasons().iter().map(|r| r.code().unwrap_or_default().to_owned()).collect();
+                let reasons: Vec<_> =
+                    e.cancellation_reasons().iter().map(|r| r.code().unwrap_or_default().to_owned()).collect();
                 assert_eq!(reasons, ["None", "TransactionConflict"]);
                 conflicts += 1;
             }

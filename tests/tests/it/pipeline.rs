@@ -62,10 +62,16 @@ async fn every_webhook_receives_exactly_its_events_signed() -> Result<()> {
     let (_, b) = api.create_key(&admin, &[&acme], &["manage"]).await?;
 
     // AND webhooks with different selections
-    let w1 = hook(&api, &a, json!({"events": ["TODO_CREATED"], "scopes": [{"company_id": acme, "project_id": "p1"}]})).await?;
+    let w1 = hook(&api, &a, json!({"events": ["TODO_CREATED"], "scopes": [{"company_id": acme, "project_id": "p1"}]}))
+        .await?;
     let w2 = hook(&api, &a, json!({"scopes": [{"company_id": globex}]})).await?;
-    let w3 = hook(&api, &a, json!({"events": ["COMMENT_CREATED", "TODO_CREATED"],
-        "scopes": [{"company_id": acme, "project_id": "p2"}, {"company_id": globex, "project_id": "g1"}]})).await?;
+    let w3 = hook(
+        &api,
+        &a,
+        json!({"events": ["COMMENT_CREATED", "TODO_CREATED"],
+        "scopes": [{"company_id": acme, "project_id": "p2"}, {"company_id": globex, "project_id": "g1"}]}),
+    )
+    .await?;
     let w4 = hook(&api, &a, json!({})).await?;
     let w5 = hook(&api, &b, json!({"events": ["TODO_CREATED"], "headers": {"X-Tenant": "b"}})).await?;
 
@@ -73,14 +79,17 @@ async fn every_webhook_receives_exactly_its_events_signed() -> Result<()> {
     let e = |n: &str| unique(n);
     let (e1, e2, e3, e4, e5, e6, e7, e8) = (e("e1"), e("e2"), e("e3"), e("e4"), e("e5"), e("e6"), e("e7"), e("e8"));
     let published = api
-        .publish(&a, &[
-            cloud_event(&e1, "TODO_CREATED", &acme, "p1"),
-            cloud_event(&e2, "TODO_CREATED", &acme, "p2"),
-            cloud_event(&e3, "COMMENT_CREATED", &globex, "g1"),
-            cloud_event(&e4, "TAG_CREATED", &globex, "g2"),
-            cloud_event(&e5, "TODO_DELETED", &acme, "p1"),
-            cloud_event(&e6, "COMMENT_CREATED", &acme, "p9"),
-        ])
+        .publish(
+            &a,
+            &[
+                cloud_event(&e1, "TODO_CREATED", &acme, "p1"),
+                cloud_event(&e2, "TODO_CREATED", &acme, "p2"),
+                cloud_event(&e3, "COMMENT_CREATED", &globex, "g1"),
+                cloud_event(&e4, "TAG_CREATED", &globex, "g2"),
+                cloud_event(&e5, "TODO_DELETED", &acme, "p1"),
+                cloud_event(&e6, "COMMENT_CREATED", &acme, "p9"),
+            ],
+        )
         .await?;
     assert_eq!(published.status, 202, "{}", published.body);
     let sqs = stack.sqs().await;
@@ -99,7 +108,19 @@ async fn every_webhook_receives_exactly_its_events_signed() -> Result<()> {
         ("w1", vec![e1.as_str(), e7.as_str()]),
         ("w2", vec![e3.as_str(), e4.as_str(), e8.as_str()]),
         ("w3", vec![e2.as_str(), e3.as_str()]),
-        ("w4", vec![e1.as_str(), e2.as_str(), e3.as_str(), e4.as_str(), e5.as_str(), e6.as_str(), e7.as_str(), e8.as_str()]),
+        (
+            "w4",
+            vec![
+                e1.as_str(),
+                e2.as_str(),
+                e3.as_str(),
+                e4.as_str(),
+                e5.as_str(),
+                e6.as_str(),
+                e7.as_str(),
+                e8.as_str(),
+            ],
+        ),
         ("w5", vec![e1.as_str(), e2.as_str(), e7.as_str()]),
     ]);
     assert_exact(&hooks, &expected).await?;
@@ -140,9 +161,8 @@ async fn the_matchers_query_returns_only_entries_of_the_batchs_event_types() -> 
         ("every_type", json!([])),
         ("deleted", json!(["TODO_DELETED"])),
     ] {
-        let created = api
-            .create_webhook(&key, json!({"url": receiver.url, "events": events, "scopes": scopes}))
-            .await?;
+        let created =
+            api.create_webhook(&key, json!({"url": receiver.url, "events": events, "scopes": scopes})).await?;
         ids.insert(created["id"].as_str().context("id")?.to_owned(), name);
     }
     let table = stack.info.tables.get("SubscriptionsTable").context("SubscriptionsTable")?;
@@ -178,11 +198,17 @@ async fn a_webhook_change_applies_to_the_very_next_event() -> Result<()> {
     let w = hook(&api, &key, json!({"events": ["TODO_CREATED"]})).await?;
 
     // GIVEN the webhook switched from TODO_CREATED to TODO_DELETED
-    let r = api.call("PATCH", &format!("/v1/webhooks/{}", w.id), Some(&key), Some(json!({"events": ["TODO_DELETED"]}))).await?;
+    let r = api
+        .call("PATCH", &format!("/v1/webhooks/{}", w.id), Some(&key), Some(json!({"events": ["TODO_DELETED"]})))
+        .await?;
     assert_eq!(r.status, 200);
     // WHEN both kinds are published right after
     let (created, deleted) = (unique("created"), unique("deleted"));
-    api.publish(&key, &[cloud_event(&created, "TODO_CREATED", &acme, "p"), cloud_event(&deleted, "TODO_DELETED", &acme, "p")]).await?;
+    api.publish(
+        &key,
+        &[cloud_event(&created, "TODO_CREATED", &acme, "p"), cloud_event(&deleted, "TODO_DELETED", &acme, "p")],
+    )
+    .await?;
     // THEN only the new selection is delivered
     assert_exact(&BTreeMap::from([("w", &w)]), &BTreeMap::from([("w", vec![deleted.as_str()])])).await?;
 
@@ -208,7 +234,14 @@ async fn a_duplicate_event_fans_out_once() -> Result<()> {
     let event = cloud_event(&id, "TODO_CREATED", &acme, "p1");
     assert_eq!(api.publish(&key, &[event.clone(), event.clone()]).await?.status, 202);
     assert_eq!(api.publish(&key, std::slice::from_ref(&event)).await?.status, 202);
-    stack.sqs().await.send_message().queue_url(&stack.info.ingest_queue_url).message_body(event.to_string()).send().await?;
+    stack
+        .sqs()
+        .await
+        .send_message()
+        .queue_url(&stack.info.ingest_queue_url)
+        .message_body(event.to_string())
+        .send()
+        .await?;
 
     // THEN the webhook receives it once
     assert_exact(&BTreeMap::from([("w", &w)]), &BTreeMap::from([("w", vec![id.as_str()])])).await?;
@@ -228,13 +261,17 @@ async fn a_malformed_message_is_dead_lettered_and_its_batch_mates_are_delivered(
     let (good1, good2, bad) = (unique("good"), unique("good"), unique("bad"));
     let mut malformed = cloud_event(&bad, "NOT_A_TYPE", &acme, "p1");
     malformed["marker"] = json!(bad);
-    let entries = [cloud_event(&good1, "TODO_CREATED", &acme, "p1"), malformed, cloud_event(&good2, "TAG_CREATED", &acme, "p2")]
-        .iter()
-        .enumerate()
-        .map(|(i, body)| {
-            aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder().id(i.to_string()).message_body(body.to_string()).build()
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let entries =
+        [cloud_event(&good1, "TODO_CREATED", &acme, "p1"), malformed, cloud_event(&good2, "TAG_CREATED", &acme, "p2")]
+            .iter()
+            .enumerate()
+            .map(|(i, body)| {
+                aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .message_body(body.to_string())
+                    .build()
+            })
+            .collect::<Result<Vec<_>, _>>()?;
     let sqs = stack.sqs().await;
     sqs.send_message_batch().queue_url(&stack.info.ingest_queue_url).set_entries(Some(entries)).send().await?;
 
@@ -257,7 +294,11 @@ async fn a_malformed_message_is_dead_lettered_and_its_batch_mates_are_delivered(
                 .await?;
             Ok(out.messages().iter().find(|m| m.body().is_some_and(|b| b.contains(&bad))).map(|m| {
                 let attr = |n: &str| {
-                    m.message_attributes().and_then(|a| a.get(n)).and_then(|v| v.string_value()).unwrap_or_default().to_owned()
+                    m.message_attributes()
+                        .and_then(|a| a.get(n))
+                        .and_then(|v| v.string_value())
+                        .unwrap_or_default()
+                        .to_owned()
                 };
                 (attr("reason"), attr("detail"))
             }))
@@ -267,14 +308,17 @@ async fn a_malformed_message_is_dead_lettered_and_its_batch_mates_are_delivered(
     assert_eq!(found.0, "unknown_type");
     assert!(found.1.starts_with("type:"), "{}", found.1);
     // AND it is counted in a metric CloudWatch extracts from the matcher's log
-    let counted = stack.function_logs("matcher").lines().filter_map(|l| webhooks_aws::metrics::cloudwatch_extract(l).ok()).flatten().any(
-        |(namespace, name, value, dims)| {
+    let counted = stack
+        .function_logs("matcher")
+        .lines()
+        .filter_map(|l| webhooks_aws::metrics::cloudwatch_extract(l).ok())
+        .flatten()
+        .any(|(namespace, name, value, dims)| {
             namespace == "Webhooks"
                 && name == "RejectedEvents"
                 && value == 1.0
                 && dims == [("reason".to_owned(), "unknown_type".to_owned())]
-        },
-    );
+        });
     assert!(counted, "no RejectedEvents line in Embedded Metric Format");
     Ok(())
 }
@@ -302,8 +346,11 @@ async fn one_companys_event_ids_never_suppress_anothers() -> Result<()> {
     assert_eq!(api.publish(&victim_key, &[real]).await?.status, 202);
 
     // THEN the victim's webhook receives its event, once
-    assert_exact(&BTreeMap::from([("w", &w), ("a", &a)]), &BTreeMap::from([("w", vec![id.as_str()]), ("a", vec![id.as_str()])]))
-        .await?;
+    assert_exact(
+        &BTreeMap::from([("w", &w), ("a", &a)]),
+        &BTreeMap::from([("w", vec![id.as_str()]), ("a", vec![id.as_str()])]),
+    )
+    .await?;
     // AND the two events have different webhook-ids, each derived with its company
     let source = format!("app/companies/{victim}/projects/p1");
     let (at_w, at_a) = (&w.receiver.received()[0], &a.receiver.received()[0]);
@@ -341,7 +388,12 @@ async fn events_that_storage_or_queues_would_refuse_are_refused_at_the_door_or_d
     ] {
         // WHEN they are published THEN they are refused with the field, and nothing is enqueued
         let r = api.publish(&key, &[event]).await?;
-        assert_eq!((r.status, r.code(), r.body["error"]["field"].as_str()), (400, "validation_failed", Some(field)), "{}", r.body);
+        assert_eq!(
+            (r.status, r.code(), r.body["error"]["field"].as_str()),
+            (400, "validation_failed", Some(field)),
+            "{}",
+            r.body
+        );
     }
 
     // GIVEN an event whose size as enqueued would pass 256 KiB though the caller's JSON does not
@@ -360,7 +412,7 @@ async fn events_that_storage_or_queues_would_refuse_are_refused_at_the_door_or_d
     let odd = "a\u{FFFF}b\u{FFFE}c\u{1}d";
     let by_http = with_data(json!({"s": odd}));
     let by_sqs = with_data(json!({"s": odd}));
-    assert_eq!(api.publish(&key, &[by_http.clone()]).await?.status, 202);
+    assert_eq!(api.publish(&key, std::slice::from_ref(&by_http)).await?.status, 202);
     // (escaped as JSON, so that the queue accepts the body)
     let escaped = by_sqs.to_string().replace('\u{FFFF}', "\\uffff").replace('\u{FFFE}', "\\ufffe");
     stack.sqs().await.send_message().queue_url(&stack.info.ingest_queue_url).message_body(escaped).send().await?;
@@ -373,7 +425,9 @@ async fn events_that_storage_or_queues_would_refuse_are_refused_at_the_door_or_d
             let api = api.clone();
             let (key, hook_id) = (key.clone(), w.id.clone());
             async move {
-                let r = api.call("GET", &format!("/v1/webhooks/{hook_id}/deliveries?event_id={id}"), Some(&key), None).await?;
+                let r = api
+                    .call("GET", &format!("/v1/webhooks/{hook_id}/deliveries?event_id={id}"), Some(&key), None)
+                    .await?;
                 Ok(r.body["data"].as_array().filter(|d| !d.is_empty()).cloned())
             }
         })
@@ -423,11 +477,16 @@ async fn the_owner_keys_companies_decide_what_flows() -> Result<()> {
     let pinned = hook(&api, &owner, json!({"scopes": [{"company_id": acme, "project_id": "p1"}]})).await?;
 
     // WHEN the key gains globex and loses acme
-    let r = api.call("PATCH", &format!("/v1/api-keys/{owner_id}"), Some(&admin), Some(json!({"companies": [globex]}))).await?;
+    let r = api
+        .call("PATCH", &format!("/v1/api-keys/{owner_id}"), Some(&admin), Some(json!({"companies": [globex]})))
+        .await?;
     assert_eq!(r.status, 200);
     let (to_acme, to_globex) = (unique("acme-ev"), unique("globex-ev"));
-    api.publish(&publisher, &[cloud_event(&to_acme, "TODO_CREATED", &acme, "p1"), cloud_event(&to_globex, "TODO_CREATED", &globex, "g")])
-        .await?;
+    api.publish(
+        &publisher,
+        &[cloud_event(&to_acme, "TODO_CREATED", &acme, "p1"), cloud_event(&to_globex, "TODO_CREATED", &globex, "g")],
+    )
+    .await?;
 
     // THEN the webhook without scopes follows the key to globex, and nothing of acme flows
     assert_exact(
@@ -470,13 +529,17 @@ async fn repeating_a_key_patch_completes_an_interrupted_reindex() -> Result<()> 
         .update_expression("SET companies = :c")
         .expression_attribute_values(
             ":c",
-            aws_sdk_dynamodb::types::AttributeValue::L(vec![aws_sdk_dynamodb::types::AttributeValue::S(globex.clone())]),
+            aws_sdk_dynamodb::types::AttributeValue::L(vec![aws_sdk_dynamodb::types::AttributeValue::S(
+                globex.clone(),
+            )]),
         )
         .send()
         .await?;
 
     // WHEN the admin repeats the PATCH
-    let r = api.call("PATCH", &format!("/v1/api-keys/{owner_id}"), Some(&admin), Some(json!({"companies": [globex]}))).await?;
+    let r = api
+        .call("PATCH", &format!("/v1/api-keys/{owner_id}"), Some(&admin), Some(json!({"companies": [globex]})))
+        .await?;
     assert_eq!(r.status, 200, "{}", r.body);
 
     // THEN the webhook follows the key to globex

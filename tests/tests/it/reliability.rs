@@ -81,7 +81,11 @@ async fn alerts_for(stack: &Stack, queue: &str, webhook_id: &str) -> Result<Vec<
         for m in out.messages() {
             let body: Value = serde_json::from_str(m.body().unwrap_or_default()).unwrap_or(Value::Null);
             let attr = |n: &str| {
-                m.message_attributes().and_then(|a| a.get(n)).and_then(|v| v.string_value()).unwrap_or_default().to_owned()
+                m.message_attributes()
+                    .and_then(|a| a.get(n))
+                    .and_then(|v| v.string_value())
+                    .unwrap_or_default()
+                    .to_owned()
             };
             if body["webhook_id"] == webhook_id {
                 found.push((body, attr("reason"), attr("owner_key_id")));
@@ -125,7 +129,14 @@ async fn a_dead_receiver_gets_exactly_five_attempts_then_is_deactivated_with_one
         log.iter().map(|e| (e["attempt"].as_u64(), e["status"].as_str().unwrap_or_default())).collect();
     assert_eq!(
         attempts,
-        vec![(None, "parked"), (Some(5), "failed"), (Some(4), "pending"), (Some(3), "pending"), (Some(2), "pending"), (Some(1), "pending")]
+        vec![
+            (None, "parked"),
+            (Some(5), "failed"),
+            (Some(4), "pending"),
+            (Some(3), "pending"),
+            (Some(2), "pending"),
+            (Some(1), "pending")
+        ]
     );
     assert!(log[2]["next_attempt_at"].is_string() && log[1]["next_attempt_at"].is_null());
     assert_eq!(log[1]["status_code"], 500);
@@ -200,7 +211,8 @@ async fn gone_deactivates_at_once_and_enable_replays_what_was_parked() -> Result
     let got = receiver.wait_for(4, WAIT).await?;
     assert_eq!(got[1].json()["type"], "WEBHOOK_HEALTH_CHECK");
     assert_eq!(got[1].json()["company_id"], Value::Null);
-    let replayed: BTreeSet<String> = got[2..].iter().map(|r| r.json()["event_id"].as_str().unwrap_or_default().to_owned()).collect();
+    let replayed: BTreeSet<String> =
+        got[2..].iter().map(|r| r.json()["event_id"].as_str().unwrap_or_default().to_owned()).collect();
     assert_eq!(replayed, BTreeSet::from([first.clone(), second.clone()]));
     let original_id = got[0].header("webhook-id").to_owned();
     assert!(got[2..].iter().any(|r| r.header("webhook-id") == original_id), "replays keep the webhook-id");
@@ -225,7 +237,10 @@ async fn enable_refuses_while_the_receiver_still_fails() -> Result<()> {
     assert_eq!(r.body["error"]["details"]["status_code"], 503);
     assert!(r.body["error"]["details"]["duration_ms"].is_u64());
     let w = s.get(&id).await?;
-    assert_eq!((w["status"].as_str(), w["disabled_reason"].as_str(), w["parked"].as_u64()), (Some("disabled"), Some("gone"), Some(1)));
+    assert_eq!(
+        (w["status"].as_str(), w["disabled_reason"].as_str(), w["parked"].as_u64()),
+        (Some("disabled"), Some("gone"), Some(1))
+    );
     Ok(())
 }
 
@@ -237,7 +252,10 @@ async fn a_manual_disable_drops_new_matches_and_counts_them() -> Result<()> {
     let r = s.api.call("POST", &format!("/v1/webhooks/{id}/disable"), Some(&s.key), None).await?;
     assert_eq!((r.status, r.body["disabled_reason"].as_str()), (200, Some("manual")));
     // Disabling again is fine.
-    assert_eq!(s.api.call("POST", &format!("/v1/webhooks/{id}/disable"), Some(&s.key), Some(json!({}))).await?.status, 200);
+    assert_eq!(
+        s.api.call("POST", &format!("/v1/webhooks/{id}/disable"), Some(&s.key), Some(json!({}))).await?.status,
+        200
+    );
 
     s.publish(&[&unique("ignored"), &unique("ignored")]).await?;
     let w = s.wait_webhook(&id, "drops counted", |w| w["health"]["dropped"]["manual_disabled"] == 2).await?;
@@ -277,7 +295,9 @@ async fn a_dead_endpoint_under_a_stream_trips_sends_one_probe_and_replays_on_rec
     // WHEN the receiver recovers, the probe's next attempt succeeds
     receiver.heal();
     let w = s
-        .wait_webhook(&id, "recovery", |w| w["health"]["consecutive_failures"] == 0 && w["health"]["last_success_at"].is_string() && w["parked"] == 0)
+        .wait_webhook(&id, "recovery", |w| {
+            w["health"]["consecutive_failures"] == 0 && w["health"]["last_success_at"].is_string() && w["parked"] == 0
+        })
         .await?;
     assert_eq!(w["status"], "active");
     // THEN all ten are delivered: the probe, and the parked ones replayed
@@ -310,20 +330,26 @@ async fn test_sends_a_signed_health_check_and_redeliver_resends_an_event() -> Re
     assert_eq!(check.json()["type"], "WEBHOOK_HEALTH_CHECK");
     assert!(check.json()["event_id"].as_str().is_some_and(|e| e.starts_with("hc_")));
     let hc_id = check.header("webhook-id");
-    assert!(hc_id.starts_with("msg_") && hc_id.len() == 30 && hc_id[4..].bytes().all(|b| b.is_ascii_digit() || b.is_ascii_lowercase()));
+    assert!(
+        hc_id.starts_with("msg_")
+            && hc_id.len() == 30
+            && hc_id[4..].bytes().all(|b| b.is_ascii_digit() || b.is_ascii_lowercase())
+    );
 
     let event = unique("again");
     s.publish(&[&event]).await?;
     let original = receiver.wait_for(2, WAIT).await?.remove(1);
     let message_id = original.header("webhook-id").to_owned();
-    let r = s.api.call("POST", &format!("/v1/webhooks/{id}/deliveries/{message_id}/redeliver"), Some(&s.key), None).await?;
+    let r =
+        s.api.call("POST", &format!("/v1/webhooks/{id}/deliveries/{message_id}/redeliver"), Some(&s.key), None).await?;
     assert_eq!(r.status, 202, "{}", r.body);
     let again = receiver.wait_for(3, WAIT).await?.remove(2);
     assert_eq!(again.header("webhook-id"), message_id);
     assert_eq!(again.json()["event_id"], event.as_str());
     assert_eq!(receiver.verified_event_ids(&secret)?.len(), 3);
 
-    let r = s.api.call("POST", &format!("/v1/webhooks/{id}/deliveries/msg_unknown/redeliver"), Some(&s.key), None).await?;
+    let r =
+        s.api.call("POST", &format!("/v1/webhooks/{id}/deliveries/msg_unknown/redeliver"), Some(&s.key), None).await?;
     assert_eq!(r.status, 404);
 
     // The log lists the health check and the two deliveries, filterable and paged.
@@ -336,10 +362,14 @@ async fn test_sends_a_signed_health_check_and_redeliver_resends_an_event() -> Re
     let r = s.api.call("GET", &format!("/v1/webhooks/{id}/deliveries?limit=2"), Some(&s.key), None).await?;
     assert_eq!(r.body["data"].as_array().map(Vec::len), Some(2));
     let cursor = r.body["next_cursor"].as_str().context("a second page")?;
-    let r = s.api.call("GET", &format!("/v1/webhooks/{id}/deliveries?limit=2&cursor={cursor}"), Some(&s.key), None).await?;
+    let r =
+        s.api.call("GET", &format!("/v1/webhooks/{id}/deliveries?limit=2&cursor={cursor}"), Some(&s.key), None).await?;
     assert_eq!(r.body["data"].as_array().map(Vec::len), Some(1));
     assert_eq!(r.body["next_cursor"], Value::Null);
-    assert_eq!(s.api.call("GET", &format!("/v1/webhooks/{id}/deliveries?status=odd"), Some(&s.key), None).await?.status, 400);
+    assert_eq!(
+        s.api.call("GET", &format!("/v1/webhooks/{id}/deliveries?status=odd"), Some(&s.key), None).await?.status,
+        400
+    );
     Ok(())
 }
 
@@ -380,7 +410,8 @@ impl Setup {
                 Some(c) => format!("?status={status}&limit=100&cursor={c}"),
                 None => format!("?status={status}&limit=100"),
             };
-            let r = self.api.call("GET", &format!("/v1/webhooks/{id}/deliveries{query}"), Some(&self.key), None).await?;
+            let r =
+                self.api.call("GET", &format!("/v1/webhooks/{id}/deliveries{query}"), Some(&self.key), None).await?;
             assert_eq!(r.status, 200, "{}", r.body);
             all.extend(r.body["data"].as_array().cloned().unwrap_or_default());
             match r.body["next_cursor"].as_str() {
@@ -408,7 +439,10 @@ async fn parked_sort_keys(stack: &Stack, webhook_id: &str) -> Result<BTreeSet<St
             .query()
             .table_name(table)
             .key_condition_expression("pk = :pk")
-            .expression_attribute_values(":pk", aws_sdk_dynamodb::types::AttributeValue::S(format!("PARK#{webhook_id}")))
+            .expression_attribute_values(
+                ":pk",
+                aws_sdk_dynamodb::types::AttributeValue::S(format!("PARK#{webhook_id}")),
+            )
             .projection_expression("sk")
             .consistent_read(true)
             .set_exclusive_start_key(start)
@@ -479,7 +513,8 @@ async fn a_webhook_that_stays_active_resends_what_it_parked_once_it_is_healthy_a
     s.publish(&[&unique("healthy")]).await?;
 
     // THEN the parked delivery is re-sent without an enable, and delivered
-    eventually(WAIT, "the parked delivery re-sent", || async { Ok((tries(&receiver.received()) == 6).then_some(())) }).await?;
+    eventually(WAIT, "the parked delivery re-sent", || async { Ok((tries(&receiver.received()) == 6).then_some(())) })
+        .await?;
     s.wait_webhook(&id, "nothing parked", |w| w["parked"] == 0).await?;
     let delivered = s.log(&id, &format!("?event_id={unlucky}&status=succeeded")).await?;
     assert_eq!(delivered.len(), 1);
@@ -489,7 +524,11 @@ async fn a_webhook_that_stays_active_resends_what_it_parked_once_it_is_healthy_a
 #[tokio::test]
 async fn expired_parked_deliveries_are_counted_as_dropped() -> Result<()> {
     // GIVEN parked deliveries are kept 3 s
-    let stack = Stack::private(&[("WEBHOOKS_RETRY_SCHEDULE", "1s"), ("WEBHOOKS_DELIVERY_TIMEOUT", "2s"), ("WEBHOOKS_PARK_TTL", "3s")], &[]).await?;
+    let stack = Stack::private(
+        &[("WEBHOOKS_RETRY_SCHEDULE", "1s"), ("WEBHOOKS_DELIVERY_TIMEOUT", "2s"), ("WEBHOOKS_PARK_TTL", "3s")],
+        &[],
+    )
+    .await?;
     let api = Api::new(&stack);
     let admin = stack.info.admin_key.clone().context("admin key")?;
     let company = unique("acme");
@@ -579,7 +618,8 @@ async fn viewing_a_webhook_never_reads_its_parked_deliveries() -> Result<()> {
     let receiver = Receiver::start().await?;
     receiver.respond_with(&[410; 40]);
     let id = api.create_webhook(&key, json!({"url": receiver.url})).await?["id"].as_str().context("id")?.to_owned();
-    let events: Vec<Value> = (0..20).map(|i| cloud_event(&unique(&format!("e{i}")), "TODO_CREATED", &company, "p1")).collect();
+    let events: Vec<Value> =
+        (0..20).map(|i| cloud_event(&unique(&format!("e{i}")), "TODO_CREATED", &company, "p1")).collect();
     assert_eq!(api.publish(&key, &events).await?.status, 202);
     eventually(WAIT, "20 parked", || async {
         let w = api.call("GET", &format!("/v1/webhooks/{id}"), Some(&key), None).await?.body;
@@ -611,8 +651,11 @@ async fn viewing_a_webhook_never_reads_its_parked_deliveries() -> Result<()> {
 async fn an_alert_that_cannot_be_published_parks_deliveries_and_goes_out_later() -> Result<()> {
     // GIVEN a stack whose alerts topic is gone, and a webhook whose receiver always fails with
     // one attempt per delivery
-    let stack = Stack::private(&[("WEBHOOKS_RETRY_SCHEDULE", "1s"), ("WEBHOOKS_DELIVERY_TIMEOUT", "2s"), ("WEBHOOKS_MAX_ATTEMPTS", "1")], &[])
-        .await?;
+    let stack = Stack::private(
+        &[("WEBHOOKS_RETRY_SCHEDULE", "1s"), ("WEBHOOKS_DELIVERY_TIMEOUT", "2s"), ("WEBHOOKS_MAX_ATTEMPTS", "1")],
+        &[],
+    )
+    .await?;
     let topic = stack.info.alerts_topic_arn.clone().context("alerts topic")?;
     let sns = stack.sns().await;
     sns.delete_topic().topic_arn(&topic).send().await?;
@@ -625,7 +668,8 @@ async fn an_alert_that_cannot_be_published_parks_deliveries_and_goes_out_later()
     let id = api.create_webhook(&key, json!({"url": receiver.url})).await?["id"].as_str().context("id")?.to_owned();
 
     // WHEN its first delivery fails (deactivating it) and more arrive
-    let events: Vec<Value> = (0..3).map(|i| cloud_event(&unique(&format!("e{i}")), "TODO_CREATED", &company, "p1")).collect();
+    let events: Vec<Value> =
+        (0..3).map(|i| cloud_event(&unique(&format!("e{i}")), "TODO_CREATED", &company, "p1")).collect();
     api.publish(&key, &events[..1]).await?;
     receiver.wait_for(1, WAIT).await?;
     api.publish(&key, &events[1..]).await?;
@@ -646,7 +690,10 @@ async fn an_alert_that_cannot_be_published_parks_deliveries_and_goes_out_later()
         .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
         .send()
         .await?;
-    let in_dlq = dlq.attributes().and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)).cloned();
+    let in_dlq = dlq
+        .attributes()
+        .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages))
+        .cloned();
     assert_eq!(in_dlq.as_deref(), Some("0"));
     assert_eq!(receiver.received().len(), 1, "nothing is sent to a disabled webhook");
 

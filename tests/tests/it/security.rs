@@ -41,7 +41,8 @@ async fn private_and_unresolvable_urls_are_refused_at_create_and_update() -> Res
     let receiver = Receiver::start().await?;
     let created = api.create_webhook(&key, json!({"url": receiver.url})).await?;
     let id = created["id"].as_str().context("id")?;
-    let r = api.call("PATCH", &format!("/v1/webhooks/{id}"), Some(&key), Some(json!({"url": "http://10.1.2.3/"}))).await?;
+    let r =
+        api.call("PATCH", &format!("/v1/webhooks/{id}"), Some(&key), Some(json!({"url": "http://10.1.2.3/"}))).await?;
     assert_eq!((r.status, r.body["error"]["field"].as_str()), (400, Some("url")));
     let w = api.call("GET", &format!("/v1/webhooks/{id}"), Some(&key), None).await?;
     assert_eq!(w.body["url"], receiver.url.as_str());
@@ -93,9 +94,13 @@ async fn secrets_are_encrypted_at_rest_rotated_with_grace_and_never_logged() -> 
     receiver.verified_event_ids(&new)?;
 
     // WHEN rotated again without grace THEN only the newest verifies
-    let r = api.call("POST", &format!("/v1/webhooks/{id}/rotate-secret"), Some(&key), Some(json!({"grace_seconds": 0}))).await?;
+    let r = api
+        .call("POST", &format!("/v1/webhooks/{id}/rotate-secret"), Some(&key), Some(json!({"grace_seconds": 0})))
+        .await?;
     let newest = r.body["secret"].as_str().context("newest")?.to_owned();
-    let r = api.call("POST", &format!("/v1/webhooks/{id}/rotate-secret"), Some(&key), Some(json!({"grace_seconds": 604801}))).await?;
+    let r = api
+        .call("POST", &format!("/v1/webhooks/{id}/rotate-secret"), Some(&key), Some(json!({"grace_seconds": 604801})))
+        .await?;
     assert_eq!((r.status, r.body["error"]["field"].as_str()), (400, Some("grace_seconds")));
     api.publish(&key, &[cloud_event(&unique("e"), "TODO_CREATED", &company, "p")]).await?;
     let got = receiver.wait_for(2, WAIT).await?;
@@ -132,7 +137,8 @@ async fn removing_a_company_from_the_owner_key_stops_queued_retries() -> Result<
     receiver.wait_for(1, WAIT).await?;
 
     // WHEN the key loses acme
-    let r = api.call("PATCH", &format!("/v1/api-keys/{key_id}"), Some(&admin), Some(json!({"companies": [other]}))).await?;
+    let r =
+        api.call("PATCH", &format!("/v1/api-keys/{key_id}"), Some(&admin), Some(json!({"companies": [other]}))).await?;
     assert_eq!(r.status, 200);
 
     // THEN the queued retry is dropped as owner_revoked, and no further attempt is made
@@ -147,14 +153,17 @@ async fn removing_a_company_from_the_owner_key_stops_queued_retries() -> Result<
     assert_eq!(receiver.received().len(), attempts);
     assert!(attempts <= 2, "{attempts}");
     // AND the drop is a metric CloudWatch extracts from the delivery function's log
-    let counted = stack.function_logs("delivery").lines().filter_map(|l| webhooks_aws::metrics::cloudwatch_extract(l).ok()).flatten().any(
-        |(namespace, name, value, dims)| {
+    let counted = stack
+        .function_logs("delivery")
+        .lines()
+        .filter_map(|l| webhooks_aws::metrics::cloudwatch_extract(l).ok())
+        .flatten()
+        .any(|(namespace, name, value, dims)| {
             namespace == "Webhooks"
                 && name == "DroppedDeliveries"
                 && value == 1.0
                 && dims == [("reason".to_owned(), "owner_revoked".to_owned())]
-        },
-    );
+        });
     assert!(counted, "no DroppedDeliveries line in Embedded Metric Format");
     Ok(())
 }
@@ -184,14 +193,21 @@ async fn a_publisher_cannot_forge_another_companys_event_through_envelope_fields
     };
     let (single, batched) = (unique("single"), unique("batched"));
     let r = api
-        .raw("POST", "/v1/events", Some(&attacker_key), Some("application/cloudevents+json"), Some(forged(&single).to_string().into_bytes()))
+        .raw(
+            "POST",
+            "/v1/events",
+            Some(&attacker_key),
+            Some("application/cloudevents+json"),
+            Some(forged(&single).to_string().into_bytes()),
+        )
         .await?;
     assert_eq!(r.status, 202, "{}", r.body);
     assert_eq!(api.publish(&attacker_key, &[forged(&batched)]).await?.status, 202);
 
     // THEN the attacker's own webhook receives the events it validated (its own company's)
     let got = attacker_hook.wait_for(2, WAIT).await?;
-    let mut ids: Vec<String> = got.iter().map(|r| r.json()["event_id"].as_str().unwrap_or_default().to_owned()).collect();
+    let mut ids: Vec<String> =
+        got.iter().map(|r| r.json()["event_id"].as_str().unwrap_or_default().to_owned()).collect();
     ids.sort();
     let mut want = vec![single.clone(), batched.clone()];
     want.sort();

@@ -256,12 +256,11 @@ async fn a_redirect_is_a_failed_attempt_and_its_location_is_not_followed() -> Re
         for status in [StatusCode::FOUND, StatusCode::MOVED_PERMANENTLY, StatusCode::TEMPORARY_REDIRECT] {
             // AND an allowed receiver on 127.0.0.1 that redirects there
             let target = location.clone();
-            let receiver =
-                Receiver::start(move || {
-                    let target = target.clone();
-                    async move { (status, [(header::LOCATION, target)]).into_response() }
-                })
-                .await?;
+            let receiver = Receiver::start(move || {
+                let target = target.clone();
+                async move { (status, [(header::LOCATION, target)]).into_response() }
+            })
+            .await?;
 
             // WHEN sent to
             let outcome = post(&sender, &receiver.url()).await;

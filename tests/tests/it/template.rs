@@ -319,24 +319,22 @@ fn as_list(v: &Value) -> Vec<Value> {
 /// (a topic's Ref is its ARN; other Refs are names or URLs, not ARNs),
 /// `!Sub "${X.Arn}/index/*"` -> `X/index/*`. Anything else is returned as written.
 fn policy_resource(template: &Value, v: &Value) -> String {
-    if let Some((id, attribute)) = getatt(v) {
-        if attribute == "Arn" {
-            return id;
-        }
+    if let Some((id, attribute)) = getatt(v)
+        && attribute == "Arn"
+    {
+        return id;
     }
-    if let Some(id) = ref_target(v) {
-        if template["Resources"][id]["Type"] == "AWS::SNS::Topic" {
-            return id.to_owned();
-        }
+    if let Some(id) = ref_target(v)
+        && template["Resources"][id]["Type"] == "AWS::SNS::Topic"
+    {
+        return id.to_owned();
     }
-    if let Some(text) = v.get("Fn::Sub").and_then(Value::as_str) {
-        if let Some(rest) = text.strip_prefix("${") {
-            if let Some((name, suffix)) = rest.split_once('}') {
-                if let Some(id) = name.strip_suffix(".Arn") {
-                    return format!("{id}{suffix}");
-                }
-            }
-        }
+    if let Some(text) = v.get("Fn::Sub").and_then(Value::as_str)
+        && let Some(rest) = text.strip_prefix("${")
+        && let Some((name, suffix)) = rest.split_once('}')
+        && let Some(id) = name.strip_suffix(".Arn")
+    {
+        return format!("{id}{suffix}");
     }
     v.to_string()
 }
@@ -498,10 +496,10 @@ fn every_reference_resolves_to_a_parameter_a_resource_or_a_pseudo_parameter() ->
             }
             "Condition" | "Fn::If" => {
                 let name = if key == "Condition" { arg.as_str() } else { arg.get(0).and_then(Value::as_str) };
-                if let Some(name) = name {
-                    if !conditions.contains(name) {
-                        problems.push(format!("{at}: no condition {name}"));
-                    }
+                if let Some(name) = name
+                    && !conditions.contains(name)
+                {
+                    problems.push(format!("{at}: no condition {name}"));
                 }
             }
             _ => {}
@@ -628,7 +626,8 @@ fn each_role_allows_exactly_the_calls_its_function_makes_on_its_own_resources() 
         let expected: BTreeSet<(String, String, String)> = rules
             .iter()
             .flat_map(|(actions, resources, condition)| {
-                let condition = condition.map(|c| serde_json::from_str::<Value>(c).map(|v| v.to_string()).unwrap_or_default());
+                let condition =
+                    condition.map(|c| serde_json::from_str::<Value>(c).map(|v| v.to_string()).unwrap_or_default());
                 actions.iter().flat_map(move |a| {
                     let condition = condition.clone().unwrap_or_default();
                     resources.iter().map(move |r| ((*a).to_owned(), (*r).to_owned(), condition.clone()))
@@ -675,8 +674,7 @@ fn roles_carry_no_managed_policy_except_vpc_networking_when_in_a_vpc() -> Result
         );
         let managed = &role_props["ManagedPolicyArns"];
         if *function == "DeliveryFunction" {
-            let eni =
-                json!({"Fn::Sub": "arn:${AWS::Partition}:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole"});
+            let eni = json!({"Fn::Sub": "arn:${AWS::Partition}:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole"});
             assert_eq!(managed, &json!({"Fn::If": ["DeliveryInVpc", [eni], {"Ref": "AWS::NoValue"}]}), "{role}");
         } else {
             assert!(managed.is_null(), "{role}: {managed}");
