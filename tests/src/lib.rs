@@ -175,6 +175,23 @@ impl AsRef<StackInfo> for Stack {
     }
 }
 
+impl Stack {
+    /// Whether a function's log holds a metric line CloudWatch extracts (Embedded Metric Format)
+    /// counting one `metric` with this `reason`, in the service's namespace.
+    pub fn metric_logged(&self, binary: &str, metric: &str, reason: &str) -> bool {
+        self.function_logs(binary)
+            .lines()
+            .filter_map(|l| webhooks_aws::metrics::cloudwatch_extract(l).ok())
+            .flatten()
+            .any(|(namespace, name, value, dims)| {
+                namespace == webhooks_aws::metrics::NAMESPACE
+                    && name == metric
+                    && value == 1.0
+                    && dims == [("reason".to_owned(), reason.to_owned())]
+            })
+    }
+}
+
 impl Drop for Stack {
     fn drop(&mut self) {
         if let Some(runner) = &mut self.runner {

@@ -308,17 +308,7 @@ async fn a_malformed_message_is_dead_lettered_and_its_batch_mates_are_delivered(
     assert_eq!(found.0, "unknown_type");
     assert!(found.1.starts_with("type:"), "{}", found.1);
     // AND it is counted in a metric CloudWatch extracts from the matcher's log
-    let counted = stack
-        .function_logs("matcher")
-        .lines()
-        .filter_map(|l| webhooks_aws::metrics::cloudwatch_extract(l).ok())
-        .flatten()
-        .any(|(namespace, name, value, dims)| {
-            namespace == "Webhooks"
-                && name == "RejectedEvents"
-                && value == 1.0
-                && dims == [("reason".to_owned(), "unknown_type".to_owned())]
-        });
+    let counted = stack.metric_logged("matcher", "RejectedEvents", "unknown_type");
     assert!(counted, "no RejectedEvents line in Embedded Metric Format");
     Ok(())
 }

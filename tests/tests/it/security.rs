@@ -153,17 +153,7 @@ async fn removing_a_company_from_the_owner_key_stops_queued_retries() -> Result<
     assert_eq!(receiver.received().len(), attempts);
     assert!(attempts <= 2, "{attempts}");
     // AND the drop is a metric CloudWatch extracts from the delivery function's log
-    let counted = stack
-        .function_logs("delivery")
-        .lines()
-        .filter_map(|l| webhooks_aws::metrics::cloudwatch_extract(l).ok())
-        .flatten()
-        .any(|(namespace, name, value, dims)| {
-            namespace == "Webhooks"
-                && name == "DroppedDeliveries"
-                && value == 1.0
-                && dims == [("reason".to_owned(), "owner_revoked".to_owned())]
-        });
+    let counted = stack.metric_logged("delivery", "DroppedDeliveries", "owner_revoked");
     assert!(counted, "no DroppedDeliveries line in Embedded Metric Format");
     Ok(())
 }
