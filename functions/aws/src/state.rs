@@ -412,24 +412,29 @@ impl DynamoDbDeliveryState {
     /// only one receive of a message SQS handed out twice sends it. `Err(record)` (the record
     /// as it is now) when the delivery is delivered, the attempt already counted, or claimed
     /// by another receive whose claim still runs. A receive that crashed after its claim
-    /// leaves it to expire: the attempt is then sent again, never lost.
+    /// leaves it to expire: the attempt is then sent again, never lost. `receive` names the
+    /// receive (one per SQS receipt): the same claim sent again (an SDK retry after an answer
+    /// that was lost) is its own, not another receive's.
     pub async fn claim_attempt(
         &self,
         delivery_id: &str,
         attempt: u32,
         now: i64,
         until: i64,
+        receive: &str,
     ) -> Result<Result<(), AttemptRecord>, StoreError> {
         let result = self
             .client
             .update_item()
             .table_name(&self.deliveries_table)
             .set_key(Some(key(format!("ATT#{delivery_id}"), Some("ATT"))))
-            .update_expression("SET claimed_attempt = :n, claim_until = :until, expires_at = :exp")
+            .update_expression("SET claimed_attempt = :n, claim_until = :until, claimed_by = :by, expires_at = :exp")
             .condition_expression(
                 "attribute_not_exists(delivered) AND (attribute_not_exists(attempts_made) OR attempts_made < :n) \
-                 AND (attribute_not_exists(claimed_attempt) OR claimed_attempt < :n OR claim_until < :now)",
+                 AND (attribute_not_exists(claimed_attempt) OR claimed_attempt < :n OR claim_until < :now \
+                 OR (claimed_attempt = :n AND claimed_by = :by))",
             )
+            .expression_attribute_values(":by", s(receive))
             .expression_attribute_values(":n", n(attempt))
             .expression_attribute_values(":until", n(until))
             .expression_attribute_values(":now", n(now))
@@ -451,7 +456,7 @@ impl DynamoDbDeliveryState {
             .update_item()
             .table_name(&self.deliveries_table)
             .set_key(Some(key(format!("ATT#{delivery_id}"), Some("ATT"))))
-            .update_expression("SET delivered = :t, expires_at = :exp REMOVE claimed_attempt, claim_until")
+            .update_expression("SET delivered = :t, expires_at = :exp REMOVE claimed_attempt, claim_until, claimed_by")
             .expression_attribute_values(":t", AttributeValue::Bool(true))
             .expression_attribute_values(":exp", n(now + ATTEMPT_RECORD_SECONDS))
             .send()

@@ -42,7 +42,7 @@ use webhooks_core::reliability::{
 };
 use webhooks_core::resources::{LogEntry, log_status};
 use webhooks_core::retry::{RetrySchedule, parse_duration, parse_retention, parse_retry_after, visibility_within_cap};
-use webhooks_core::signing::SigningSecret;
+use webhooks_core::signing::{SigningSecret, sha256_hex};
 
 /// Default of `WEBHOOKS_MAX_ATTEMPTS` (SPEC §6).
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 5;
@@ -434,7 +434,10 @@ impl Deliverer {
             .map_err(|e| DeliveryError::Secrets(Box::new(e)))?;
         // Claimed before it is sent: a second receive of the same message sends nothing.
         let claim_until = now_s + self.config.timeout.as_secs() as i64 + CLAIM_MARGIN_SECONDS;
-        if let Err(now_record) = self.state.claim_attempt(&d.delivery_id, attempt, now_s, claim_until).await? {
+        // The receipt handle names this receive: an SDK retry of the claim is still ours.
+        let receive = sha256_hex(record.receipt_handle.as_deref().unwrap_or(&d.delivery_id));
+        if let Err(now_record) = self.state.claim_attempt(&d.delivery_id, attempt, now_s, claim_until, &receive).await?
+        {
             return match after_refused_claim(now_record, attempt, self.config.max_attempts, now_s) {
                 ClaimRefused::Duplicate => {
                     info!(attempt, "a second receive of a delivery already done; nothing sent");

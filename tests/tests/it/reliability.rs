@@ -713,3 +713,29 @@ async fn an_alert_that_cannot_be_published_parks_deliveries_and_goes_out_later()
     assert_eq!(found[0].1, "failing");
     Ok(())
 }
+
+/// An attempt claim whose answer was lost (AWS applied it, the caller saw a 5xx and its SDK sent
+/// it again) is taken again by the same receive: it must not wait for its own claim to expire.
+/// Another receive is still refused while the claim runs.
+#[tokio::test]
+async fn a_claim_sent_again_by_the_same_receive_is_its_own() -> Result<()> {
+    // GIVEN the delivery state on the stack's tables
+    let stack = Stack::shared().await?;
+    let table = |name: &str| stack.info.tables.get(name).cloned().with_context(|| name.to_owned());
+    let state = webhooks_aws::state::DynamoDbDeliveryState::new(
+        stack.dynamodb().await,
+        table("SubscriptionsTable")?,
+        table("HealthTable")?,
+        table("DeliveriesTable")?,
+    );
+    let delivery = unique("dlv");
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    // WHEN one receive claims attempt 1, and the same claim arrives again (the SDK's retry)
+    assert!(state.claim_attempt(&delivery, 1, now, now + 60, "receive-a").await?.is_ok());
+    let again = state.claim_attempt(&delivery, 1, now, now + 60, "receive-a").await?;
+    // THEN it is still that receive's claim
+    assert!(again.is_ok(), "the same receive's claim was refused: {again:?}");
+    // AND another receive of the same message is refused while it runs
+    assert!(state.claim_attempt(&delivery, 1, now, now + 60, "receive-b").await?.is_err());
+    Ok(())
+}
