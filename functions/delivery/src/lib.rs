@@ -13,6 +13,7 @@
 //! re-drivable.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
@@ -118,6 +119,45 @@ pub struct Deliverer {
     pub secrets: KmsSecretBox,
     pub sender: HttpSender,
     pub config: DeliveryConfig,
+    /// Parks of one webhook in this execution environment go one at a time: each updates the
+    /// webhook's parked counter in its transaction, and DynamoDB cancels transactions that
+    /// overlap on an item, so a batch parking ten deliveries of one webhook at once would
+    /// conflict with itself and retry.
+    pub park_turns: ParkTurns,
+}
+
+/// One turn per webhook for parking, shared by the concurrent records of an environment.
+#[derive(Debug, Clone, Default)]
+pub struct ParkTurns(Arc<std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>);
+
+impl ParkTurns {
+    /// Waits for `webhook_id`'s turn; the turn ends when the guard is dropped.
+    async fn take(&self, webhook_id: &str) -> ParkTurn {
+        let turn = match self.0.lock() {
+            Ok(mut turns) => turns.entry(webhook_id.to_owned()).or_default().clone(),
+            Err(_) => Arc::default(),
+        };
+        ParkTurn { guard: Some(turn.lock_owned().await), turns: self.clone(), webhook_id: webhook_id.to_owned() }
+    }
+}
+
+/// A webhook's turn to park; dropping it frees the turn (and forgets the webhook when no one
+/// else waits).
+struct ParkTurn {
+    guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+    turns: ParkTurns,
+    webhook_id: String,
+}
+
+impl Drop for ParkTurn {
+    fn drop(&mut self) {
+        self.guard.take();
+        if let Ok(mut turns) = self.turns.0.lock()
+            && turns.get(&self.webhook_id).is_some_and(|t| Arc::strong_count(t) == 1)
+        {
+            turns.remove(&self.webhook_id);
+        }
+    }
 }
 
 /// Why a step of delivery failed; the record is handed back to SQS (no attempt is lost).
@@ -171,6 +211,7 @@ impl Deliverer {
             secrets: KmsSecretBox::new(aws_sdk_kms::Client::new(&sdk), required("SIGNING_KEY_ID")?),
             sender: HttpSender::new(config.timeout, allowed)?,
             config,
+            park_turns: ParkTurns::default(),
         })
     }
 
@@ -636,12 +677,15 @@ impl Deliverer {
     /// Parks `d` (a replayed copy back in its `slot`); `true` when it is kept or dropped for
     /// good, `false` when it must be sent (the reason to park no longer holds).
     async fn park(&self, d: &Delivery, guard: ParkGuard, slot: Option<&ParkSlot>) -> Result<bool, DeliveryError> {
+        let turn = self.park_turns.take(&d.webhook_id).await;
         let t = now();
         let at = format_utc(t);
         let outcome = self
             .state
             .park(d, guard, self.config.park_limit, t.unix_timestamp(), self.config.park_ttl.as_secs() as i64, slot)
-            .await?;
+            .await;
+        drop(turn);
+        let outcome = outcome?;
         match outcome {
             ParkOutcome::Parked => {
                 info!("delivery parked");
@@ -811,6 +855,26 @@ mod tests {
     use super::*;
     use webhooks_aws::state::{ParkedDelivery, now_ms};
     use webhooks_core::reliability::parked_on_manual_disable;
+
+    #[tokio::test]
+    async fn parks_of_one_webhook_take_turns_and_others_do_not_wait() {
+        // GIVEN one webhook's turn taken
+        let turns = ParkTurns::default();
+        let first = turns.take("wh_a").await;
+        // WHEN another park of it, and one of another webhook, ask for theirs
+        let same = tokio::time::timeout(Duration::from_millis(50), turns.take("wh_a")).await;
+        let other = tokio::time::timeout(Duration::from_millis(50), turns.take("wh_b")).await;
+        // THEN the same webhook waits, the other does not
+        assert!(same.is_err(), "a second park of one webhook ran alongside the first");
+        assert!(other.is_ok());
+        drop(other);
+        // AND once the first is done the next goes, and nothing is kept afterwards
+        drop(first);
+        let next = tokio::time::timeout(Duration::from_millis(50), turns.take("wh_a")).await;
+        assert!(next.is_ok());
+        drop(next);
+        assert!(turns.0.lock().map(|t| t.is_empty()).unwrap_or(false));
+    }
 
     fn parked(queued_at: i64) -> Result<ParkedDelivery, Box<dyn std::error::Error>> {
         let body = serde_json::json!({
