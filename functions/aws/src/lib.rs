@@ -7,6 +7,7 @@ pub mod batch;
 pub mod batch_get;
 pub mod claims;
 pub mod config;
+pub mod conflicts;
 pub mod dynamodb;
 pub mod egress;
 pub mod http;

@@ -191,7 +191,7 @@ impl Deliverer {
     pub async fn from_env() -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
         let sdk = webhooks_aws::sdk_config().await;
         let config = DeliveryConfig::from_env()?;
-        let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
+        let dynamodb = webhooks_aws::conflicts::dynamodb_client(&sdk);
         let sqs = aws_sdk_sqs::Client::new(&sdk);
         let subscriptions_table = required("SUBSCRIPTIONS_TABLE")?;
         let queue_url = required("DELIVERY_QUEUE_URL")?;

@@ -11,7 +11,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     webhooks_aws::telemetry::init();
     let sdk = webhooks_aws::sdk_config().await;
     let sqs = aws_sdk_sqs::Client::new(&sdk);
-    let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
+    let dynamodb = webhooks_aws::conflicts::dynamodb_client(&sdk);
     let subscriptions = DynamoDbSubscriptions::new(dynamodb.clone(), required("SUBSCRIPTIONS_TABLE")?);
     let matcher = Matcher {
         dead_letters: SqsIngestDeadLetters::new(sqs.clone(), required("INGEST_DLQ_URL")?),

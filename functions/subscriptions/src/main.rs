@@ -14,7 +14,7 @@ async fn main() -> Result<(), lambda_http::Error> {
     webhooks_aws::telemetry::init();
     let config = ApiConfig::from_env()?;
     let sdk = webhooks_aws::sdk_config().await;
-    let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
+    let dynamodb = webhooks_aws::conflicts::dynamodb_client(&sdk);
     let sqs = aws_sdk_sqs::Client::new(&sdk);
     let subscriptions_table = required("SUBSCRIPTIONS_TABLE")?;
     let state = AppState {

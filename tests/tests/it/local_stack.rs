@@ -517,3 +517,79 @@ async fn overlapping_transactions_on_one_item_are_cancelled_for_a_conflict() -> 
     assert_eq!(item.get("n").and_then(|n| n.as_n().ok()).map(String::as_str), Some(done.to_string().as_str()));
     Ok(())
 }
+
+/// Single writes to an item that transactions keep busy: DynamoDB answers
+/// `TransactionConflictException`, and the functions' DynamoDB client retries it, so every
+/// write takes effect.
+#[tokio::test]
+async fn the_functions_client_retries_a_write_that_met_a_transaction() -> Result<()> {
+    use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem, Update};
+    // GIVEN the functions' endpoint and client (with the SDK's standard retries), and a table
+    let stack = Stack::shared().await?;
+    let table = table_of_its_own(&stack).await?;
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(functions_endpoint(&stack)?)
+        .region(aws_sdk_sqs::config::Region::new(stack.info.region.clone()))
+        .credentials_provider(aws_sdk_sqs::config::Credentials::new("test", "test", None, None, "local-stack"))
+        .load()
+        .await;
+    let dynamodb = webhooks_aws::conflicts::dynamodb_client(&sdk);
+    let shared = unique("busy");
+    let add = |dynamodb: aws_sdk_dynamodb::Client, table: String, shared: String| async move {
+        dynamodb
+            .update_item()
+            .table_name(table)
+            .key("pk", AttributeValue::S(shared))
+            .update_expression("ADD n :one")
+            .expression_attribute_values(":one", AttributeValue::N("1".into()))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| e.into_service_error().to_string())
+    };
+
+    // WHEN transactions on the item and single writes to it run at once
+    let mut writes = Vec::new();
+    let mut transactions = Vec::new();
+    for _ in 0..16 {
+        let (d, t, s) = (dynamodb.clone(), table.clone(), shared.clone());
+        transactions.push(tokio::spawn(async move {
+            let update = Update::builder()
+                .table_name(&t)
+                .key("pk", AttributeValue::S(s))
+                .update_expression("SET touched = :t")
+                .expression_attribute_values(":t", AttributeValue::Bool(true))
+                .build()?;
+            let _ = d
+                .transact_write_items()
+                .transact_items(TransactWriteItem::builder().update(update).build())
+                .send()
+                .await;
+            anyhow::Ok(())
+        }));
+        writes.push(tokio::spawn(add(dynamodb.clone(), table.clone(), shared.clone())));
+    }
+    for t in transactions {
+        t.await??;
+    }
+    let mut failed = Vec::new();
+    for w in writes {
+        if let Err(e) = w.await? {
+            failed.push(e);
+        }
+    }
+
+    // THEN every single write took effect
+    assert!(failed.is_empty(), "{failed:?}");
+    let item = dynamodb
+        .get_item()
+        .table_name(&table)
+        .key("pk", AttributeValue::S(shared))
+        .consistent_read(true)
+        .send()
+        .await?
+        .item
+        .context("the item")?;
+    assert_eq!(item.get("n").and_then(|n| n.as_n().ok()).map(String::as_str), Some("16"));
+    Ok(())
+}
