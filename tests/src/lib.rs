@@ -316,19 +316,28 @@ pub struct Receiver {
     pub url: String,
     received: std::sync::Arc<std::sync::Mutex<Vec<Received>>>,
     plan: std::sync::Arc<std::sync::Mutex<Plan>>,
+    /// Deliveries of these event ids are answered 500, whatever the plan says.
+    failing: std::sync::Arc<std::sync::Mutex<BTreeSet<String>>>,
 }
 
 impl Receiver {
     pub async fn start() -> Result<Self> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let url = format!("http://{}/hook", listener.local_addr()?);
-        let receiver = Self { url, received: Default::default(), plan: Default::default() };
+        let receiver =
+            Self { url, received: Default::default(), plan: Default::default(), failing: Default::default() };
         let state = receiver.clone();
         let app = axum::Router::new().fallback(move |headers: http::HeaderMap, body: axum::body::Bytes| {
             let state = state.clone();
             async move {
-                let (status, retry_after) =
-                    state.plan.lock().map(|mut p| p.pop_front()).ok().flatten().unwrap_or((200, None));
+                let event_id =
+                    serde_json::from_slice::<Value>(&body).ok().and_then(|b| b["event_id"].as_str().map(str::to_owned));
+                let failing = state.failing.lock().is_ok_and(|f| event_id.is_some_and(|e| f.contains(&e)));
+                let (status, retry_after) = if failing {
+                    (500, None)
+                } else {
+                    state.plan.lock().map(|mut p| p.pop_front()).ok().flatten().unwrap_or((200, None))
+                };
                 if let Ok(mut r) = state.received.lock() {
                     r.push(Received { headers, body: body.to_vec(), at: Instant::now() });
                 }
@@ -342,6 +351,20 @@ impl Receiver {
         });
         tokio::spawn(async move { axum::serve(listener, app).await });
         Ok(receiver)
+    }
+
+    /// Answer every delivery of `event_id` with 500 until [`Self::stop_failing`].
+    pub fn fail_event(&self, event_id: &str) {
+        if let Ok(mut f) = self.failing.lock() {
+            f.insert(event_id.to_owned());
+        }
+    }
+
+    /// Deliveries of `event_id` are answered as planned again.
+    pub fn stop_failing(&self, event_id: &str) {
+        if let Ok(mut f) = self.failing.lock() {
+            f.remove(event_id);
+        }
     }
 
     /// Answer the next requests with these statuses, in order.

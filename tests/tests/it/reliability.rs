@@ -497,9 +497,9 @@ async fn a_webhook_that_stays_active_resends_what_it_parked_once_it_is_healthy_a
     // GIVEN an event that fails five times while another one succeeds in between
     let s = setup().await?;
     let receiver = Receiver::start().await?;
-    receiver.respond_with(&[500, 200, 500, 500, 500, 500]);
     let (id, _) = s.webhook(&receiver).await?;
     let unlucky = unique("unlucky");
+    receiver.fail_event(&unlucky);
     s.publish(&[&unlucky]).await?;
     receiver.wait_for(1, WAIT).await?;
     s.publish(&[&unique("lucky")]).await?;
@@ -510,6 +510,7 @@ async fn a_webhook_that_stays_active_resends_what_it_parked_once_it_is_healthy_a
     assert_eq!(tries(&receiver.received()), 5);
 
     // WHEN the webhook is healthy again (its next delivery after the failures succeeds)
+    receiver.stop_failing(&unlucky);
     s.publish(&[&unique("healthy")]).await?;
 
     // THEN the parked delivery is re-sent without an enable, and delivered
