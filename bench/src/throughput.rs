@@ -4,7 +4,7 @@
 //! alternating rounds so each round's ratio compares figures taken under the same load.
 //!
 //! The handler runs in a child process given exactly the delivery function's environment (read
-//! from a running process of the local stack) and built by `Deliverer::from_env`, the
+//! from a running process of the local stack) and built by `delivery::wiring::from_env`, the
 //! function's own wiring; its AWS calls go to the stack's emulator. A third figure, the HTTP
 //! sender alone (signing and egress checks included, no AWS), separates our sending path from
 //! the cost of the emulator calls around it; and the handler's rate over its time not spent
@@ -20,11 +20,11 @@ use anyhow::{Context, Result, bail};
 use aws_lambda_events::event::sqs::SqsEvent;
 use futures_util::future::join_all;
 use lambda_runtime::{Context as LambdaContext, LambdaEvent};
-use reqwest::header::HeaderMap;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use webhooks_core::message::{Delivery, DeliveryQueueMessage};
-use webhooks_core::payload::{delivery_body, request_headers};
+use webhooks_core::payload::delivery_body;
+use webhooks_core::ports::SignedRequest;
 use webhooks_core::signing::{SigningSecret, delivery_id, webhook_message_id};
 
 use crate::stack::{Stack, cloud_event, sqs_event, unique};
@@ -231,8 +231,7 @@ fn run_wrk(wrk: &Path, url: &str, connections: usize, seconds: f64) -> Result<f6
 /// The child: times `mode` for `seconds` after a warm-up, writes a [`WorkerRun`] to `out`.
 pub async fn worker(mode: Mode, receiver: &str, webhooks: &[String], seconds: f64, out: &Path) -> Result<()> {
     webhooks_aws::telemetry::init();
-    let deliverer =
-        delivery::Deliverer::from_env().await.map_err(|e| anyhow::anyhow!("building the deliverer: {e}"))?;
+    let deliverer = delivery::wiring::from_env().await.map_err(|e| anyhow::anyhow!("building the deliverer: {e}"))?;
     let queue_arn = "arn:aws:sqs:us-east-1:123456789012:bench-delivery";
     let run_id = unique();
     let secret = SigningSecret::generate().map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -277,18 +276,19 @@ pub async fn worker(mode: Mode, receiver: &str, webhooks: &[String], seconds: f6
                     let now = time::OffsetDateTime::now_utc().unix_timestamp();
                     let sends = batch.iter().enumerate().map(|(j, d)| {
                         let body = delivery_body(&d.event, &d.webhook_id);
-                        let mut headers = HeaderMap::new();
-                        for (name, value) in request_headers(
-                            &BTreeMap::new(),
-                            &d.webhook_message_id,
-                            now,
-                            &body,
-                            std::slice::from_ref(secret),
-                        ) {
-                            webhooks_aws::http::insert(&mut headers, &name, &value);
-                        }
                         let url = format!("{receiver}/tp/{j}");
-                        async move { sender.post(&url, headers, body).await }
+                        async move {
+                            let headers = BTreeMap::new();
+                            let request = SignedRequest {
+                                url: &url,
+                                headers: &headers,
+                                webhook_message_id: &d.webhook_message_id,
+                                timestamp: now,
+                                body,
+                                secrets: std::slice::from_ref(secret),
+                            };
+                            sender.send_signed(request).await
+                        }
                     });
                     Ok(join_all(sends).await.iter().filter(|o| !o.succeeded()).count() as u64)
                 }

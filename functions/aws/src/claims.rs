@@ -4,9 +4,11 @@
 //! (same `webhook-id`s) — twice at worst, never zero times.
 
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::types::AttributeValue;
 
 use crate::dynamodb::StoreError;
+use crate::item::{conditional, n, s, unavailable};
+use crate::keys::event_pk;
+
 /// The outcome of a claim lives in the core (the `EventClaims` port carries it).
 pub use webhooks_core::ports::Claim;
 
@@ -22,10 +24,6 @@ pub struct DynamoDbEventClaims {
     table: String,
 }
 
-fn n(v: i64) -> AttributeValue {
-    AttributeValue::N(v.to_string())
-}
-
 impl DynamoDbEventClaims {
     pub fn new(client: Client, table: String) -> Self {
         Self { client, table }
@@ -33,13 +31,13 @@ impl DynamoDbEventClaims {
 
     /// Claims `event_key` (e.g. the event's `webhook-id`) at `now` (Unix seconds).
     pub async fn claim(&self, event_key: &str, now: i64) -> Result<Claim, StoreError> {
-        let pk = AttributeValue::S(format!("EVT#{event_key}"));
+        let pk = s(event_pk(event_key));
         let result = self
             .client
             .put_item()
             .table_name(&self.table)
             .item("pk", pk.clone())
-            .item("state", AttributeValue::S("in_progress".into()))
+            .item("state", s("in_progress"))
             .item("lease_until", n(now + CLAIM_LEASE_SECONDS))
             .item("expires_at", n(now + DEDUPLICATION_WINDOW_SECONDS))
             // Free, or a lease that expired, or a record past its window that TTL has not
@@ -48,28 +46,25 @@ impl DynamoDbEventClaims {
                 "attribute_not_exists(pk) OR (#s = :in_progress AND lease_until < :now) OR expires_at < :now",
             )
             .expression_attribute_names("#s", "state")
-            .expression_attribute_values(":in_progress", AttributeValue::S("in_progress".into()))
+            .expression_attribute_values(":in_progress", s("in_progress"))
             .expression_attribute_values(":now", n(now))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(Claim::Claimed),
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => {
-                let current = self
-                    .client
-                    .get_item()
-                    .table_name(&self.table)
-                    .key("pk", pk)
-                    .consistent_read(true)
-                    .send()
-                    .await
-                    .map_err(|e| StoreError::Unavailable { operation: "GetItem", source: Box::new(e) })?;
-                let done = current.item.as_ref().and_then(|i| i.get("state")).and_then(|s| s.as_s().ok())
-                    == Some(&"done".to_owned());
-                Ok(if done { Claim::Done } else { Claim::Busy })
-            }
-            Err(e) => Err(StoreError::Unavailable { operation: "PutItem", source: Box::new(e) }),
+        if conditional(result, "PutItem")?.is_some() {
+            return Ok(Claim::Claimed);
         }
+        let current = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", pk)
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(unavailable("GetItem"))?;
+        let done =
+            current.item.as_ref().and_then(|i| i.get("state")).and_then(|s| s.as_s().ok()) == Some(&"done".to_owned());
+        Ok(if done { Claim::Done } else { Claim::Busy })
     }
 
     /// Marks a claimed event as fanned out, for the rest of the window.
@@ -77,12 +72,12 @@ impl DynamoDbEventClaims {
         self.client
             .put_item()
             .table_name(&self.table)
-            .item("pk", AttributeValue::S(format!("EVT#{event_key}")))
-            .item("state", AttributeValue::S("done".into()))
+            .item("pk", s(event_pk(event_key)))
+            .item("state", s("done"))
             .item("expires_at", n(now + DEDUPLICATION_WINDOW_SECONDS))
             .send()
             .await
-            .map_err(|e| StoreError::Unavailable { operation: "PutItem", source: Box::new(e) })?;
+            .map_err(unavailable("PutItem"))?;
         Ok(())
     }
 }

@@ -21,11 +21,17 @@ use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Delete, Put, Trans
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
-use webhooks_core::model::WebhookStatus;
+use webhooks_core::model::{DisabledReason, WebhookStatus};
 use webhooks_core::resources::{ApiKey, Webhook};
 
-/// The plain data of the match index and of keys live in the core (the ports carry them).
-pub use webhooks_core::ports::{IndexEntry, StoredKey};
+use crate::item::{CONDITION_FAILED_REASON, cancellation_codes, conditional, n, s, unavailable};
+use crate::keys::{
+    KEY_HASH_SK, KEY_SK, WEBHOOK_SK, index_pk, key, key_hash_pk, key_pk, now_ms, webhook_key, webhook_pk,
+};
+
+/// The plain data of the match index, keys and webhooks live in the core (the ports carry
+/// them).
+pub use webhooks_core::ports::{IndexEntry, StoredKey, StoredSecret, StoredWebhook};
 
 /// DynamoDB refuses a transaction of more than 100 actions.
 const MAX_TRANSACTION_ACTIONS: usize = 100;
@@ -51,42 +57,11 @@ pub enum StoreError {
     },
 }
 
-fn unavailable<E: std::error::Error + Send + Sync + 'static>(operation: &'static str) -> impl FnOnce(E) -> StoreError {
-    move |e| StoreError::Unavailable { operation, source: Box::new(e) }
-}
-
 /// A page of a list and the cursor of the next one.
 #[derive(Debug, Clone)]
 pub struct Page<T> {
     pub items: Vec<T>,
     pub next_cursor: Option<String>,
-}
-
-/// One signing secret of a webhook as stored: KMS ciphertext (base64, encryption context the
-/// webhook id); `expires_at` (Unix seconds) is set on the previous secret during a rotation's
-/// grace period.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StoredSecret {
-    pub ciphertext: String,
-    pub expires_at: Option<i64>,
-}
-
-/// A webhook as stored: the resource, its secrets, a version for optimistic concurrency and
-/// the index partitions it is written in (so a change knows which entries to remove).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct StoredWebhook {
-    #[serde(flatten)]
-    pub webhook: Webhook,
-    pub secrets: Vec<StoredSecret>,
-    pub version: u64,
-    pub partitions: BTreeSet<String>,
-    /// The alert of a deactivation, until it is published (at least once, even across a
-    /// crash between the deactivation and the publish).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub alert_pending: Option<String>,
-    /// When it was last disabled (Unix milliseconds).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub disabled_at_ms: Option<i64>,
 }
 
 /// Keys, webhooks and the match index in SubscriptionsTable.
@@ -96,12 +71,8 @@ pub struct DynamoDbSubscriptions {
     table: String,
 }
 
-fn s(v: impl Into<String>) -> AttributeValue {
-    AttributeValue::S(v.into())
-}
-
 fn key_of(pk: String, sk: &str) -> HashMap<String, AttributeValue> {
-    HashMap::from([("pk".to_owned(), s(pk)), ("sk".to_owned(), s(sk))])
+    key(pk, Some(sk))
 }
 
 fn to_item<T: Serialize>(value: &T, extra: &[(&str, String)]) -> Result<HashMap<String, AttributeValue>, StoreError> {
@@ -160,30 +131,12 @@ fn plausible_id(id: &str) -> bool {
     (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
-fn webhook_pk(id: &str) -> String {
-    format!("WH#{id}")
-}
-
-fn key_pk(id: &str) -> String {
-    format!("KEY#{id}")
-}
-
-fn index_pk(partition: &str) -> String {
-    format!("IDX#{partition}")
-}
-
 /// Whether a transaction failed on a condition (as opposed to being unreachable); returns the
 /// index of the first failed action when DynamoDB says which.
 fn cancelled_at<R>(
     err: &SdkError<aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError, R>,
 ) -> Option<Option<usize>> {
-    let service = err.as_service_error()?;
-    match service {
-        aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(c) => {
-            Some(c.cancellation_reasons().iter().position(|r| r.code() == Some("ConditionalCheckFailed")))
-        }
-        _ => None,
-    }
+    cancellation_codes(err).map(|codes| codes.iter().position(|c| c.as_deref() == Some(CONDITION_FAILED_REASON)))
 }
 
 impl DynamoDbSubscriptions {
@@ -249,14 +202,14 @@ impl DynamoDbSubscriptions {
             stored,
             &[
                 ("pk", key_pk(&key.id)),
-                ("sk", "KEY".to_owned()),
+                ("sk", KEY_SK.to_owned()),
                 ("gsi1pk", "KEYS".to_owned()),
                 ("gsi1sk", format!("{}#{}", key.created_at, key.id)),
             ],
         )?;
         let lookup = HashMap::from([
-            ("pk".to_owned(), s(format!("KEYHASH#{}", stored.secret_sha256))),
-            ("sk".to_owned(), s("KEYHASH")),
+            ("pk".to_owned(), s(key_hash_pk(&stored.secret_sha256))),
+            ("sk".to_owned(), s(KEY_HASH_SK)),
             ("key_id".to_owned(), s(key.id.clone())),
         ]);
         self.transact(vec![
@@ -270,7 +223,7 @@ impl DynamoDbSubscriptions {
     /// The key whose secret hashes to `secret_sha256`, read strongly consistent so that a
     /// rotated or deleted key is refused at once.
     pub async fn key_by_secret_hash(&self, secret_sha256: &str) -> Result<Option<StoredKey>, StoreError> {
-        let Some(lookup) = self.get(format!("KEYHASH#{secret_sha256}"), "KEYHASH").await? else {
+        let Some(lookup) = self.get(key_hash_pk(secret_sha256), KEY_HASH_SK).await? else {
             return Ok(None);
         };
         let Some(key_id) = lookup.get("key_id").and_then(|v| v.as_s().ok()) else {
@@ -286,7 +239,7 @@ impl DynamoDbSubscriptions {
         if !plausible_id(id) {
             return Ok(None);
         }
-        self.get(key_pk(id), "KEY").await?.map(from_item).transpose()
+        self.get(key_pk(id), KEY_SK).await?.map(from_item).transpose()
     }
 
     /// Keys in creation order.
@@ -321,10 +274,11 @@ impl DynamoDbSubscriptions {
     pub async fn update_key(&self, key: &ApiKey) -> Result<(), StoreError> {
         let companies = serde_dynamo::to_attribute_value(&key.companies).map_err(unavailable("serialize"))?;
         let permissions = serde_dynamo::to_attribute_value(&key.permissions).map_err(unavailable("serialize"))?;
-        self.client
+        let result = self
+            .client
             .update_item()
             .table_name(&self.table)
-            .set_key(Some(key_of(key_pk(&key.id), "KEY")))
+            .set_key(Some(key_of(key_pk(&key.id), KEY_SK)))
             .update_expression("SET #n = :n, #c = :c, #p = :p")
             .condition_expression("attribute_exists(pk)")
             .expression_attribute_names("#n", "name")
@@ -334,11 +288,8 @@ impl DynamoDbSubscriptions {
             .expression_attribute_values(":c", companies)
             .expression_attribute_values(":p", permissions)
             .send()
-            .await
-            .map_err(|e| match e.as_service_error() {
-                Some(se) if se.is_conditional_check_failed_exception() => StoreError::Conflict,
-                _ => unavailable("UpdateItem")(e),
-            })?;
+            .await;
+        conditional(result, "UpdateItem")?.ok_or(StoreError::Conflict)?;
         Ok(())
     }
 
@@ -346,7 +297,7 @@ impl DynamoDbSubscriptions {
     pub async fn rotate_key(&self, stored: &StoredKey, new_sha256: &str) -> Result<(), StoreError> {
         let update = Update::builder()
             .table_name(&self.table)
-            .set_key(Some(key_of(key_pk(&stored.key.id), "KEY")))
+            .set_key(Some(key_of(key_pk(&stored.key.id), KEY_SK)))
             .update_expression("SET secret_sha256 = :new")
             .condition_expression("secret_sha256 = :old")
             .expression_attribute_values(":new", s(new_sha256))
@@ -354,13 +305,13 @@ impl DynamoDbSubscriptions {
             .build()
             .map_err(unavailable("build"))?;
         let lookup = HashMap::from([
-            ("pk".to_owned(), s(format!("KEYHASH#{new_sha256}"))),
-            ("sk".to_owned(), s("KEYHASH")),
+            ("pk".to_owned(), s(key_hash_pk(new_sha256))),
+            ("sk".to_owned(), s(KEY_HASH_SK)),
             ("key_id".to_owned(), s(stored.key.id.clone())),
         ]);
         self.transact(vec![
             TransactWriteItem::builder().update(update).build(),
-            self.delete(key_of(format!("KEYHASH#{}", stored.secret_sha256), "KEYHASH"), None)?,
+            self.delete(key_of(key_hash_pk(&stored.secret_sha256), KEY_HASH_SK), None)?,
             self.put(lookup, Some("attribute_not_exists(pk)"))?,
         ])
         .await
@@ -373,7 +324,7 @@ impl DynamoDbSubscriptions {
         self.client
             .delete_item()
             .table_name(&self.table)
-            .set_key(Some(key_of(format!("KEYHASH#{}", stored.secret_sha256), "KEYHASH")))
+            .set_key(Some(key_of(key_hash_pk(&stored.secret_sha256), KEY_HASH_SK)))
             .send()
             .await
             .map_err(unavailable("DeleteItem"))?;
@@ -385,7 +336,7 @@ impl DynamoDbSubscriptions {
     pub async fn delete_key(&self, stored: &StoredKey) -> Result<(), StoreError> {
         let key = Delete::builder()
             .table_name(&self.table)
-            .set_key(Some(key_of(key_pk(&stored.key.id), "KEY")))
+            .set_key(Some(key_of(key_pk(&stored.key.id), KEY_SK)))
             .condition_expression(
                 "attribute_exists(pk) AND (attribute_not_exists(webhook_count) OR webhook_count = :zero)",
             )
@@ -394,7 +345,7 @@ impl DynamoDbSubscriptions {
             .map_err(unavailable("build"))?;
         self.transact(vec![
             TransactWriteItem::builder().delete(key).build(),
-            self.delete(key_of(format!("KEYHASH#{}", stored.secret_sha256), "KEYHASH"), None)?,
+            self.delete(key_of(key_hash_pk(&stored.secret_sha256), KEY_HASH_SK), None)?,
         ])
         .await
         .map_err(|(e, _)| e)
@@ -405,7 +356,7 @@ impl DynamoDbSubscriptions {
         self.client
             .update_item()
             .table_name(&self.table)
-            .set_key(Some(key_of(key_pk(id), "KEY")))
+            .set_key(Some(key_of(key_pk(id), KEY_SK)))
             .update_expression("SET last_used_at = :t")
             .condition_expression("attribute_exists(pk)")
             .expression_attribute_values(":t", s(at))
@@ -417,7 +368,7 @@ impl DynamoDbSubscriptions {
 
     /// The keys among `ids` that still exist: one BatchGetItem per 100 ids (batch_get).
     pub async fn keys_by_ids(&self, ids: &BTreeSet<String>) -> Result<HashMap<String, StoredKey>, StoreError> {
-        let keys = ids.iter().map(|id| key_of(key_pk(id), "KEY")).collect();
+        let keys = ids.iter().map(|id| key_of(key_pk(id), KEY_SK)).collect();
         let items = crate::batch_get::batch_get_all(&self.client, &self.table, keys, true)
             .await
             .map_err(unavailable("BatchGetItem"))?;
@@ -433,7 +384,7 @@ impl DynamoDbSubscriptions {
             stored,
             &[
                 ("pk", webhook_pk(&w.id)),
-                ("sk", "WH".to_owned()),
+                ("sk", WEBHOOK_SK.to_owned()),
                 ("gsi1pk", format!("OWNER#{}", w.owner_key_id)),
                 ("gsi1sk", order.clone()),
                 ("gsi2pk", "WEBHOOKS".to_owned()),
@@ -457,7 +408,7 @@ impl DynamoDbSubscriptions {
     pub async fn create_webhook(&self, stored: &StoredWebhook, max_per_key: u32) -> Result<(), StoreError> {
         let count = Update::builder()
             .table_name(&self.table)
-            .set_key(Some(key_of(key_pk(&stored.webhook.owner_key_id), "KEY")))
+            .set_key(Some(key_of(key_pk(&stored.webhook.owner_key_id), KEY_SK)))
             .update_expression("SET webhook_count = if_not_exists(webhook_count, :zero) + :one")
             .condition_expression(
                 "attribute_exists(pk) AND (attribute_not_exists(webhook_count) OR webhook_count < :max)",
@@ -504,16 +455,61 @@ impl DynamoDbSubscriptions {
         if !plausible_id(id) {
             return Ok(None);
         }
-        self.get(webhook_pk(id), "WH").await?.map(from_item).transpose()
+        self.get(webhook_pk(id), WEBHOOK_SK).await?.map(from_item).transpose()
     }
 
     /// Several webhooks by id, strongly consistent: one BatchGetItem per 100 ids (batch_get).
     pub async fn webhooks_by_ids(&self, ids: &BTreeSet<String>) -> Result<HashMap<String, StoredWebhook>, StoreError> {
-        let keys = ids.iter().map(|id| key_of(webhook_pk(id), "WH")).collect();
+        let keys = ids.iter().map(|id| key_of(webhook_pk(id), WEBHOOK_SK)).collect();
         let items = crate::batch_get::batch_get_all(&self.client, &self.table, keys, true)
             .await
             .map_err(unavailable("BatchGetItem"))?;
         items.into_iter().map(|item| from_item::<StoredWebhook>(item).map(|v| (v.webhook.id.clone(), v))).collect()
+    }
+
+    /// Disables an active webhook for `reason`, marking `alert` (JSON) pending on it. `true`
+    /// for the one call that won: only it publishes the alert.
+    pub async fn deactivate(
+        &self,
+        webhook_id: &str,
+        reason: DisabledReason,
+        alert: &str,
+        at: &str,
+    ) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(webhook_key(webhook_id)))
+            .update_expression("SET #status = :disabled, disabled_reason = :reason, alert_pending = :alert, updated_at = :at, disabled_at_ms = :ms ADD version :one")
+            .condition_expression("#status = :active")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":disabled", s("disabled"))
+            .expression_attribute_values(":active", s("active"))
+            .expression_attribute_values(":reason", s(reason.as_str()))
+            .expression_attribute_values(":alert", s(alert))
+            .expression_attribute_values(":at", s(at))
+            .expression_attribute_values(":ms", n(now_ms()))
+            .expression_attribute_values(":one", n(1))
+            .send()
+            .await;
+        Ok(conditional(result, "UpdateItem")?.is_some())
+    }
+
+    /// Clears a published alert (only that one: a newer deactivation's alert stays).
+    pub async fn clear_alert(&self, webhook_id: &str, alert: &str) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(webhook_key(webhook_id)))
+            .update_expression("REMOVE alert_pending")
+            .condition_expression("alert_pending = :alert")
+            .expression_attribute_values(":alert", s(alert))
+            .send()
+            .await;
+        conditional(result, "UpdateItem")?;
+        Ok(())
     }
 
     /// A page of webhooks, oldest first: one owner's, or everyone's; optionally one status.
@@ -560,7 +556,7 @@ impl DynamoDbSubscriptions {
                 Some(_) => {
                     let next = items.last().map(|w| {
                         let order = format!("{}#{}", w.webhook.created_at, w.webhook.id);
-                        let mut key = key_of(webhook_pk(&w.webhook.id), "WH");
+                        let mut key = key_of(webhook_pk(&w.webhook.id), WEBHOOK_SK);
                         key.insert(pk_name.to_owned(), s(pk.clone()));
                         key.insert(sk_name.clone(), s(order));
                         key
@@ -595,7 +591,7 @@ impl DynamoDbSubscriptions {
     fn condition_exists(&self, owner_key_id: &str) -> Result<TransactWriteItem, StoreError> {
         let check = ConditionCheck::builder()
             .table_name(&self.table)
-            .set_key(Some(key_of(key_pk(owner_key_id), "KEY")))
+            .set_key(Some(key_of(key_pk(owner_key_id), KEY_SK)))
             .condition_expression("attribute_exists(pk)")
             .build()
             .map_err(unavailable("build"))?;
@@ -605,11 +601,11 @@ impl DynamoDbSubscriptions {
     /// Deletes a webhook, its index entries, and gives its slot back to the owner key.
     pub async fn delete_webhook(&self, stored: &StoredWebhook) -> Result<(), StoreError> {
         let w = &stored.webhook;
-        let mut actions = vec![self.delete(key_of(webhook_pk(&w.id), "WH"), Some("attribute_exists(pk)"))?];
+        let mut actions = vec![self.delete(key_of(webhook_pk(&w.id), WEBHOOK_SK), Some("attribute_exists(pk)"))?];
         // The owner key may be gone already (key deletion deletes its webhooks after it).
         let release = Update::builder()
             .table_name(&self.table)
-            .set_key(Some(key_of(key_pk(&w.owner_key_id), "KEY")))
+            .set_key(Some(key_of(key_pk(&w.owner_key_id), KEY_SK)))
             .update_expression("SET webhook_count = webhook_count - :one")
             .condition_expression("webhook_count > :zero")
             .expression_attribute_values(":one", AttributeValue::N("1".into()))

@@ -20,7 +20,7 @@
 //!
 //! `WEBHOOKS_ALLOWED_TARGETS` ([`AllowedTargets`]) is the only exception.
 //!
-//! # Error codes of a failed send (`SendOutcome::error`)
+//! # Error codes of a failed send (`SendFailure`, recorded by their code)
 //!
 //! | code | meaning |
 //! |---|---|
@@ -45,6 +45,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use url::{Host, Url};
+use webhooks_core::attempt::SendFailure;
 use webhooks_core::ssrf::{AllowedTargets, SsrfError, check_ip};
 use webhooks_core::validation::FieldError;
 
@@ -71,13 +72,18 @@ pub enum Refusal {
 }
 
 impl Refusal {
+    /// The failure a refusal makes of an attempt.
+    pub fn kind(&self) -> SendFailure {
+        match self {
+            Self::Blocked(SsrfError::BlockedAddress(_)) => SendFailure::BlockedAddress,
+            Self::DnsFailed { .. } => SendFailure::DnsFailed,
+            Self::InvalidUrl => SendFailure::InvalidUrl,
+        }
+    }
+
     /// The stable code of the refusal, as recorded for a failed attempt (module docs).
     pub fn code(&self) -> &'static str {
-        match self {
-            Self::Blocked(e) => e.code(),
-            Self::DnsFailed { .. } => "dns_failed",
-            Self::InvalidUrl => "invalid_url",
-        }
+        self.kind().code()
     }
 }
 

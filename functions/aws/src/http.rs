@@ -7,6 +7,9 @@
 use std::time::{Duration, Instant};
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+pub use webhooks_core::attempt::{Answer, SendFailure, SendOutcome};
+use webhooks_core::payload::request_headers;
+use webhooks_core::ports::SignedRequest;
 use webhooks_core::ssrf::AllowedTargets;
 
 use crate::egress::{self, Refusal};
@@ -20,26 +23,6 @@ const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// `user-agent` of every request.
 pub const USER_AGENT: &str = concat!("granular-webhooks/", env!("CARGO_PKG_VERSION"));
-
-/// What happened to one request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SendOutcome {
-    /// The HTTP status, when a response arrived.
-    pub status: Option<u16>,
-    /// Why it failed without a (complete) response: `blocked_address`, `dns_failed`, `timeout`,
-    /// `connection_failed`, ... (listed in [`crate::egress`]).
-    pub error: Option<String>,
-    /// Up to `MAX_RESPONSE_BYTES` of the response body.
-    pub body: Vec<u8>,
-    pub retry_after: Option<String>,
-    pub duration_ms: u64,
-}
-
-impl SendOutcome {
-    pub fn succeeded(&self) -> bool {
-        self.error.is_none() && self.status.is_some_and(|s| (200..300).contains(&s))
-    }
-}
 
 /// Could not build the client (bad TLS set-up); fatal at start.
 #[derive(Debug, thiserror::Error)]
@@ -67,37 +50,50 @@ impl HttpSender {
         Ok(Self { client, allowed, timeout })
     }
 
+    /// POSTs a delivery (or a health check or test) signed as Standard Webhooks says, with
+    /// the webhook's own headers; never fails, the outcome says what happened.
+    pub async fn send_signed(&self, request: SignedRequest<'_>) -> SendOutcome {
+        let mut headers = HeaderMap::new();
+        for (name, value) in request_headers(
+            request.headers,
+            request.webhook_message_id,
+            request.timestamp,
+            &request.body,
+            request.secrets,
+        ) {
+            insert(&mut headers, &name, &value);
+        }
+        self.post(request.url, headers, request.body).await
+    }
+
     /// POSTs `body` to `url` with `headers`; never fails, the outcome says what happened. A
     /// refused target is a failed attempt (`blocked_address`, `dns_failed`, `invalid_url`) for
     /// which no connection was made.
-    pub async fn post(&self, url: &str, headers: HeaderMap, body: String) -> SendOutcome {
+    async fn post(&self, url: &str, headers: HeaderMap, body: String) -> SendOutcome {
         let started = Instant::now();
-        let mut outcome =
-            SendOutcome { status: None, error: None, body: Vec::new(), retry_after: None, duration_ms: 0 };
         let exchange = async {
             // The same parsed URL goes to reqwest, so the literal checked is the one connected to.
             let target = egress::parse_target(url, &self.allowed).map_err(Failure::Refused)?;
             let mut response = self.client.post(target).headers(headers).body(body).send().await?;
-            outcome.status = Some(response.status().as_u16());
-            outcome.retry_after =
-                response.headers().get("retry-after").and_then(|v| v.to_str().ok()).map(str::to_owned);
+            let status = response.status().as_u16();
+            let retry_after = response.headers().get("retry-after").and_then(|v| v.to_str().ok()).map(str::to_owned);
+            let mut received = Vec::new();
             // Stop at the limit: the rest is never downloaded, the connection is dropped.
             while let Some(chunk) = response.chunk().await? {
-                let room = MAX_RESPONSE_BYTES - outcome.body.len();
-                outcome.body.extend_from_slice(&chunk[..chunk.len().min(room)]);
-                if outcome.body.len() == MAX_RESPONSE_BYTES {
+                let room = MAX_RESPONSE_BYTES - received.len();
+                received.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                if received.len() == MAX_RESPONSE_BYTES {
                     break;
                 }
             }
-            Ok::<(), Failure>(())
+            Ok::<Answer, Failure>(Answer::Response { status, body: received, retry_after })
         };
-        match tokio::time::timeout(self.timeout, exchange).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => outcome.error = Some(e.code().to_owned()),
-            Err(_) => outcome.error = Some("timeout".to_owned()),
-        }
-        outcome.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        outcome
+        let answer = match tokio::time::timeout(self.timeout, exchange).await {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(e)) => Answer::Failed(e.kind()),
+            Err(_) => Answer::Failed(SendFailure::Timeout),
+        };
+        SendOutcome { answer, duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX) }
     }
 }
 
@@ -116,35 +112,35 @@ impl From<reqwest::Error> for Failure {
 }
 
 impl Failure {
-    fn code(&self) -> &'static str {
+    fn kind(&self) -> SendFailure {
         match self {
-            Self::Refused(r) => r.code(),
+            Self::Refused(r) => r.kind(),
             Self::Http(e) => classify(e),
         }
     }
 }
 
-fn classify(e: &reqwest::Error) -> &'static str {
+fn classify(e: &reqwest::Error) -> SendFailure {
     // A refusal of the resolver comes back wrapped in reqwest's and hyper's connect errors.
     if let Some(refusal) = egress::find_refusal(e) {
-        refusal.code()
+        refusal.kind()
     } else if e.is_timeout() {
-        "timeout"
+        SendFailure::Timeout
     } else if e.is_connect() {
-        "connection_failed"
+        SendFailure::ConnectionFailed
     } else if e.is_body() || e.is_decode() {
-        "response_incomplete"
+        SendFailure::ResponseIncomplete
     } else if e.is_builder() {
-        "invalid_url"
+        SendFailure::InvalidUrl
     } else if e.is_request() {
-        "request_failed"
+        SendFailure::RequestFailed
     } else {
-        "http_error"
+        SendFailure::HttpError
     }
 }
 
 /// Adds one header, skipping names or values HTTP would refuse (validated at the API already).
-pub fn insert(headers: &mut HeaderMap, name: &str, value: &str) {
+fn insert(headers: &mut HeaderMap, name: &str, value: &str) {
     if let (Ok(n), Ok(v)) = (HeaderName::try_from(name), HeaderValue::try_from(value)) {
         headers.insert(n, v);
     }

@@ -1,23 +1,31 @@
-//! Adapters of the webhook service: DynamoDB, SQS and the HTTP sender, named by technology,
-//! plus configuration from the environment and telemetry set-up.
+//! Adapters of the webhook service: DynamoDB (one module per table or item kind: `dynamodb`
+//! for SubscriptionsTable, `health`, `attempts`, `delivery_log`, `parking`, `claims`), SQS,
+//! SNS, KMS and the HTTP sender, named by technology, plus configuration from the environment
+//! and telemetry set-up. `keys` holds every key format; `ports` implements the core's ports
+//! with these adapters, and `memory` implements them in memory for tests.
 //!
 //! Adapters only persist and transport; every decision lives in `webhooks-core`.
 
+pub mod attempts;
 pub mod batch;
 pub mod batch_get;
 pub mod claims;
 pub mod config;
 pub mod conflicts;
+pub mod delivery_log;
 pub mod dynamodb;
 pub mod egress;
+pub mod health;
 pub mod http;
+mod item;
+pub mod keys;
 pub mod kms;
 pub mod memory;
 pub mod metrics;
+pub mod parking;
 pub mod ports;
 pub mod sns;
 pub mod sqs;
-pub mod state;
 pub mod telemetry;
 pub mod timing;
 pub mod tls;

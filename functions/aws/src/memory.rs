@@ -1,6 +1,7 @@
-//! In-memory implementations of the core's ports, for unit tests of the handlers. Each one
-//! refuses what AWS refuses (SQS characters and sizes, batches of at most 10 entries,
-//! DynamoDB key lengths and conditions), so a test sees what AWS would do: a fake kinder than
+//! In-memory implementations of the core's ports, for unit tests of the handlers (the
+//! matcher's here, delivery's in `delivery`). Each one refuses what AWS refuses (SQS
+//! characters and sizes, batches of at most 10 entries, the 12 h visibility cap, DynamoDB key
+//! lengths, item sizes and conditions), so a test sees what AWS would do: a fake kinder than
 //! AWS hides the defects that matter most.
 //!
 //! Every fake is a cheap handle on shared state (clone it into the handler, keep one to look
@@ -18,9 +19,18 @@ use webhooks_core::ports::{
     Claim, Clock, DeliveryQueue, EventClaims, IndexEntry, IngestDeadLetters, MatchIndexReader, OwnerKeys, PortError,
     StoredKey,
 };
+use webhooks_core::resources::ApiKey;
 use webhooks_core::wire::sqs_accepts;
 
 use crate::claims::{CLAIM_LEASE_SECONDS, DEDUPLICATION_WINDOW_SECONDS};
+use crate::keys::{event_pk, index_pk};
+
+mod delivery;
+
+pub use delivery::{
+    DYNAMODB_MAX_ITEM_BYTES, MemoryAlerts, MemoryDynamoDb, MemoryReceiver, MemoryRetries, MemorySecrets,
+    PublishedAlert, ReceivedRequest, SQS_MAX_VISIBILITY_SECONDS,
+};
 
 /// SQS refuses a message (body and attributes) over the queues' `MaximumMessageSize`
 /// (template.yaml: 1 MiB), and a `SendMessageBatch` whose bodies add up to more.
@@ -49,6 +59,18 @@ pub enum MemoryError {
     /// A key value DynamoDB refuses.
     #[error("a key value of {bytes} bytes is over DynamoDB's limit of {DYNAMODB_MAX_PARTITION_KEY_BYTES}")]
     KeyTooLong { bytes: usize },
+    /// An item DynamoDB refuses.
+    #[error("an item of {bytes} bytes is over DynamoDB's limit of {}", delivery::DYNAMODB_MAX_ITEM_BYTES)]
+    ItemTooLarge { bytes: usize },
+    /// An item nested deeper than DynamoDB takes.
+    #[error("an item nested {levels} levels deep is over DynamoDB's limit of {}", delivery::DYNAMODB_MAX_DEPTH)]
+    NestedTooDeep { levels: usize },
+    /// A transaction DynamoDB cancelled because a concurrent one touched the same item.
+    #[error("the transaction was cancelled by conflicts")]
+    TransactionConflict,
+    /// A visibility timeout SQS refuses.
+    #[error("a visibility timeout of {seconds} s is over SQS's limit of {}", delivery::SQS_MAX_VISIBILITY_SECONDS)]
+    VisibilityTooLong { seconds: u64 },
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -81,6 +103,23 @@ fn check_partition_key(value: &str) -> Result<(), PortError> {
         return Err(PortError::unavailable("validation", MemoryError::KeyTooLong { bytes: value.len() }));
     }
     Ok(())
+}
+
+/// A stored key holding `companies`, with no permission and a placeholder hash: the owner
+/// of test webhooks.
+pub fn owner_key(id: &str, companies: &[&str]) -> StoredKey {
+    StoredKey {
+        key: ApiKey {
+            id: id.to_owned(),
+            name: id.to_owned(),
+            companies: companies.iter().map(|c| (*c).to_owned()).collect(),
+            permissions: Vec::new(),
+            created_at: "2026-11-01T00:00:00Z".to_owned(),
+            last_used_at: None,
+        },
+        secret_sha256: "0".repeat(64),
+        webhook_count: 1,
+    }
 }
 
 // ---------------------------------------------------------------------- subscriptions
@@ -143,7 +182,7 @@ impl MemorySubscriptions {
 
 impl MatchIndexReader for MemorySubscriptions {
     async fn index_entries(&self, partition: &str, event_types: &BTreeSet<&str>) -> Result<Vec<IndexEntry>, PortError> {
-        check_partition_key(&format!("IDX#{partition}"))?;
+        check_partition_key(&index_pk(partition))?;
         self.failures.check("Query")?;
         let mut state = lock(&self.state);
         state.queries.push(partition.to_owned());
@@ -209,7 +248,7 @@ impl MemoryEventClaims {
 
 impl EventClaims for MemoryEventClaims {
     async fn claim(&self, event_key: &str, now: i64) -> Result<Claim, PortError> {
-        check_partition_key(&format!("EVT#{event_key}"))?;
+        check_partition_key(&event_pk(event_key))?;
         self.failures.check("PutItem")?;
         let mut items = lock(&self.items);
         // DynamoDbEventClaims's condition: `attribute_not_exists(pk) OR (#s = :in_progress AND
@@ -235,7 +274,7 @@ impl EventClaims for MemoryEventClaims {
     }
 
     async fn complete(&self, event_key: &str, now: i64) -> Result<(), PortError> {
-        check_partition_key(&format!("EVT#{event_key}"))?;
+        check_partition_key(&event_pk(event_key))?;
         self.failures.check("PutItem")?;
         // An unconditional put of the whole item: the lease goes.
         let item =

@@ -5,6 +5,7 @@
 //! Must not depend on the AWS SDK, on Lambda, or on an HTTP client: every decision here is a
 //! pure function, tested without any of them.
 
+pub mod attempt;
 pub mod catalog;
 pub mod event;
 pub mod ids;

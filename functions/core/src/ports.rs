@@ -15,6 +15,13 @@ use time::OffsetDateTime;
 use crate::model::Scope;
 use crate::resources::ApiKey;
 
+mod delivery;
+
+pub use delivery::{
+    Alerts, AttemptStore, DeliveryLog, HealthRecord, HealthStore, ParkGuard, ParkOutcome, ParkedDelivery, ParkingStore,
+    RetryScheduler, SecretStore, SignedRequest, StoredSecret, StoredWebhook, WebhookSender, WebhookStore,
+};
+
 /// Why a port could not do what it was asked; the cause is kept.
 #[derive(Debug, thiserror::Error)]
 pub enum PortError {

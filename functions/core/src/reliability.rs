@@ -12,8 +12,69 @@
 
 use std::time::Duration;
 
-use crate::model::{DisabledReason, WebhookStatus};
+use crate::matching::is_tripped;
+use crate::model::{DisabledReason, DropReason, WebhookStatus};
 use crate::retry::{RetrySchedule, next_delay};
+
+/// What the batch read of a delivery's webhook, as far as sending it is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WebhookState {
+    pub status: WebhookStatus,
+    pub disabled_reason: Option<DisabledReason>,
+    /// When it was last disabled (Unix milliseconds).
+    pub disabled_at_ms: Option<i64>,
+    /// The webhook's owner key still exists and still holds the event's company (SPEC §4's
+    /// live gate, checked again at delivery).
+    pub owner_holds_company: bool,
+    pub consecutive_failures: u32,
+}
+
+/// Why a delivery is being parked; the condition is checked in the same write as the park.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParkGuard {
+    /// Only while the webhook is disabled.
+    WebhookDisabled,
+    /// Only while the webhook has at least this many consecutive failures (tripped).
+    Tripped(u32),
+    /// Unconditionally (its attempts are used up, or the queue's receives are).
+    Always,
+}
+
+/// What a receive does with a delivery before any attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// Neither sent nor kept: counted as dropped for this reason (SPEC §6).
+    Drop(DropReason),
+    /// Kept for a later replay while the guard holds; sent when it no longer does (the
+    /// webhook was enabled in between).
+    Park(ParkGuard),
+    /// The webhook is tripped: sent only as its probe (one at a time), else parked while it
+    /// stays tripped.
+    Probe,
+    /// Sent.
+    Send,
+}
+
+/// The decision before any attempt: a deleted webhook, a revoked owner and a delivery matched
+/// after a manual disable are dropped; a disabled webhook's deliveries are parked (a replayed
+/// copy keeps its original match time, so one matched before a manual disable is kept); a
+/// tripped webhook lets one probe through.
+pub fn admit(webhook: Option<WebhookState>, queued_at_ms: i64, max_attempts: u32) -> Admission {
+    let Some(w) = webhook else { return Admission::Drop(DropReason::WebhookDeleted) };
+    if !w.owner_holds_company {
+        return Admission::Drop(DropReason::OwnerRevoked);
+    }
+    match (w.status, w.disabled_reason) {
+        (WebhookStatus::Disabled, Some(DisabledReason::Manual))
+            if !parked_on_manual_disable(queued_at_ms, w.disabled_at_ms) =>
+        {
+            Admission::Drop(DropReason::ManualDisabled)
+        }
+        (WebhookStatus::Disabled, _) => Admission::Park(ParkGuard::WebhookDisabled),
+        (WebhookStatus::Active, _) if is_tripped(w.consecutive_failures, max_attempts) => Admission::Probe,
+        (WebhookStatus::Active, _) => Admission::Send,
+    }
+}
 
 /// The attempt a receive makes: the first receive of a message is attempt 1 with no read;
 /// later receives continue from the attempts recorded for the delivery.
@@ -47,36 +108,77 @@ pub enum AttemptResult {
 pub enum NextStep {
     /// Done: delete the message.
     Delivered,
-    /// Try again after `delay` (the message's new visibility).
-    Retry { delay: Duration, next_attempt: u32 },
-    /// Keep the delivery for a later replay; deactivate the webhook first when given.
-    Park { deactivate: Option<DisabledReason> },
+    /// Try again after `delay` (the message's new visibility); a probe keeps its slot until
+    /// then.
+    Retry { delay: Duration, next_attempt: u32, renew_probe: bool },
+    /// Keep the delivery for a later replay; deactivate the webhook first when given, and
+    /// free the probe slot this delivery held.
+    Park { deactivate: Option<DisabledReason>, release_probe: bool },
 }
 
-/// The decision after attempt `attempt` of `max_attempts`.
-///
-/// `success_since_first_attempt`: whether the webhook had any success since this delivery's
-/// first attempt. A delivery that used all its attempts deactivates the webhook only when it
-/// had none: a webhook that keeps succeeding for other events stays active, and this delivery
-/// is parked for the next replay.
-pub fn after_attempt(
-    result: AttemptResult,
-    attempt: u32,
-    max_attempts: u32,
-    success_since_first_attempt: bool,
-    schedule: &RetrySchedule,
-    jitter_unit: f64,
-) -> NextStep {
-    match result {
+/// An attempt made, as the decision after it sees it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Attempted {
+    pub result: AttemptResult,
+    /// This attempt's number, from 1.
+    pub attempt: u32,
+    pub max_attempts: u32,
+    /// Whether the webhook had any success since this delivery's first attempt. A delivery
+    /// that used all its attempts deactivates the webhook only when it had none: a webhook
+    /// that keeps succeeding for other events stays active, and this delivery is parked for
+    /// the next replay.
+    pub success_since_first_attempt: bool,
+    /// The attempt was the probe of a tripped webhook.
+    pub probe: bool,
+}
+
+/// The decision after an attempt; `jitter_unit` in [0, 1) spreads the retries.
+pub fn after_attempt(a: Attempted, schedule: &RetrySchedule, jitter_unit: f64) -> NextStep {
+    match a.result {
         AttemptResult::Succeeded => NextStep::Delivered,
-        AttemptResult::Gone => NextStep::Park { deactivate: Some(DisabledReason::Gone) },
-        AttemptResult::Failed { .. } if attempt >= max_attempts => {
-            NextStep::Park { deactivate: (!success_since_first_attempt).then_some(DisabledReason::Failing) }
-        }
-        AttemptResult::Failed { retry_after } => NextStep::Retry {
-            delay: next_delay(schedule, attempt + 1, jitter_unit, retry_after),
-            next_attempt: attempt + 1,
+        AttemptResult::Gone => NextStep::Park { deactivate: Some(DisabledReason::Gone), release_probe: a.probe },
+        AttemptResult::Failed { .. } if a.attempt >= a.max_attempts => NextStep::Park {
+            deactivate: (!a.success_since_first_attempt).then_some(DisabledReason::Failing),
+            release_probe: a.probe,
         },
+        AttemptResult::Failed { retry_after } => NextStep::Retry {
+            delay: next_delay(schedule, a.attempt + 1, jitter_unit, retry_after),
+            next_attempt: a.attempt + 1,
+            renew_probe: a.probe,
+        },
+    }
+}
+
+/// `last_success_at` is refreshed at most this often while a webhook is healthy: a
+/// first-attempt success then writes only its log entry. After any failure the next success
+/// always writes (it resets the streak), so deactivation decisions stay exact.
+pub const LAST_SUCCESS_RESOLUTION_SECONDS: i64 = 60;
+
+/// What a success writes on its webhook's health record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SuccessWrite {
+    /// Nothing: the webhook is healthy and `last_success_at` is recent.
+    Nothing,
+    /// `last_success_at` (and the probe slot freed, if one was held).
+    Refresh,
+    /// The streak ends; with deliveries parked, a replay is requested in the same write.
+    EndStreak,
+}
+
+/// The write after a success at `now` (Unix seconds) of a webhook whose record is
+/// `consecutive_failures`, a probe held or not, and `last_success_at` (Unix seconds).
+pub fn after_success(
+    consecutive_failures: u32,
+    probe_held: bool,
+    last_success_at: Option<i64>,
+    now: i64,
+) -> SuccessWrite {
+    if consecutive_failures > 0 {
+        SuccessWrite::EndStreak
+    } else if probe_held || last_success_at.is_none_or(|t| now - t >= LAST_SUCCESS_RESOLUTION_SECONDS) {
+        SuccessWrite::Refresh
+    } else {
+        SuccessWrite::Nothing
     }
 }
 
@@ -193,6 +295,89 @@ mod tests {
         RetrySchedule::parse("30s,5m").unwrap_or_default()
     }
 
+    fn attempted(result: AttemptResult, attempt: u32, max_attempts: u32, success_since: bool) -> Attempted {
+        Attempted { result, attempt, max_attempts, success_since_first_attempt: success_since, probe: false }
+    }
+
+    fn active(consecutive_failures: u32) -> WebhookState {
+        WebhookState {
+            status: WebhookStatus::Active,
+            disabled_reason: None,
+            disabled_at_ms: None,
+            owner_holds_company: true,
+            consecutive_failures,
+        }
+    }
+
+    fn disabled(reason: DisabledReason, at_ms: i64) -> WebhookState {
+        WebhookState {
+            status: WebhookStatus::Disabled,
+            disabled_reason: Some(reason),
+            disabled_at_ms: Some(at_ms),
+            ..active(0)
+        }
+    }
+
+    #[test]
+    fn admission_drops_parks_probes_or_sends() {
+        // GIVEN a deleted webhook, or an owner that lost the company THEN dropped with the reason
+        assert_eq!(admit(None, 0, 5), Admission::Drop(DropReason::WebhookDeleted));
+        let revoked = WebhookState { owner_holds_company: false, ..active(0) };
+        assert_eq!(admit(Some(revoked), 0, 5), Admission::Drop(DropReason::OwnerRevoked));
+        // AND a revoked owner wins over a disabled webhook: nothing of it is kept
+        let revoked_disabled = WebhookState { owner_holds_company: false, ..disabled(DisabledReason::Failing, 9) };
+        assert_eq!(admit(Some(revoked_disabled), 0, 5), Admission::Drop(DropReason::OwnerRevoked));
+        // GIVEN a manual disable at t=2000 THEN what was matched before it is parked, after it dropped
+        let manual = disabled(DisabledReason::Manual, 2_000);
+        assert_eq!(admit(Some(manual), 1_999, 5), Admission::Park(ParkGuard::WebhookDisabled));
+        assert_eq!(admit(Some(manual), 2_000, 5), Admission::Drop(DropReason::ManualDisabled));
+        // GIVEN a deactivation (failing, gone) THEN parked whatever the match time
+        for reason in [DisabledReason::Failing, DisabledReason::Gone] {
+            assert_eq!(admit(Some(disabled(reason, 2_000)), 5_000, 5), Admission::Park(ParkGuard::WebhookDisabled));
+        }
+        // GIVEN an active webhook THEN sent below the trip, probed from it
+        assert_eq!(admit(Some(active(4)), 0, 5), Admission::Send);
+        assert_eq!(admit(Some(active(5)), 0, 5), Admission::Probe);
+        assert_eq!(admit(Some(active(40)), 0, 5), Admission::Probe);
+    }
+
+    #[test]
+    fn a_probe_keeps_its_slot_while_it_retries_and_frees_it_when_parked() {
+        // GIVEN the probe of a tripped webhook
+        let probe = |result, attempt| Attempted { probe: true, ..attempted(result, attempt, 5, false) };
+        let failed = AttemptResult::Failed { retry_after: None };
+        // WHEN it fails with attempts left THEN it keeps the slot until its retry
+        assert!(matches!(
+            after_attempt(probe(failed, 2), &schedule(), 0.5),
+            NextStep::Retry { renew_probe: true, next_attempt: 3, .. }
+        ));
+        // WHEN it used its last attempt, or the receiver said gone THEN the slot is freed
+        assert_eq!(
+            after_attempt(probe(failed, 5), &schedule(), 0.5),
+            NextStep::Park { deactivate: Some(DisabledReason::Failing), release_probe: true }
+        );
+        assert_eq!(
+            after_attempt(probe(AttemptResult::Gone, 1), &schedule(), 0.5),
+            NextStep::Park { deactivate: Some(DisabledReason::Gone), release_probe: true }
+        );
+    }
+
+    #[test]
+    fn a_success_writes_only_when_it_changes_something() {
+        let now = 10_000;
+        // GIVEN a streak THEN it ends (and may request a replay)
+        assert_eq!(after_success(3, false, Some(now), now), SuccessWrite::EndStreak);
+        // GIVEN a probe held, or last_success_at a minute old or unknown THEN refreshed
+        assert_eq!(after_success(0, true, Some(now), now), SuccessWrite::Refresh);
+        assert_eq!(after_success(0, false, Some(now - LAST_SUCCESS_RESOLUTION_SECONDS), now), SuccessWrite::Refresh);
+        assert_eq!(after_success(0, false, None, now), SuccessWrite::Refresh);
+        // GIVEN a healthy webhook that succeeded recently THEN nothing is written
+        assert_eq!(
+            after_success(0, false, Some(now - LAST_SUCCESS_RESOLUTION_SECONDS + 1), now),
+            SuccessWrite::Nothing
+        );
+    }
+
     #[test]
     fn first_receive_is_attempt_one_without_a_read() {
         // GIVEN a first receive THEN attempt 1, whatever is recorded
@@ -217,7 +402,7 @@ mod tests {
     fn success_is_delivered_whatever_the_attempt() {
         for attempt in 1..=5 {
             assert_eq!(
-                after_attempt(AttemptResult::Succeeded, attempt, 5, false, &schedule(), 0.5),
+                after_attempt(attempted(AttemptResult::Succeeded, attempt, 5, false), &schedule(), 0.5),
                 NextStep::Delivered
             );
         }
@@ -227,8 +412,8 @@ mod tests {
     fn gone_deactivates_at_once_on_any_attempt() {
         for attempt in 1..=5 {
             assert_eq!(
-                after_attempt(AttemptResult::Gone, attempt, 5, true, &schedule(), 0.5),
-                NextStep::Park { deactivate: Some(DisabledReason::Gone) }
+                after_attempt(attempted(AttemptResult::Gone, attempt, 5, true), &schedule(), 0.5),
+                NextStep::Park { deactivate: Some(DisabledReason::Gone), release_probe: false }
             );
         }
     }
@@ -237,24 +422,24 @@ mod tests {
     fn failures_retry_on_the_schedule_until_the_last_attempt() {
         let failed = AttemptResult::Failed { retry_after: None };
         assert_eq!(
-            after_attempt(failed, 1, 5, false, &schedule(), 0.5),
-            NextStep::Retry { delay: Duration::from_secs(30), next_attempt: 2 }
+            after_attempt(attempted(failed, 1, 5, false), &schedule(), 0.5),
+            NextStep::Retry { delay: Duration::from_secs(30), next_attempt: 2, renew_probe: false }
         );
         assert_eq!(
-            after_attempt(failed, 2, 5, false, &schedule(), 0.5),
-            NextStep::Retry { delay: Duration::from_secs(300), next_attempt: 3 }
+            after_attempt(attempted(failed, 2, 5, false), &schedule(), 0.5),
+            NextStep::Retry { delay: Duration::from_secs(300), next_attempt: 3, renew_probe: false }
         );
         // The last delay repeats past the schedule's end.
         assert_eq!(
-            after_attempt(failed, 4, 5, false, &schedule(), 0.5),
-            NextStep::Retry { delay: Duration::from_secs(300), next_attempt: 5 }
+            after_attempt(attempted(failed, 4, 5, false), &schedule(), 0.5),
+            NextStep::Retry { delay: Duration::from_secs(300), next_attempt: 5, renew_probe: false }
         );
     }
 
     #[test]
     fn retry_after_is_clamped_between_the_delay_and_twice_it() {
         let asked = |s| AttemptResult::Failed { retry_after: Some(Duration::from_secs(s)) };
-        let delay = |r| match after_attempt(r, 1, 5, false, &schedule(), 0.5) {
+        let delay = |r| match after_attempt(attempted(r, 1, 5, false), &schedule(), 0.5) {
             NextStep::Retry { delay, .. } => delay.as_secs(),
             other => panic!("{other:?}"),
         };
@@ -267,16 +452,22 @@ mod tests {
     fn the_last_failed_attempt_parks_and_deactivates_only_without_success_in_between() {
         let failed = AttemptResult::Failed { retry_after: None };
         assert_eq!(
-            after_attempt(failed, 5, 5, false, &schedule(), 0.5),
-            NextStep::Park { deactivate: Some(DisabledReason::Failing) }
+            after_attempt(attempted(failed, 5, 5, false), &schedule(), 0.5),
+            NextStep::Park { deactivate: Some(DisabledReason::Failing), release_probe: false }
         );
-        assert_eq!(after_attempt(failed, 5, 5, true, &schedule(), 0.5), NextStep::Park { deactivate: None });
+        assert_eq!(
+            after_attempt(attempted(failed, 5, 5, true), &schedule(), 0.5),
+            NextStep::Park { deactivate: None, release_probe: false }
+        );
         // An attempt beyond the maximum (a duplicate receive) is treated as the last one.
-        assert_eq!(after_attempt(failed, 6, 5, true, &schedule(), 0.5), NextStep::Park { deactivate: None });
+        assert_eq!(
+            after_attempt(attempted(failed, 6, 5, true), &schedule(), 0.5),
+            NextStep::Park { deactivate: None, release_probe: false }
+        );
         // With a single attempt allowed, the first failure is the last.
         assert_eq!(
-            after_attempt(failed, 1, 1, false, &schedule(), 0.5),
-            NextStep::Park { deactivate: Some(DisabledReason::Failing) }
+            after_attempt(attempted(failed, 1, 1, false), &schedule(), 0.5),
+            NextStep::Park { deactivate: Some(DisabledReason::Failing), release_probe: false }
         );
     }
 

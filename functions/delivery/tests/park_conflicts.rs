@@ -10,7 +10,8 @@ use std::sync::{Arc, Mutex};
 use anyhow::Result;
 use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
 use axum::http::{HeaderMap, StatusCode};
-use webhooks_aws::state::{DynamoDbDeliveryState, ParkGuard, ParkOutcome};
+use webhooks_aws::health::DynamoDbHealth;
+use webhooks_aws::parking::{DynamoDbParking, ParkGuard, ParkOutcome};
 use webhooks_core::event::{Event, parse_ingest_body};
 use webhooks_core::message::Delivery;
 
@@ -85,18 +86,19 @@ fn cancelled(codes: &[&str]) -> String {
     )
 }
 
-fn state(url: &str) -> DynamoDbDeliveryState {
+fn state(url: &str) -> DynamoDbParking {
     let config = aws_sdk_dynamodb::Config::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new("us-east-1"))
         .credentials_provider(Credentials::new("test", "test", None, None, "fake"))
         .endpoint_url(url)
         .build();
-    DynamoDbDeliveryState::new(
-        aws_sdk_dynamodb::Client::from_conf(config),
-        "subscriptions".into(),
-        "health".into(),
+    let client = aws_sdk_dynamodb::Client::from_conf(config);
+    DynamoDbParking::new(
+        client.clone(),
         "deliveries".into(),
+        DynamoDbHealth::new(client, "health".into()),
+        "subscriptions".into(),
     )
 }
 
@@ -151,6 +153,6 @@ async fn a_failed_limit_condition_means_full() -> Result<()> {
     Ok(())
 }
 
-async fn park(state: &DynamoDbDeliveryState, d: &Delivery, now: i64) -> Result<ParkOutcome> {
+async fn park(state: &DynamoDbParking, d: &Delivery, now: i64) -> Result<ParkOutcome> {
     Ok(state.park(d, ParkGuard::Always, 10, now, 3600, None).await?)
 }

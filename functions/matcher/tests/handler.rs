@@ -9,12 +9,11 @@ use time::OffsetDateTime;
 use time::macros::datetime;
 use webhooks_aws::claims::CLAIM_LEASE_SECONDS;
 use webhooks_aws::memory::{
-    ClaimState, ManualClock, MemoryDeadLetters, MemoryEventClaims, MemoryQueue, MemorySubscriptions,
+    ClaimState, ManualClock, MemoryDeadLetters, MemoryEventClaims, MemoryQueue, MemorySubscriptions, owner_key,
 };
 use webhooks_core::message::{Delivery, DeliveryQueueMessage};
 use webhooks_core::model::Scope;
-use webhooks_core::ports::{EventClaims, IndexEntry, StoredKey};
-use webhooks_core::resources::ApiKey;
+use webhooks_core::ports::{EventClaims, IndexEntry};
 use webhooks_core::signing::{delivery_id, webhook_message_id};
 
 const NOW: OffsetDateTime = datetime!(2026-11-28 10:00:00 UTC);
@@ -52,18 +51,7 @@ impl World {
 
     /// A key holding `companies`.
     fn key(&self, id: &str, companies: &[&str]) {
-        self.subscriptions.put_key(StoredKey {
-            key: ApiKey {
-                id: id.to_owned(),
-                name: id.to_owned(),
-                companies: companies.iter().map(|c| (*c).to_owned()).collect(),
-                permissions: Vec::new(),
-                created_at: "2026-11-01T00:00:00Z".to_owned(),
-                last_used_at: None,
-            },
-            secret_sha256: "0".repeat(64),
-            webhook_count: 1,
-        });
+        self.subscriptions.put_key(owner_key(id, companies));
     }
 
     /// A webhook of `owner` (which holds `owner_companies`) selecting `events` in `scopes`.

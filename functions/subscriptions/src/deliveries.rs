@@ -5,18 +5,19 @@ use crate::extract::{Path, Query};
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use reqwest::header::HeaderMap;
 use serde::Deserialize;
 use time::OffsetDateTime;
+use webhooks_aws::delivery_log::LOGGED_RESPONSE_BYTES;
 use webhooks_aws::dynamodb::StoredWebhook;
-use webhooks_aws::http::{SendOutcome, insert};
-use webhooks_aws::state::{LOGGED_RESPONSE_BYTES, now_ms};
+use webhooks_aws::http::SendOutcome;
+use webhooks_aws::keys::{now_ms, replay_bound};
 use webhooks_core::catalog::HEALTH_CHECK;
 use webhooks_core::event::format_utc;
 use webhooks_core::ids::{random_base62, random_unit};
 use webhooks_core::message::{Delivery, DeliveryQueueMessage, Replay};
 use webhooks_core::model::{DisabledReason, WebhookStatus};
-use webhooks_core::payload::{health_check_body, request_headers};
+use webhooks_core::payload::health_check_body;
+use webhooks_core::ports::SignedRequest;
 use webhooks_core::resources::{LogEntry, WebhookView, log_status};
 
 use crate::AppState;
@@ -46,11 +47,17 @@ async fn health_check(state: &AppState, stored: &StoredWebhook) -> Result<SendOu
         .signing_secrets(&stored.webhook.id, &stored.secrets, now.unix_timestamp())
         .await
         .map_err(unavailable)?;
-    let mut headers = HeaderMap::new();
-    for (name, value) in request_headers(&stored.webhook.headers, &message_id, now.unix_timestamp(), &body, &secrets) {
-        insert(&mut headers, &name, &value);
-    }
-    let outcome = state.sender.post(&stored.webhook.url, headers, body).await;
+    let outcome = state
+        .sender
+        .send_signed(SignedRequest {
+            url: &stored.webhook.url,
+            headers: &stored.webhook.headers,
+            webhook_message_id: &message_id,
+            timestamp: now.unix_timestamp(),
+            body,
+            secrets: &secrets,
+        })
+        .await;
     let succeeded = outcome.succeeded();
     if !succeeded || state.config.log_successes {
         let entry = LogEntry {
@@ -60,17 +67,15 @@ async fn health_check(state: &AppState, stored: &StoredWebhook) -> Result<SendOu
             event_type: HEALTH_CHECK.into(),
             attempt: Some(1),
             status: if succeeded { log_status::SUCCEEDED } else { log_status::FAILED }.into(),
-            status_code: outcome.status,
-            error: outcome.error.clone(),
-            response_body: (!succeeded).then(|| {
-                String::from_utf8_lossy(&outcome.body[..outcome.body.len().min(LOGGED_RESPONSE_BYTES)]).into_owned()
-            }),
+            status_code: outcome.status(),
+            error: outcome.error_code().map(str::to_owned),
+            response_body: (!succeeded).then(|| outcome.body_excerpt(LOGGED_RESPONSE_BYTES)).flatten(),
             duration_ms: Some(outcome.duration_ms),
             attempted_at: at,
             next_attempt_at: None,
         };
         let expires = now.unix_timestamp() + state.config.log_ttl_seconds;
-        if let Err(e) = state.state.log(&stored.webhook.id, &message_id, &entry, None, expires).await {
+        if let Err(e) = state.log.log(&stored.webhook.id, &message_id, &entry, None, expires).await {
             tracing::warn!(error = %webhooks_aws::error_chain(&e), "could not log a health check");
         }
     }
@@ -78,7 +83,11 @@ async fn health_check(state: &AppState, stored: &StoredWebhook) -> Result<SendOu
 }
 
 fn outcome_of(outcome: &SendOutcome) -> HealthCheckOutcome {
-    HealthCheckOutcome { status_code: outcome.status, duration_ms: outcome.duration_ms, error: outcome.error.clone() }
+    HealthCheckOutcome {
+        status_code: outcome.status(),
+        duration_ms: outcome.duration_ms,
+        error: outcome.error_code().map(str::to_owned),
+    }
 }
 
 async fn set_status(
@@ -133,12 +142,12 @@ pub async fn enable(
     // active again, before anything else that could time out. Its pages stop by themselves
     // while the webhook is still tripped, so the counters are reset first.
     let started = OffsetDateTime::now_utc();
-    state.state.reset(&id).await?;
+    state.health.reset(&id).await?;
     let next = set_status(&state, &previous, WebhookStatus::Active, None).await?;
     let replay = DeliveryQueueMessage::Replay(Replay {
         webhook_id: id.clone(),
         after: None,
-        until: Some(webhooks_aws::state::replay_bound(started)),
+        until: Some(replay_bound(started)),
     });
     if !state.deliveries.send_all(&[replay.to_json()]).await.is_empty() {
         return Err(ApiError::Unavailable("could not queue the replay".into()));
@@ -198,7 +207,7 @@ pub async fn log(
     }
     let limit = list_limit(params.limit.as_deref())?;
     let page = state
-        .state
+        .log
         .log_page(
             &id,
             status,
@@ -223,8 +232,7 @@ pub async fn redeliver(
 ) -> Result<(StatusCode, Json<Redelivery>), ApiError> {
     visible(&state, &caller, &id).await?;
     let now = OffsetDateTime::now_utc().unix_timestamp();
-    let (event, webhook_message_id) =
-        state.state.kept_payload(&id, &message_id, now).await?.ok_or(ApiError::NotFound)?;
+    let (event, webhook_message_id) = state.log.kept_payload(&id, &message_id, now).await?.ok_or(ApiError::NotFound)?;
     let generation = (random_unit().map_err(unavailable)? * f64::from(u32::MAX)) as u32 | 1;
     let delivery = Delivery {
         delivery_id: String::new(),

@@ -13,11 +13,13 @@ use utoipa::OpenApi as _;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use webhooks_aws::config::{ConfigError, flag, optional, parsed};
+use webhooks_aws::delivery_log::DynamoDbDeliveryLog;
 use webhooks_aws::dynamodb::DynamoDbSubscriptions;
+use webhooks_aws::health::DynamoDbHealth;
 use webhooks_aws::http::HttpSender;
 use webhooks_aws::kms::KmsSecretBox;
+use webhooks_aws::parking::DynamoDbParking;
 use webhooks_aws::sqs::SqsBatchSender;
-use webhooks_aws::state::DynamoDbDeliveryState;
 use webhooks_core::catalog;
 use webhooks_core::retry::{parse_duration, parse_retention};
 use webhooks_core::ssrf::AllowedTargets;
@@ -86,7 +88,9 @@ impl ApiConfig {
 #[derive(Debug, Clone)]
 pub struct AppState {
     pub store: DynamoDbSubscriptions,
-    pub state: DynamoDbDeliveryState,
+    pub health: DynamoDbHealth,
+    pub log: DynamoDbDeliveryLog,
+    pub parking: DynamoDbParking,
     pub ingest: SqsBatchSender,
     pub deliveries: SqsBatchSender,
     pub sender: HttpSender,

@@ -3,11 +3,13 @@
 use axum::middleware::{Next, from_fn};
 use subscriptions::{ApiConfig, AppState, app};
 use webhooks_aws::config::required;
+use webhooks_aws::delivery_log::DynamoDbDeliveryLog;
 use webhooks_aws::dynamodb::DynamoDbSubscriptions;
+use webhooks_aws::health::DynamoDbHealth;
 use webhooks_aws::http::HttpSender;
 use webhooks_aws::kms::KmsSecretBox;
+use webhooks_aws::parking::DynamoDbParking;
 use webhooks_aws::sqs::SqsBatchSender;
-use webhooks_aws::state::DynamoDbDeliveryState;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
@@ -17,14 +19,13 @@ async fn main() -> Result<(), lambda_http::Error> {
     let dynamodb = webhooks_aws::conflicts::dynamodb_client(&sdk);
     let sqs = aws_sdk_sqs::Client::new(&sdk);
     let subscriptions_table = required("SUBSCRIPTIONS_TABLE")?;
+    let deliveries_table = required("DELIVERIES_TABLE")?;
+    let health = DynamoDbHealth::new(dynamodb.clone(), required("HEALTH_TABLE")?);
     let state = AppState {
         store: DynamoDbSubscriptions::new(dynamodb.clone(), subscriptions_table.clone()),
-        state: DynamoDbDeliveryState::new(
-            dynamodb,
-            subscriptions_table,
-            required("HEALTH_TABLE")?,
-            required("DELIVERIES_TABLE")?,
-        ),
+        parking: DynamoDbParking::new(dynamodb.clone(), deliveries_table.clone(), health.clone(), subscriptions_table),
+        health,
+        log: DynamoDbDeliveryLog::new(dynamodb, deliveries_table),
         ingest: SqsBatchSender::new(sqs.clone(), required("INGEST_QUEUE_URL")?),
         deliveries: SqsBatchSender::new(sqs, required("DELIVERY_QUEUE_URL")?),
         sender: HttpSender::new(config.delivery_timeout, config.allowed_targets.clone())?,

@@ -9,7 +9,8 @@ use axum::http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 use time::OffsetDateTime;
 use webhooks_aws::dynamodb::{StoredSecret, StoredWebhook};
-use webhooks_aws::state::{HealthRecord, SWEEP_PAGE};
+use webhooks_aws::health::HealthRecord;
+use webhooks_aws::parking::SWEEP_PAGE;
 use webhooks_core::event::format_utc;
 use webhooks_core::ids::random_base62;
 use webhooks_core::matching::partitions_for_webhook;
@@ -30,7 +31,7 @@ use crate::responses::{RotatedSecret, WebhookList, WebhookWithSecret};
 
 /// The webhook as the API shows it, with its health and parked count.
 pub async fn view(state: &AppState, stored: &StoredWebhook) -> Result<WebhookView, ApiError> {
-    let record = state.state.health(&stored.webhook.id).await?;
+    let record = state.health.health(&stored.webhook.id).await?;
     with_health(state, stored, record).await
 }
 
@@ -80,13 +81,13 @@ async fn with_health(state: &AppState, stored: &StoredWebhook, record: HealthRec
     let now = OffsetDateTime::now_utc().unix_timestamp();
     let mut record = record;
     if record.park_sweep_at.is_some_and(|at| at <= now) {
-        match state.state.sweep_expired(id, now, SWEEP_PAGE).await {
+        match state.parking.sweep_expired(id, now, SWEEP_PAGE).await {
             Ok(0) => {}
             Ok(n) => {
                 for _ in 0..n {
                     webhooks_aws::metrics::dropped_delivery(DropReason::ParkExpired);
                 }
-                record = state.state.health(id).await?;
+                record = state.health.health(id).await?;
             }
             Err(e) => {
                 tracing::warn!(webhook_id = %id, error = %webhooks_aws::error_chain(&e), "sweep of expired parked deliveries failed")
@@ -104,7 +105,7 @@ async fn purge_parked(state: &AppState, id: &str) {
     if state.deliveries.send_all(&[purge.to_json()]).await.is_empty() {
         return;
     }
-    match state.state.purge_parked(id, PURGE_PAGE).await {
+    match state.parking.purge_parked(id, PURGE_PAGE).await {
         Ok((removed, more)) => {
             for _ in 0..removed {
                 webhooks_aws::metrics::dropped_delivery(DropReason::WebhookDeleted);
@@ -267,7 +268,7 @@ pub async fn list(
     let limit = list_limit(params.limit.as_deref())?;
     let page = state.store.list_webhooks(owner.as_deref(), status, limit, params.cursor.as_deref()).await?;
     let ids = page.items.iter().map(|w| w.webhook.id.clone()).collect();
-    let mut health = state.state.health_of(&ids).await?;
+    let mut health = state.health.health_of(&ids).await?;
     let mut data: Vec<WebhookView> = Vec::with_capacity(page.items.len());
     for stored in &page.items {
         data.push(with_health(&state, stored, health.remove(&stored.webhook.id).unwrap_or_default()).await?);
@@ -361,7 +362,7 @@ pub async fn delete(
     // Queued deliveries find no webhook and are dropped (webhook_deleted); parked ones are
     // removed and counted the same way.
     purge_parked(&state, &id).await;
-    if let Err(e) = state.state.forget(&id).await {
+    if let Err(e) = state.health.forget(&id).await {
         tracing::warn!(error = %webhooks_aws::error_chain(&e), "could not remove the counters of a deleted webhook");
     }
     tracing::info!(webhook_id = %id, "webhook deleted");

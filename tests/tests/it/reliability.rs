@@ -723,12 +723,7 @@ async fn a_claim_sent_again_by_the_same_receive_is_its_own() -> Result<()> {
     // GIVEN the delivery state on the stack's tables
     let stack = Stack::shared().await?;
     let table = |name: &str| stack.info.tables.get(name).cloned().with_context(|| name.to_owned());
-    let state = webhooks_aws::state::DynamoDbDeliveryState::new(
-        stack.dynamodb().await,
-        table("SubscriptionsTable")?,
-        table("HealthTable")?,
-        table("DeliveriesTable")?,
-    );
+    let state = webhooks_aws::attempts::DynamoDbAttempts::new(stack.dynamodb().await, table("DeliveriesTable")?);
     let delivery = unique("dlv");
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     // WHEN one receive claims attempt 1, and the same claim arrives again (the SDK's retry)

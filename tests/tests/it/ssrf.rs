@@ -10,9 +10,9 @@ use anyhow::{Context, Result, ensure};
 use axum::body::Bytes;
 use axum::http::{HeaderMap as AxumHeaders, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use reqwest::header::HeaderMap;
 use webhooks_aws::egress::check_url;
-use webhooks_aws::http::{HttpSender, MAX_RESPONSE_BYTES, SendOutcome, USER_AGENT};
+use webhooks_aws::http::{Answer, HttpSender, MAX_RESPONSE_BYTES, SendOutcome, USER_AGENT};
+use webhooks_core::ports::SignedRequest;
 use webhooks_core::ssrf::AllowedTargets;
 use webhooks_core::validation::{UrlPolicy, validate_url};
 
@@ -24,7 +24,16 @@ fn sender(allowed: &str) -> Result<HttpSender> {
 }
 
 async fn post(sender: &HttpSender, url: &str) -> SendOutcome {
-    sender.post(url, HeaderMap::new(), r#"{"type":"WEBHOOK_HEALTH_CHECK"}"#.to_owned()).await
+    let headers = std::collections::BTreeMap::new();
+    let request = SignedRequest {
+        url,
+        headers: &headers,
+        webhook_message_id: "msg_test",
+        timestamp: 0,
+        body: r#"{"type":"WEBHOOK_HEALTH_CHECK"}"#.to_owned(),
+        secrets: &[],
+    };
+    sender.send_signed(request).await
 }
 
 /// A listener that answers nothing and counts the TCP connections it accepts: any connection
@@ -229,7 +238,7 @@ async fn hostile_urls_are_refused_before_any_connection() -> Result<()> {
     let mut failures = Vec::new();
     while let Some(joined) = sends.join_next().await {
         let (url, expected, outcome, checked) = joined?;
-        if !expected.accepts(outcome.error.as_deref()) || outcome.status.is_some() || outcome.succeeded() {
+        if !expected.accepts(outcome.error_code()) || outcome.status().is_some() || outcome.succeeded() {
             failures.push(format!("send {url}: {outcome:?}, expected {expected:?}"));
         }
         // AND the create/update check refuses it too (a zoned literal does not even parse: the
@@ -266,8 +275,8 @@ async fn a_redirect_is_a_failed_attempt_and_its_location_is_not_followed() -> Re
             let outcome = post(&sender, &receiver.url()).await;
 
             // THEN the attempt failed with the redirect's status and no error
-            assert_eq!(outcome.status, Some(status.as_u16()), "{location}: {outcome:?}");
-            assert_eq!(outcome.error, None, "{location}");
+            assert_eq!(outcome.status(), Some(status.as_u16()), "{location}: {outcome:?}");
+            assert_eq!(outcome.error_code(), None, "{location}");
             assert!(!outcome.succeeded(), "{location}");
             // AND the receiver got exactly one request, the Location none
             assert_eq!(receiver.requests().len(), 1, "{location}");
@@ -296,10 +305,13 @@ async fn an_allowed_loopback_receiver_gets_the_request_and_at_most_64_kib_is_rea
 
         // THEN it succeeded and exactly the first 64 KiB of the response were kept
         assert!(outcome.succeeded(), "{url}: {outcome:?}");
-        assert_eq!(outcome.status, Some(200));
-        assert_eq!(outcome.body.len(), MAX_RESPONSE_BYTES, "{url}");
-        assert_eq!(outcome.body.as_slice(), &big[..MAX_RESPONSE_BYTES], "{url}");
-        assert_eq!(outcome.retry_after.as_deref(), Some("7"));
+        assert_eq!(outcome.status(), Some(200));
+        let Answer::Response { body, retry_after, .. } = &outcome.answer else {
+            anyhow::bail!("{url}: no response: {outcome:?}");
+        };
+        assert_eq!(body.len(), MAX_RESPONSE_BYTES, "{url}");
+        assert_eq!(body.as_slice(), &big[..MAX_RESPONSE_BYTES], "{url}");
+        assert_eq!(retry_after.as_deref(), Some("7"));
     }
     // AND the receiver got both requests, with the body and the product's user agent
     let requests = receiver.requests();
@@ -330,7 +342,7 @@ async fn allowed_targets_are_the_only_exception_and_empty_means_none() -> Result
         let outcome = post(&sender(allowed)?, &url).await;
         let checked = check_url(&parsed, &AllowedTargets::parse(allowed)?).await.err().map(|r| r.code());
         // THEN refused or allowed as listed, by both paths
-        assert_eq!(outcome.error.as_deref(), expected, "{allowed:?}: {outcome:?}");
+        assert_eq!(outcome.error_code(), expected, "{allowed:?}: {outcome:?}");
         assert_eq!(checked, expected, "{allowed:?}");
     }
     // AND only the allowed sends reached the receiver
@@ -354,8 +366,8 @@ async fn a_receiver_slower_than_the_total_timeout_is_a_timeout() -> Result<()> {
         // WHEN sent to
         let outcome = post(&sender, &url).await;
         // THEN a failed attempt with `timeout`, well before the receiver would have answered
-        assert_eq!(outcome.error.as_deref(), Some("timeout"), "{url}: {outcome:?}");
-        assert_eq!(outcome.status, None);
+        assert_eq!(outcome.error_code(), Some("timeout"), "{url}: {outcome:?}");
+        assert_eq!(outcome.status(), None);
         assert!((250..2000).contains(&outcome.duration_ms), "{url}: {} ms", outcome.duration_ms);
     }
     assert_eq!(slow.requests().len(), 1);
@@ -369,7 +381,7 @@ async fn a_closed_port_is_connection_failed() -> Result<()> {
     let port = tokio::net::TcpListener::bind("127.0.0.1:0").await?.local_addr()?.port();
     // WHEN sent to THEN the attempt failed to connect
     let outcome = post(&sender("127.0.0.0/8")?, &format!("http://127.0.0.1:{port}/")).await;
-    assert_eq!(outcome.error.as_deref(), Some("connection_failed"), "{outcome:?}");
+    assert_eq!(outcome.error_code(), Some("connection_failed"), "{outcome:?}");
     Ok(())
 }
 
