@@ -23,7 +23,7 @@ use webhooks_core::validation::{parse_rotate_secret, parse_webhook_create, parse
 use crate::AppState;
 use crate::auth::Caller;
 use crate::body;
-use crate::error::ApiError;
+use crate::error::{ApiError, unavailable};
 use crate::lists::list_limit;
 use crate::requests::{RotateSecret, WebhookCreate, WebhookPatch};
 use crate::responses::{RotatedSecret, WebhookList, WebhookWithSecret};
@@ -133,10 +133,6 @@ fn check_scope_companies(scopes: &[Scope], owner: &ApiKey) -> Result<(), ApiErro
     }
 }
 
-fn secret_error(e: webhooks_core::signing::SecretError) -> ApiError {
-    ApiError::Unavailable(Box::new(e))
-}
-
 /// The SSRF check of SPEC §8 at create and update: the host must resolve (within 3 s) and
 /// every address must be globally reachable (or an allowed target). 400 `url` otherwise.
 async fn check_reachable(state: &AppState, url: &url::Url) -> Result<(), ApiError> {
@@ -159,8 +155,8 @@ pub async fn rotate_secret(
 ) -> Result<Json<RotatedSecret>, ApiError> {
     let previous = visible(&state, &caller, &id).await?;
     let grace = parse_rotate_secret(body::optional_json(&headers, &body)?.as_ref())?;
-    let secret = SigningSecret::generate().map_err(secret_error)?;
-    let ciphertext = state.secrets.encrypt(&id, &secret).await.map_err(|e| ApiError::Unavailable(Box::new(e)))?;
+    let secret = SigningSecret::generate().map_err(unavailable)?;
+    let ciphertext = state.secrets.encrypt(&id, &secret).await.map_err(unavailable)?;
     let now = OffsetDateTime::now_utc();
     // The current secret gets its grace; earlier ones keep theirs (already shorter) or go.
     let mut secrets = vec![StoredSecret { ciphertext, expires_at: None }];
@@ -195,10 +191,10 @@ pub async fn create(
     let input = parse_webhook_create(&body::json(&headers, &body)?, state.config.url_policy)?;
     check_reachable(&state, &input.url).await?;
     check_scope_companies(&input.scopes, &owner)?;
-    let secret = SigningSecret::generate().map_err(secret_error)?;
+    let secret = SigningSecret::generate().map_err(unavailable)?;
     let now = format_utc(OffsetDateTime::now_utc());
-    let id = random_base62("wh_", 24).map_err(|e| ApiError::Unavailable(Box::new(e)))?;
-    let ciphertext = state.secrets.encrypt(&id, &secret).await.map_err(|e| ApiError::Unavailable(Box::new(e)))?;
+    let id = random_base62("wh_", 24).map_err(unavailable)?;
+    let ciphertext = state.secrets.encrypt(&id, &secret).await.map_err(unavailable)?;
     let webhook = Webhook {
         id,
         owner_key_id: owner.id.clone(),
