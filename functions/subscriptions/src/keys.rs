@@ -18,7 +18,7 @@ use crate::auth::Caller;
 use crate::body;
 use crate::error::{ApiError, unavailable};
 use crate::lists::{ListParams, list_limit};
-use crate::requests::{ApiKeyCreate, ApiKeyPatch};
+use crate::requests::{ApiKeyCreate, ApiKeyPatch, replace_if_given};
 use crate::responses::{ApiKeyList, ApiKeyWithSecret, Me};
 use crate::webhooks::{Revision, next_revision};
 
@@ -104,15 +104,9 @@ pub async fn update(
     let patch = parse_key_patch(&body::json(&headers, &body)?)?;
     let patch_has_companies = patch.companies.is_some();
     let mut key = stored.key.clone();
-    if let Some(name) = patch.name {
-        key.name = name;
-    }
-    if let Some(companies) = patch.companies {
-        key.companies = companies;
-    }
-    if let Some(permissions) = patch.permissions {
-        key.permissions = permissions;
-    }
+    replace_if_given(&mut key.name, patch.name);
+    replace_if_given(&mut key.companies, patch.companies);
+    replace_if_given(&mut key.permissions, patch.permissions);
     state.store.update_key(&key).await?;
     if patch_has_companies {
         // Webhooks with no scopes follow the key's companies: move their index entries. Done

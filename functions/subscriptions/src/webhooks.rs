@@ -25,7 +25,7 @@ use crate::auth::Caller;
 use crate::body;
 use crate::error::{ApiError, unavailable};
 use crate::lists::list_limit;
-use crate::requests::{RotateSecret, WebhookCreate, WebhookPatch};
+use crate::requests::{RotateSecret, WebhookCreate, WebhookPatch, replace_if_given};
 use crate::responses::{RotatedSecret, WebhookList, WebhookWithSecret};
 
 /// The webhook as the API shows it, with its health and parked count.
@@ -320,24 +320,12 @@ pub async fn update(
     }
     let next = next_revision(&previous, Revision::Reselected(OffsetDateTime::now_utc(), &owner.companies), |next| {
         let w = &mut next.webhook;
-        if let Some(url) = patch.url {
-            w.url = url.to_string();
-        }
-        if let Some(name) = patch.name {
-            w.name = name;
-        }
-        if let Some(description) = patch.description {
-            w.description = description;
-        }
-        if let Some(events) = patch.events {
-            w.events = events;
-        }
-        if let Some(scopes) = patch.scopes {
-            w.scopes = scopes;
-        }
-        if let Some(headers) = patch.headers {
-            w.headers = headers;
-        }
+        replace_if_given(&mut w.url, patch.url.map(|url| url.to_string()));
+        replace_if_given(&mut w.name, patch.name);
+        replace_if_given(&mut w.description, patch.description);
+        replace_if_given(&mut w.events, patch.events);
+        replace_if_given(&mut w.scopes, patch.scopes);
+        replace_if_given(&mut w.headers, patch.headers);
     });
     state.store.update_webhook(&previous, &next).await?;
     tracing::info!(webhook_id = %id, "webhook updated");
