@@ -20,6 +20,18 @@ pub mod chaos;
 /// The settings `make test` gives the shared stack (infra/run-tests.sh): fast retries.
 pub const TEST_SETTINGS: &[(&str, &str)] = &[("WEBHOOKS_RETRY_SCHEDULE", "1s"), ("WEBHOOKS_DELIVERY_TIMEOUT", "2s")];
 
+/// What most tests start from: the shared stack, a client of its API, and its admin key.
+pub async fn setup() -> Result<(Stack, Api, String)> {
+    setup_on(Stack::shared().await?)
+}
+
+/// The same on a stack of the test's own: the stack, a client of its API, and its admin key.
+pub fn setup_on(stack: Stack) -> Result<(Stack, Api, String)> {
+    let api = Api::new(&stack);
+    let admin = stack.info.admin_key.clone().context("the test stack has an admin key")?;
+    Ok((stack, api, admin))
+}
+
 /// A running local stack: the shared one, or a private one stopped when dropped.
 #[derive(Debug)]
 pub struct Stack {

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use serde_json::{Value, json};
 use webhooks_core::signing::webhook_message_id;
-use webhooks_tests::{Api, Receiver, Stack, cloud_event, unique};
+use webhooks_tests::{Api, Receiver, Stack, cloud_event, setup, unique};
 
 /// Time the receivers get to show an extra delivery that should not have happened, after the
 /// expected ones arrived.
@@ -33,6 +33,14 @@ async fn hook(api: &Api, key: &str, selection: Value) -> Result<Hook> {
     })
 }
 
+/// The shared stack, its API, and a new company `acme` with a key allowed `permissions`.
+async fn acme_key(permissions: &[&str]) -> Result<(Stack, Api, String, String)> {
+    let (stack, api, admin) = setup().await?;
+    let acme = unique("acme");
+    let (_, key) = api.create_key(&admin, &[&acme], permissions).await?;
+    Ok((stack, api, acme, key))
+}
+
 /// Waits for `expected` at every hook, then a quiet period, then asserts exact sets.
 async fn assert_exact(hooks: &BTreeMap<&str, &Hook>, expected: &BTreeMap<&str, Vec<&str>>) -> Result<()> {
     for (name, h) in hooks {
@@ -54,9 +62,7 @@ async fn assert_exact(hooks: &BTreeMap<&str, &Hook>, expected: &BTreeMap<&str, V
 #[tokio::test]
 async fn every_webhook_receives_exactly_its_events_signed() -> Result<()> {
     // GIVEN a key holding two companies and another holding one of them
-    let stack = Stack::shared().await?;
-    let api = Api::new(&stack);
-    let admin = stack.info.admin_key.clone().context("admin key")?;
+    let (stack, api, admin) = setup().await?;
     let (acme, globex) = (unique("acme"), unique("globex"));
     let (_, a) = api.create_key(&admin, &[&acme, &globex], &["manage", "publish"]).await?;
     let (_, b) = api.create_key(&admin, &[&acme], &["manage"]).await?;
@@ -147,11 +153,7 @@ async fn every_webhook_receives_exactly_its_events_signed() -> Result<()> {
 #[tokio::test]
 async fn the_matchers_query_returns_only_entries_of_the_batchs_event_types() -> Result<()> {
     // GIVEN webhooks on one project selecting different event types, and one taking every type
-    let stack = Stack::shared().await?;
-    let api = Api::new(&stack);
-    let admin = stack.info.admin_key.clone().context("admin key")?;
-    let acme = unique("acme");
-    let (_, key) = api.create_key(&admin, &[&acme], &["manage"]).await?;
+    let (stack, api, acme, key) = acme_key(&["manage"]).await?;
     let scopes = json!([{"company_id": acme, "project_id": "p1"}]);
     let receiver = Receiver::start().await?;
     let mut ids = BTreeMap::new();
@@ -190,11 +192,7 @@ async fn the_matchers_query_returns_only_entries_of_the_batchs_event_types() -> 
 
 #[tokio::test]
 async fn a_webhook_change_applies_to_the_very_next_event() -> Result<()> {
-    let stack = Stack::shared().await?;
-    let api = Api::new(&stack);
-    let admin = stack.info.admin_key.clone().context("admin key")?;
-    let acme = unique("acme");
-    let (_, key) = api.create_key(&admin, &[&acme], &["manage", "publish"]).await?;
+    let (_stack, api, acme, key) = acme_key(&["manage", "publish"]).await?;
     let w = hook(&api, &key, json!({"events": ["TODO_CREATED"]})).await?;
 
     // GIVEN the webhook switched from TODO_CREATED to TODO_DELETED
@@ -222,11 +220,7 @@ async fn a_webhook_change_applies_to_the_very_next_event() -> Result<()> {
 
 #[tokio::test]
 async fn a_duplicate_event_fans_out_once() -> Result<()> {
-    let stack = Stack::shared().await?;
-    let api = Api::new(&stack);
-    let admin = stack.info.admin_key.clone().context("admin key")?;
-    let acme = unique("acme");
-    let (_, key) = api.create_key(&admin, &[&acme], &["manage", "publish"]).await?;
+    let (stack, api, acme, key) = acme_key(&["manage", "publish"]).await?;
     let w = hook(&api, &key, json!({})).await?;
 
     // WHEN the same (source, id) arrives twice in one batch, again by HTTP, and again by SQS
@@ -250,11 +244,7 @@ async fn a_duplicate_event_fans_out_once() -> Result<()> {
 
 #[tokio::test]
 async fn a_malformed_message_is_dead_lettered_and_its_batch_mates_are_delivered() -> Result<()> {
-    let stack = Stack::shared().await?;
-    let api = Api::new(&stack);
-    let admin = stack.info.admin_key.clone().context("admin key")?;
-    let acme = unique("acme");
-    let (_, key) = api.create_key(&admin, &[&acme], &["manage"]).await?;
+    let (stack, api, acme, key) = acme_key(&["manage"]).await?;
     let w = hook(&api, &key, json!({})).await?;
 
     // WHEN one batch carries a malformed event between two good ones
@@ -316,9 +306,7 @@ async fn a_malformed_message_is_dead_lettered_and_its_batch_mates_are_delivered(
 #[tokio::test]
 async fn one_companys_event_ids_never_suppress_anothers() -> Result<()> {
     // GIVEN two companies, each with a publisher, and a webhook of the victim's
-    let stack = Stack::shared().await?;
-    let api = Api::new(&stack);
-    let admin = stack.info.admin_key.clone().context("admin key")?;
+    let (_stack, api, admin) = setup().await?;
     let (victim, attacker) = (unique("victim"), unique("attacker"));
     let (_, victim_key) = api.create_key(&admin, &[&victim], &["manage", "publish"]).await?;
     let (_, attacker_key) = api.create_key(&admin, &[&attacker], &["manage", "publish"]).await?;
@@ -354,11 +342,7 @@ async fn one_companys_event_ids_never_suppress_anothers() -> Result<()> {
 /// logged; what cannot be is refused at the door.
 #[tokio::test]
 async fn events_that_storage_or_queues_would_refuse_are_refused_at_the_door_or_delivered_once() -> Result<()> {
-    let stack = Stack::shared().await?;
-    let api = Api::new(&stack);
-    let admin = stack.info.admin_key.clone().context("admin key")?;
-    let acme = unique("acme");
-    let (_, key) = api.create_key(&admin, &[&acme], &["manage", "publish"]).await?;
+    let (stack, api, acme, key) = acme_key(&["manage", "publish"]).await?;
     let w = hook(&api, &key, json!({})).await?;
     let with_data = |data: Value| {
         let mut e = cloud_event(&unique("e"), "TODO_CREATED", &acme, "p1");
@@ -429,11 +413,7 @@ async fn events_that_storage_or_queues_would_refuse_are_refused_at_the_door_or_d
 
 #[tokio::test]
 async fn a_failed_attempt_is_retried_with_the_same_webhook_id() -> Result<()> {
-    let stack = Stack::shared().await?;
-    let api = Api::new(&stack);
-    let admin = stack.info.admin_key.clone().context("admin key")?;
-    let acme = unique("acme");
-    let (_, key) = api.create_key(&admin, &[&acme], &["manage", "publish"]).await?;
+    let (_stack, api, acme, key) = acme_key(&["manage", "publish"]).await?;
     let w = hook(&api, &key, json!({})).await?;
     // GIVEN a receiver that fails twice, then recovers
     w.receiver.respond_with(&[500, 503]);
@@ -457,9 +437,7 @@ async fn a_failed_attempt_is_retried_with_the_same_webhook_id() -> Result<()> {
 async fn the_owner_keys_companies_decide_what_flows() -> Result<()> {
     // GIVEN a publisher for two companies, and an owner key holding only acme with a webhook
     // for everything it holds
-    let stack = Stack::shared().await?;
-    let api = Api::new(&stack);
-    let admin = stack.info.admin_key.clone().context("admin key")?;
+    let (_stack, api, admin) = setup().await?;
     let (acme, globex) = (unique("acme"), unique("globex"));
     let (_, publisher) = api.create_key(&admin, &[&acme, &globex], &["publish"]).await?;
     let (owner_id, owner) = api.create_key(&admin, &[&acme], &["manage"]).await?;
@@ -499,9 +477,7 @@ async fn the_owner_keys_companies_decide_what_flows() -> Result<()> {
 #[tokio::test]
 async fn repeating_a_key_patch_completes_an_interrupted_reindex() -> Result<()> {
     // GIVEN a key holding acme, with a webhook for every company it holds
-    let stack = Stack::shared().await?;
-    let api = Api::new(&stack);
-    let admin = stack.info.admin_key.clone().context("admin key")?;
+    let (stack, api, admin) = setup().await?;
     let (acme, globex) = (unique("acme"), unique("globex"));
     let (_, publisher) = api.create_key(&admin, &[&acme, &globex], &["publish"]).await?;
     let (owner_id, owner) = api.create_key(&admin, &[&acme], &["manage"]).await?;

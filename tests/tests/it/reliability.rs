@@ -21,15 +21,18 @@ struct Setup {
 }
 
 async fn setup() -> Result<Setup> {
-    let stack = Stack::shared().await?;
-    let api = Api::new(&stack);
-    let admin = stack.info.admin_key.clone().context("admin key")?;
-    let company = unique("acme");
-    let (_, key) = api.create_key(&admin, &[&company], &["manage", "publish"]).await?;
-    Ok(Setup { stack, api, key, company })
+    Setup::on(Stack::shared().await?).await
 }
 
 impl Setup {
+    /// A new company on `stack`, with a key that may manage and publish.
+    async fn on(stack: Stack) -> Result<Self> {
+        let (stack, api, admin) = webhooks_tests::setup_on(stack)?;
+        let company = unique("acme");
+        let (_, key) = api.create_key(&admin, &[&company], &["manage", "publish"]).await?;
+        Ok(Self { stack, api, key, company })
+    }
+
     async fn webhook(&self, receiver: &Receiver) -> Result<(String, String)> {
         let created = self.api.create_webhook(&self.key, json!({"url": receiver.url})).await?;
         Ok((created["id"].as_str().context("id")?.to_owned(), created["secret"].as_str().context("secret")?.to_owned()))
@@ -530,11 +533,7 @@ async fn expired_parked_deliveries_are_counted_as_dropped() -> Result<()> {
         &[],
     )
     .await?;
-    let api = Api::new(&stack);
-    let admin = stack.info.admin_key.clone().context("admin key")?;
-    let company = unique("acme");
-    let (_, key) = api.create_key(&admin, &[&company], &["manage", "publish"]).await?;
-    let s = Setup { stack, api, key, company };
+    let s = Setup::on(stack).await?;
     let receiver = Receiver::start().await?;
     receiver.respond_with(&[410]);
     let (id, _) = s.webhook(&receiver).await?;
@@ -612,10 +611,7 @@ async fn viewing_a_webhook_never_reads_its_parked_deliveries() -> Result<()> {
     // GIVEN a stack of its own (so its AWS requests are this test's), and a webhook gone (410)
     // with 20 deliveries parked
     let stack = Stack::private(webhooks_tests::TEST_SETTINGS, &[]).await?;
-    let api = Api::new(&stack);
-    let admin = stack.info.admin_key.clone().context("admin key")?;
-    let company = unique("acme");
-    let (_, key) = api.create_key(&admin, &[&company], &["manage", "publish"]).await?;
+    let Setup { stack, api, key, company } = Setup::on(stack).await?;
     let receiver = Receiver::start().await?;
     receiver.respond_with(&[410; 40]);
     let id = api.create_webhook(&key, json!({"url": receiver.url})).await?["id"].as_str().context("id")?.to_owned();
@@ -660,10 +656,7 @@ async fn an_alert_that_cannot_be_published_parks_deliveries_and_goes_out_later()
     let topic = stack.info.alerts_topic_arn.clone().context("alerts topic")?;
     let sns = stack.sns().await;
     sns.delete_topic().topic_arn(&topic).send().await?;
-    let api = Api::new(&stack);
-    let admin = stack.info.admin_key.clone().context("admin key")?;
-    let company = unique("acme");
-    let (_, key) = api.create_key(&admin, &[&company], &["manage", "publish"]).await?;
+    let Setup { stack, api, key, company } = Setup::on(stack).await?;
     let receiver = Receiver::start().await?;
     receiver.respond_with(&[500; 50]);
     let id = api.create_webhook(&key, json!({"url": receiver.url})).await?["id"].as_str().context("id")?.to_owned();
