@@ -289,6 +289,44 @@ where
     }
 }
 
+/// A message's string attributes, by name.
+pub fn string_attributes(message: &aws_sdk_sqs::types::Message) -> BTreeMap<String, String> {
+    message
+        .message_attributes()
+        .into_iter()
+        .flatten()
+        .filter_map(|(name, value)| Some((name.clone(), value.string_value()?.to_owned())))
+        .collect()
+}
+
+/// Waits for a message whose body contains `marker` on `queue_url`, without hiding other
+/// tests' messages (visibility 0), and returns its string attributes.
+pub async fn wait_for_marker(
+    stack: &Stack,
+    queue_url: &str,
+    marker: &str,
+    timeout: Duration,
+) -> Result<BTreeMap<String, String>> {
+    let sqs = stack.sqs().await;
+    eventually(timeout, &format!("{marker} in {queue_url}"), || {
+        let sqs = sqs.clone();
+        async move {
+            let received = sqs
+                .receive_message()
+                .queue_url(queue_url)
+                .max_number_of_messages(10)
+                .visibility_timeout(0)
+                .wait_time_seconds(1)
+                .message_attribute_names("All")
+                .send()
+                .await?;
+            let found = received.messages().iter().find(|m| m.body().unwrap_or_default().contains(marker));
+            Ok(found.map(string_attributes))
+        }
+    })
+    .await
+}
+
 /// A CloudEvent for tests.
 pub fn cloud_event(id: &str, event_type: &str, company: &str, project: &str) -> Value {
     serde_json::json!({

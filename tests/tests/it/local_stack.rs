@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use aws_sdk_sqs::types::QueueAttributeName;
 use serde_json::Value;
-use webhooks_tests::{Stack, eventually, resources_of_type, signal, template, template_env_names, unique};
+use webhooks_tests::{
+    Stack, eventually, resources_of_type, signal, template, template_env_names, unique, wait_for_marker,
+};
 
 /// Resolves `{"Ref": Parameter}` to the parameter's default, leaves plain values alone.
 fn value_or_parameter_default(template: &Value, v: &Value) -> Value {
@@ -177,38 +179,6 @@ async fn each_function_process_gets_exactly_the_template_environment_names() -> 
     Ok(())
 }
 
-/// Waits for a message whose body contains `marker` on `queue_url`, without hiding other
-/// tests' messages (visibility 0), and returns its `reason` attribute.
-async fn wait_for_marker(stack: &Stack, queue_url: &str, marker: &str, timeout: Duration) -> Result<Option<String>> {
-    let sqs = stack.sqs().await;
-    eventually(timeout, &format!("{marker} in {queue_url}"), || {
-        let sqs = sqs.clone();
-        async move {
-            let received = sqs
-                .receive_message()
-                .queue_url(queue_url)
-                .max_number_of_messages(10)
-                .visibility_timeout(0)
-                .wait_time_seconds(1)
-                .message_attribute_names("All")
-                .send()
-                .await?;
-            for m in received.messages() {
-                if m.body().unwrap_or_default().contains(marker) {
-                    let reason = m
-                        .message_attributes()
-                        .and_then(|a| a.get("reason"))
-                        .and_then(|v| v.string_value())
-                        .map(str::to_owned);
-                    return Ok(Some(reason));
-                }
-            }
-            Ok(None)
-        }
-    })
-    .await
-}
-
 #[tokio::test]
 async fn an_ingest_message_reaches_the_matcher_through_the_event_source_mapping() -> Result<()> {
     // GIVEN the shared stack
@@ -217,8 +187,8 @@ async fn an_ingest_message_reaches_the_matcher_through_the_event_source_mapping(
     // WHEN a malformed message is put on the ingest queue
     stack.sqs().await.send_message().queue_url(&stack.info.ingest_queue_url).message_body(&marker).send().await?;
     // THEN the matcher received it and dead-lettered it with its reason
-    let reason = wait_for_marker(&stack, &stack.info.ingest_dlq_url, &marker, Duration::from_secs(20)).await?;
-    assert_eq!(reason.as_deref(), Some("invalid_json"));
+    let attributes = wait_for_marker(&stack, &stack.info.ingest_dlq_url, &marker, Duration::from_secs(20)).await?;
+    assert_eq!(attributes.get("reason").map(String::as_str), Some("invalid_json"));
     assert!(stack.function_logs("matcher").contains("event rejected"));
     Ok(())
 }
@@ -324,8 +294,8 @@ async fn a_killed_function_process_is_replaced_and_its_batch_is_not_lost() -> Re
         bail!("{e}: {:?}", stack.processes().await?);
     }
     // AND the message is still processed: it reaches the DLQ with the matcher's verdict
-    let reason = wait_for_marker(&stack, &stack.info.ingest_dlq_url, &marker, Duration::from_secs(30)).await?;
-    assert_eq!(reason.as_deref(), Some("invalid_json"));
+    let attributes = wait_for_marker(&stack, &stack.info.ingest_dlq_url, &marker, Duration::from_secs(30)).await?;
+    assert_eq!(attributes.get("reason").map(String::as_str), Some("invalid_json"));
     Ok(())
 }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use serde_json::{Value, json};
 use webhooks_core::signing::webhook_message_id;
-use webhooks_tests::{Api, Receiver, Stack, cloud_event, setup, unique};
+use webhooks_tests::{Api, Receiver, Stack, cloud_event, setup, unique, wait_for_marker};
 
 /// Time the receivers get to show an extra delivery that should not have happened, after the
 /// expected ones arrived.
@@ -268,35 +268,10 @@ async fn a_malformed_message_is_dead_lettered_and_its_batch_mates_are_delivered(
     // THEN the good ones are delivered
     assert_exact(&BTreeMap::from([("w", &w)]), &BTreeMap::from([("w", vec![good1.as_str(), good2.as_str()])])).await?;
     // AND the bad one is in the ingest DLQ with its reason and detail
-    let found = webhooks_tests::eventually(ARRIVAL, "the malformed event in the DLQ", || {
-        let sqs = sqs.clone();
-        let dlq = stack.info.ingest_dlq_url.clone();
-        let bad = bad.clone();
-        async move {
-            let out = sqs
-                .receive_message()
-                .queue_url(dlq)
-                .max_number_of_messages(10)
-                .visibility_timeout(0)
-                .wait_time_seconds(1)
-                .message_attribute_names("All")
-                .send()
-                .await?;
-            Ok(out.messages().iter().find(|m| m.body().is_some_and(|b| b.contains(&bad))).map(|m| {
-                let attr = |n: &str| {
-                    m.message_attributes()
-                        .and_then(|a| a.get(n))
-                        .and_then(|v| v.string_value())
-                        .unwrap_or_default()
-                        .to_owned()
-                };
-                (attr("reason"), attr("detail"))
-            }))
-        }
-    })
-    .await?;
-    assert_eq!(found.0, "unknown_type");
-    assert!(found.1.starts_with("type:"), "{}", found.1);
+    let attributes = wait_for_marker(&stack, &stack.info.ingest_dlq_url, &bad, ARRIVAL).await?;
+    assert_eq!(attributes.get("reason").map(String::as_str), Some("unknown_type"));
+    let detail = attributes.get("detail").map(String::as_str).unwrap_or_default();
+    assert!(detail.starts_with("type:"), "{detail}");
     // AND it is counted in a metric CloudWatch extracts from the matcher's log
     let counted = stack.metric_logged("matcher", "RejectedEvents", "unknown_type");
     assert!(counted, "no RejectedEvents line in Embedded Metric Format");

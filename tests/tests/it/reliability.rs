@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use serde_json::{Value, json};
-use webhooks_tests::{Api, Receiver, Stack, cloud_event, eventually, unique};
+use webhooks_tests::{Api, Receiver, Stack, cloud_event, eventually, string_attributes, unique};
 
 // Generous: under a full parallel run a replay of 130 parked deliveries takes most of a minute.
 const WAIT: Duration = Duration::from_secs(120);
@@ -83,13 +83,8 @@ async fn alerts_for(stack: &Stack, queue: &str, webhook_id: &str) -> Result<Vec<
         }
         for m in out.messages() {
             let body: Value = serde_json::from_str(m.body().unwrap_or_default()).unwrap_or(Value::Null);
-            let attr = |n: &str| {
-                m.message_attributes()
-                    .and_then(|a| a.get(n))
-                    .and_then(|v| v.string_value())
-                    .unwrap_or_default()
-                    .to_owned()
-            };
+            let attributes = string_attributes(m);
+            let attr = |n: &str| attributes.get(n).cloned().unwrap_or_default();
             if body["webhook_id"] == webhook_id {
                 found.push((body, attr("reason"), attr("owner_key_id")));
             }
