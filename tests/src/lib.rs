@@ -59,6 +59,13 @@ impl Stack {
         }
     }
 
+    /// Starts a stack of its own with the shared stack's settings ([`TEST_SETTINGS`]) and `extra`
+    /// on top.
+    pub async fn private_with(extra: &[(&str, &str)]) -> Result<Self> {
+        let env: Vec<(&str, &str)> = TEST_SETTINGS.iter().chain(extra).copied().collect();
+        Self::private(&env, &[]).await
+    }
+
     /// Starts a stack of its own, with extra environment variables and template parameter
     /// overrides, on free ports. Waits until `/health` answers.
     pub async fn private(env: &[(&str, &str)], parameters: &[(&str, &str)]) -> Result<Self> {

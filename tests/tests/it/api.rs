@@ -479,9 +479,7 @@ async fn an_interrupted_key_deletion_is_completed_by_repeating_it() -> Result<()
         stack
     } else {
         drop(stack);
-        let mut env = webhooks_tests::TEST_SETTINGS.to_vec();
-        env.push(("WEBHOOKS_LOCAL_FAULT_RATE", "0.000001"));
-        Stack::private(&env, &[]).await?
+        Stack::private_with(&[("WEBHOOKS_LOCAL_FAULT_RATE", "0.000001")]).await?
     };
     let proxy = webhooks_tests::chaos::fault_proxy_url(&stack)?.context("the stack runs the fault proxy")?;
     let (_stack, api, admin) = setup_on(stack)?;

@@ -523,11 +523,7 @@ async fn a_webhook_that_stays_active_resends_what_it_parked_once_it_is_healthy_a
 #[tokio::test]
 async fn expired_parked_deliveries_are_counted_as_dropped() -> Result<()> {
     // GIVEN parked deliveries are kept 3 s
-    let stack = Stack::private(
-        &[("WEBHOOKS_RETRY_SCHEDULE", "1s"), ("WEBHOOKS_DELIVERY_TIMEOUT", "2s"), ("WEBHOOKS_PARK_TTL", "3s")],
-        &[],
-    )
-    .await?;
+    let stack = Stack::private_with(&[("WEBHOOKS_PARK_TTL", "3s")]).await?;
     let s = Setup::on(stack).await?;
     let receiver = Receiver::start().await?;
     receiver.respond_with(&[410]);
@@ -643,11 +639,7 @@ async fn viewing_a_webhook_never_reads_its_parked_deliveries() -> Result<()> {
 async fn an_alert_that_cannot_be_published_parks_deliveries_and_goes_out_later() -> Result<()> {
     // GIVEN a stack whose alerts topic is gone, and a webhook whose receiver always fails with
     // one attempt per delivery
-    let stack = Stack::private(
-        &[("WEBHOOKS_RETRY_SCHEDULE", "1s"), ("WEBHOOKS_DELIVERY_TIMEOUT", "2s"), ("WEBHOOKS_MAX_ATTEMPTS", "1")],
-        &[],
-    )
-    .await?;
+    let stack = Stack::private_with(&[("WEBHOOKS_MAX_ATTEMPTS", "1")]).await?;
     let topic = stack.info.alerts_topic_arn.clone().context("alerts topic")?;
     let sns = stack.sns().await;
     sns.delete_topic().topic_arn(&topic).send().await?;
