@@ -345,6 +345,27 @@ pub fn cloud_event(id: &str, event_type: &str, company: &str, project: &str) -> 
 
 // ---------------------------------------------------------------------------- receivers
 
+/// A webhook to a receiver of its own.
+#[derive(Debug)]
+pub struct Hook {
+    pub receiver: Receiver,
+    pub id: String,
+    pub secret: String,
+}
+
+/// Creates a webhook of `key` with `selection` (events, scopes, headers...) to a new receiver.
+pub async fn hook(api: &Api, key: &str, selection: Value) -> Result<Hook> {
+    let receiver = Receiver::start().await?;
+    let mut body = selection;
+    body["url"] = serde_json::json!(receiver.url);
+    let created = api.create_webhook(key, body).await?;
+    Ok(Hook {
+        receiver,
+        id: created["id"].as_str().context("id")?.to_owned(),
+        secret: created["secret"].as_str().context("secret")?.to_owned(),
+    })
+}
+
 /// One request a receiver got.
 #[derive(Debug, Clone)]
 pub struct Received {

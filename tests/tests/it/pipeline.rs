@@ -8,30 +8,12 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use serde_json::{Value, json};
 use webhooks_core::signing::webhook_message_id;
-use webhooks_tests::{Api, Receiver, Stack, cloud_event, setup, unique, wait_for_marker};
+use webhooks_tests::{Api, Hook, Receiver, Stack, cloud_event, hook, setup, unique, wait_for_marker};
 
 /// Time the receivers get to show an extra delivery that should not have happened, after the
 /// expected ones arrived.
 const QUIET_PERIOD: Duration = Duration::from_millis(1500);
 const ARRIVAL: Duration = Duration::from_secs(20);
-
-struct Hook {
-    receiver: Receiver,
-    secret: String,
-    id: String,
-}
-
-async fn hook(api: &Api, key: &str, selection: Value) -> Result<Hook> {
-    let receiver = Receiver::start().await?;
-    let mut body = selection;
-    body["url"] = json!(receiver.url);
-    let created = api.create_webhook(key, body).await?;
-    Ok(Hook {
-        receiver,
-        secret: created["secret"].as_str().context("secret")?.to_owned(),
-        id: created["id"].as_str().context("id")?.to_owned(),
-    })
-}
 
 /// The shared stack, its API, and a new company `acme` with a key allowed `permissions`.
 async fn acme_key(permissions: &[&str]) -> Result<(Stack, Api, String, String)> {
