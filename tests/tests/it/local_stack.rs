@@ -179,6 +179,16 @@ async fn each_function_process_gets_exactly_the_template_environment_names() -> 
     Ok(())
 }
 
+/// Makes a message received from `queue_url` come back after `seconds` (its visibility timeout).
+async fn set_visibility_timeout(sqs: &aws_sdk_sqs::Client, queue_url: &str, seconds: u32) -> Result<()> {
+    sqs.set_queue_attributes()
+        .queue_url(queue_url)
+        .attributes(QueueAttributeName::VisibilityTimeout, seconds.to_string())
+        .send()
+        .await?;
+    Ok(())
+}
+
 #[tokio::test]
 async fn an_ingest_message_reaches_the_matcher_through_the_event_source_mapping() -> Result<()> {
     // GIVEN the shared stack
@@ -198,11 +208,7 @@ async fn a_record_reported_failed_comes_back_after_its_visibility_and_then_reach
     // GIVEN a private stack whose delivery queue retries fast and gives up after 3 receives
     let stack = Stack::private(&[], &[]).await?;
     let sqs = stack.sqs().await;
-    sqs.set_queue_attributes()
-        .queue_url(&stack.info.delivery_queue_url)
-        .attributes(QueueAttributeName::VisibilityTimeout, "1")
-        .send()
-        .await?;
+    set_visibility_timeout(&sqs, &stack.info.delivery_queue_url, 1).await?;
     let policy: Value = serde_json::from_str(
         &sqs.get_queue_attributes()
             .queue_url(&stack.info.delivery_queue_url)
@@ -259,11 +265,7 @@ async fn a_killed_function_process_is_replaced_and_its_batch_is_not_lost() -> Re
     // GIVEN a private stack whose ingest queue redelivers after 1 s
     let stack = Stack::private(&[], &[]).await?;
     let sqs = stack.sqs().await;
-    sqs.set_queue_attributes()
-        .queue_url(&stack.info.ingest_queue_url)
-        .attributes(QueueAttributeName::VisibilityTimeout, "1")
-        .send()
-        .await?;
+    set_visibility_timeout(&sqs, &stack.info.ingest_queue_url, 1).await?;
     // AND every matcher process frozen, so the next batch is stuck inside one of them
     let before = stack.processes().await?.remove("matcher").context("no matcher processes")?;
     let pids: Vec<u32> = before.iter().filter_map(|p| p.pid).collect();
@@ -338,6 +340,21 @@ async fn table_of_its_own(stack: &Stack) -> Result<String> {
         .send()
         .await?;
     Ok(name)
+}
+
+/// The number `n` of the item `pk` of `table` (read consistently); an error when there is no
+/// such item.
+async fn counter(dynamodb: &aws_sdk_dynamodb::Client, table: &str, pk: String) -> Result<Option<String>> {
+    let item = dynamodb
+        .get_item()
+        .table_name(table)
+        .key("pk", aws_sdk_dynamodb::types::AttributeValue::S(pk.clone()))
+        .consistent_read(true)
+        .send()
+        .await?
+        .item
+        .with_context(|| format!("no item {pk}"))?;
+    Ok(item.get("n").and_then(|n| n.as_n().ok()).cloned())
 }
 
 fn nested(depth: usize) -> aws_sdk_dynamodb::types::AttributeValue {
@@ -473,18 +490,8 @@ async fn overlapping_transactions_on_one_item_are_cancelled_for_a_conflict() -> 
     }
     assert!(conflicts > 0, "no transaction met another one on the shared item");
     // AND the others took effect, each once
-    let item = stack
-        .dynamodb()
-        .await
-        .get_item()
-        .table_name(&table)
-        .key("pk", AttributeValue::S(shared))
-        .consistent_read(true)
-        .send()
-        .await?
-        .item
-        .context("the shared item")?;
-    assert_eq!(item.get("n").and_then(|n| n.as_n().ok()).map(String::as_str), Some(done.to_string().as_str()));
+    let n = counter(&stack.dynamodb().await, &table, shared).await?;
+    assert_eq!(n.as_deref(), Some(done.to_string().as_str()));
     Ok(())
 }
 
@@ -551,15 +558,6 @@ async fn the_functions_client_retries_a_write_that_met_a_transaction() -> Result
 
     // THEN every single write took effect
     assert!(failed.is_empty(), "{failed:?}");
-    let item = dynamodb
-        .get_item()
-        .table_name(&table)
-        .key("pk", AttributeValue::S(shared))
-        .consistent_read(true)
-        .send()
-        .await?
-        .item
-        .context("the item")?;
-    assert_eq!(item.get("n").and_then(|n| n.as_n().ok()).map(String::as_str), Some("16"));
+    assert_eq!(counter(&dynamodb, &table, shared).await?.as_deref(), Some("16"));
     Ok(())
 }
