@@ -15,6 +15,12 @@ fn hook(url: &str) -> Value {
     json!({"url": url})
 }
 
+/// Creates a webhook of `key` to `url`; returns its id.
+async fn webhook_id(api: &Api, key: &str, url: &str) -> Result<String> {
+    let created = api.create_webhook(key, hook(url)).await?;
+    Ok(created["id"].as_str().context("id")?.to_owned())
+}
+
 #[tokio::test]
 async fn authentication_fails_without_saying_which_part_was_wrong() -> Result<()> {
     let (_stack, api, _admin) = setup().await?;
@@ -193,8 +199,7 @@ async fn another_keys_webhook_does_not_exist_for_you() -> Result<()> {
     let (_stack, api, admin, company) = setup_with_company().await?;
     let (_, owner) = api.create_key(&admin, &[&company], &["manage"]).await?;
     let (_, other) = api.create_key(&admin, &[&company], &["manage"]).await?;
-    let id =
-        api.create_webhook(&owner, hook("http://127.0.0.1:9/a")).await?["id"].as_str().unwrap_or_default().to_owned();
+    let id = webhook_id(&api, &owner, "http://127.0.0.1:9/a").await?;
 
     for (method, body) in [("GET", None), ("PATCH", Some(json!({"name": "mine now"}))), ("DELETE", None)] {
         let r = api.call(method, &format!("/v1/webhooks/{id}"), Some(&other), body).await?;
@@ -368,8 +373,7 @@ async fn the_openapi_document_is_served_without_a_key_and_names_every_route() ->
 async fn malformed_queries_and_unserved_methods_answer_in_the_documented_shape() -> Result<()> {
     let (_stack, api, admin, company) = setup_with_company().await?;
     let (_, key) = api.create_key(&admin, &[&company], &["manage"]).await?;
-    let hook = api.create_webhook(&key, hook("http://127.0.0.1:9/hook")).await?;
-    let id = hook["id"].as_str().context("id")?;
+    let id = webhook_id(&api, &key, "http://127.0.0.1:9/hook").await?;
 
     // A repeated query field: JSON 400, not the router's plain text.
     let r =
@@ -422,8 +426,7 @@ async fn tampered_cursors_and_impossible_ids_are_the_callers_mistake() -> Result
     let (_, other) = api.create_key(&admin, &[&company], &["manage"]).await?;
     let mut mine = String::new();
     for _ in 0..2 {
-        mine =
-            api.create_webhook(&key, hook("http://127.0.0.1:9/hook")).await?["id"].as_str().context("id")?.to_owned();
+        mine = webhook_id(&api, &key, "http://127.0.0.1:9/hook").await?;
         api.create_webhook(&other, hook("http://127.0.0.1:9/hook")).await?;
     }
     // A real cursor of the other key's list, and cursors decoded, changed and encoded again
@@ -487,9 +490,7 @@ async fn an_interrupted_key_deletion_is_completed_by_repeating_it() -> Result<()
     let (key_id, key) = api.create_key(&admin, &[&company], &["manage"]).await?;
     let mut webhooks = Vec::new();
     for _ in 0..12 {
-        webhooks.push(
-            api.create_webhook(&key, hook("http://127.0.0.1:9/hook")).await?["id"].as_str().context("id")?.to_owned(),
-        );
+        webhooks.push(webhook_id(&api, &key, "http://127.0.0.1:9/hook").await?);
     }
 
     // WHEN its deletion meets failing AWS calls, and the admin repeats it until it is answered
