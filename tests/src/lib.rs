@@ -20,6 +20,18 @@ pub mod chaos;
 /// The settings `make test` gives the shared stack (infra/run-tests.sh): fast retries.
 pub const TEST_SETTINGS: &[(&str, &str)] = &[("WEBHOOKS_RETRY_SCHEDULE", "1s"), ("WEBHOOKS_DELIVERY_TIMEOUT", "2s")];
 
+/// What most tests start from: the shared stack, a client of its API, and its admin key.
+pub async fn setup() -> Result<(Stack, Api, String)> {
+    setup_on(Stack::shared().await?)
+}
+
+/// The same on a stack of the test's own: the stack, a client of its API, and its admin key.
+pub fn setup_on(stack: Stack) -> Result<(Stack, Api, String)> {
+    let api = Api::new(&stack);
+    let admin = stack.info.admin_key.clone().context("the test stack has an admin key")?;
+    Ok((stack, api, admin))
+}
+
 /// A running local stack: the shared one, or a private one stopped when dropped.
 #[derive(Debug)]
 pub struct Stack {
@@ -45,6 +57,13 @@ impl Stack {
             }
             Err(_) => Self::private(TEST_SETTINGS, &[]).await,
         }
+    }
+
+    /// Starts a stack of its own with the shared stack's settings ([`TEST_SETTINGS`]) and `extra`
+    /// on top.
+    pub async fn private_with(extra: &[(&str, &str)]) -> Result<Self> {
+        let env: Vec<(&str, &str)> = TEST_SETTINGS.iter().chain(extra).copied().collect();
+        Self::private(&env, &[]).await
     }
 
     /// Starts a stack of its own, with extra environment variables and template parameter
@@ -277,6 +296,44 @@ where
     }
 }
 
+/// A message's string attributes, by name.
+pub fn string_attributes(message: &aws_sdk_sqs::types::Message) -> BTreeMap<String, String> {
+    message
+        .message_attributes()
+        .into_iter()
+        .flatten()
+        .filter_map(|(name, value)| Some((name.clone(), value.string_value()?.to_owned())))
+        .collect()
+}
+
+/// Waits for a message whose body contains `marker` on `queue_url`, without hiding other
+/// tests' messages (visibility 0), and returns its string attributes.
+pub async fn wait_for_marker(
+    stack: &Stack,
+    queue_url: &str,
+    marker: &str,
+    timeout: Duration,
+) -> Result<BTreeMap<String, String>> {
+    let sqs = stack.sqs().await;
+    eventually(timeout, &format!("{marker} in {queue_url}"), || {
+        let sqs = sqs.clone();
+        async move {
+            let received = sqs
+                .receive_message()
+                .queue_url(queue_url)
+                .max_number_of_messages(10)
+                .visibility_timeout(0)
+                .wait_time_seconds(1)
+                .message_attribute_names("All")
+                .send()
+                .await?;
+            let found = received.messages().iter().find(|m| m.body().unwrap_or_default().contains(marker));
+            Ok(found.map(string_attributes))
+        }
+    })
+    .await
+}
+
 /// A CloudEvent for tests.
 pub fn cloud_event(id: &str, event_type: &str, company: &str, project: &str) -> Value {
     serde_json::json!({
@@ -287,6 +344,27 @@ pub fn cloud_event(id: &str, event_type: &str, company: &str, project: &str) -> 
 }
 
 // ---------------------------------------------------------------------------- receivers
+
+/// A webhook to a receiver of its own.
+#[derive(Debug)]
+pub struct Hook {
+    pub receiver: Receiver,
+    pub id: String,
+    pub secret: String,
+}
+
+/// Creates a webhook of `key` with `selection` (events, scopes, headers...) to a new receiver.
+pub async fn hook(api: &Api, key: &str, selection: Value) -> Result<Hook> {
+    let receiver = Receiver::start().await?;
+    let mut body = selection;
+    body["url"] = serde_json::json!(receiver.url);
+    let created = api.create_webhook(key, body).await?;
+    Ok(Hook {
+        receiver,
+        id: created["id"].as_str().context("id")?.to_owned(),
+        secret: created["secret"].as_str().context("secret")?.to_owned(),
+    })
+}
 
 /// One request a receiver got.
 #[derive(Debug, Clone)]

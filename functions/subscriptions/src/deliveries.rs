@@ -22,15 +22,11 @@ use webhooks_core::resources::{LogEntry, WebhookView, log_status};
 
 use crate::AppState;
 use crate::auth::Caller;
-use crate::error::ApiError;
+use crate::error::{ApiError, unavailable};
 use crate::lists::list_limit;
 use crate::requests::LogStatus;
 use crate::responses::{DeliveryLog, Enabled, HealthCheckOutcome, Redelivery};
 use crate::webhooks::{Revision, next_revision, view, visible};
-
-fn unavailable(e: impl std::error::Error + Send + Sync + 'static) -> ApiError {
-    ApiError::Unavailable(Box::new(e))
-}
 
 /// Sends a signed `WEBHOOK_HEALTH_CHECK` with a fresh `webhook-id` and logs it. Changes no
 /// counter or status.

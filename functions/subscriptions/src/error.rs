@@ -38,6 +38,11 @@ impl ApiError {
     }
 }
 
+/// A dependency that failed (randomness, KMS, ...): 503, its cause kept for the log.
+pub fn unavailable(e: impl std::error::Error + Send + Sync + 'static) -> ApiError {
+    ApiError::Unavailable(Box::new(e))
+}
+
 impl From<FieldError> for ApiError {
     fn from(e: FieldError) -> Self {
         Self::Validation(e)

@@ -16,15 +16,11 @@ use webhooks_core::validation::{parse_key_create, parse_key_patch};
 use crate::AppState;
 use crate::auth::Caller;
 use crate::body;
-use crate::error::ApiError;
+use crate::error::{ApiError, unavailable};
 use crate::lists::{ListParams, list_limit};
-use crate::requests::{ApiKeyCreate, ApiKeyPatch};
+use crate::requests::{ApiKeyCreate, ApiKeyPatch, replace_if_given};
 use crate::responses::{ApiKeyList, ApiKeyWithSecret, Me};
 use crate::webhooks::{Revision, next_revision};
-
-fn randomness(e: webhooks_core::ids::RandomnessError) -> ApiError {
-    ApiError::Unavailable(Box::new(e))
-}
 
 /// The calling key.
 #[utoipa::path(get, path = "/v1/me", tag = "keys", security(("bearer" = [])), responses((status = 200, body = Me)))]
@@ -58,9 +54,9 @@ pub async fn create(
 ) -> Result<(StatusCode, Json<ApiKeyWithSecret>), ApiError> {
     caller.require_admin()?;
     let input = parse_key_create(&body::json(&headers, &body)?)?;
-    let secret = new_api_key_secret().map_err(randomness)?;
+    let secret = new_api_key_secret().map_err(unavailable)?;
     let key = ApiKey {
-        id: random_base62("key_", 20).map_err(randomness)?,
+        id: random_base62("key_", 20).map_err(unavailable)?,
         name: input.name,
         companies: input.companies,
         permissions: input.permissions,
@@ -108,15 +104,9 @@ pub async fn update(
     let patch = parse_key_patch(&body::json(&headers, &body)?)?;
     let patch_has_companies = patch.companies.is_some();
     let mut key = stored.key.clone();
-    if let Some(name) = patch.name {
-        key.name = name;
-    }
-    if let Some(companies) = patch.companies {
-        key.companies = companies;
-    }
-    if let Some(permissions) = patch.permissions {
-        key.permissions = permissions;
-    }
+    replace_if_given(&mut key.name, patch.name);
+    replace_if_given(&mut key.companies, patch.companies);
+    replace_if_given(&mut key.permissions, patch.permissions);
     state.store.update_key(&key).await?;
     if patch_has_companies {
         // Webhooks with no scopes follow the key's companies: move their index entries. Done
@@ -213,7 +203,7 @@ pub async fn rotate(
 ) -> Result<Json<ApiKeyWithSecret>, ApiError> {
     caller.require_admin()?;
     let stored = existing(&state, &id).await?;
-    let secret = new_api_key_secret().map_err(randomness)?;
+    let secret = new_api_key_secret().map_err(unavailable)?;
     state.store.rotate_key(&stored, &sha256_hex(&secret)).await?;
     tracing::info!(key_id = %id, "api key rotated");
     Ok(Json(with_secret(&stored.key, &secret)))

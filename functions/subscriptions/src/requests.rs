@@ -1,6 +1,7 @@
 //! What clients send, stated for them: the request-body and parameter schemas of the OpenAPI
 //! document. The bodies are parsed by `webhooks_core::validation` (precise errors with a field
-//! path); the schemas here state the same rules, and `openapi`'s tests check both agree.
+//! path); the schemas here state the same rules, and `openapi`'s tests check both agree. What
+//! every PATCH does with a parsed body is [`replace_if_given`].
 //! Plain data: no handler, store or client here.
 
 use std::collections::BTreeMap;
@@ -111,6 +112,13 @@ pub struct WebhookPatch {
     pub scopes: Vec<Scope>,
     #[serde(default)]
     pub headers: Headers,
+}
+
+/// A PATCH changes only what it gives: `field` takes `given` when there is one.
+pub fn replace_if_given<T>(field: &mut T, given: Option<T>) {
+    if let Some(value) = given {
+        *field = value;
+    }
 }
 
 /// `POST /v1/api-keys`.
@@ -229,3 +237,20 @@ impl PartialSchema for LogStatus {
 }
 
 impl ToSchema for LogStatus {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_patch_replaces_what_it_gives_and_keeps_the_rest() {
+        // GIVEN a name and a list
+        let (mut name, mut list) = (Some("old".to_owned()), vec![1, 2]);
+        // WHEN a patch clears the name and leaves the list out
+        replace_if_given(&mut name, Some(None));
+        replace_if_given(&mut list, None);
+        // THEN the name is cleared and the list is unchanged
+        assert_eq!(name, None);
+        assert_eq!(list, [1, 2]);
+    }
+}

@@ -24,9 +24,9 @@ use webhooks_core::validation::{parse_rotate_secret, parse_webhook_create, parse
 use crate::AppState;
 use crate::auth::Caller;
 use crate::body;
-use crate::error::ApiError;
+use crate::error::{ApiError, unavailable};
 use crate::lists::list_limit;
-use crate::requests::{RotateSecret, WebhookCreate, WebhookPatch};
+use crate::requests::{RotateSecret, WebhookCreate, WebhookPatch, replace_if_given};
 use crate::responses::{RotatedSecret, WebhookList, WebhookWithSecret};
 
 /// The webhook as the API shows it, with its health and parked count.
@@ -134,10 +134,6 @@ fn check_scope_companies(scopes: &[Scope], owner: &ApiKey) -> Result<(), ApiErro
     }
 }
 
-fn secret_error(e: webhooks_core::signing::SecretError) -> ApiError {
-    ApiError::Unavailable(Box::new(e))
-}
-
 /// The SSRF check of SPEC §8 at create and update: the host must resolve (within 3 s) and
 /// every address must be globally reachable (or an allowed target). 400 `url` otherwise.
 async fn check_reachable(state: &AppState, url: &url::Url) -> Result<(), ApiError> {
@@ -160,8 +156,8 @@ pub async fn rotate_secret(
 ) -> Result<Json<RotatedSecret>, ApiError> {
     let previous = visible(&state, &caller, &id).await?;
     let grace = parse_rotate_secret(body::optional_json(&headers, &body)?.as_ref())?;
-    let secret = SigningSecret::generate().map_err(secret_error)?;
-    let ciphertext = state.secrets.encrypt(&id, &secret).await.map_err(|e| ApiError::Unavailable(Box::new(e)))?;
+    let secret = SigningSecret::generate().map_err(unavailable)?;
+    let ciphertext = state.secrets.encrypt(&id, &secret).await.map_err(unavailable)?;
     let now = OffsetDateTime::now_utc();
     // The current secret gets its grace; earlier ones keep theirs (already shorter) or go.
     let mut secrets = vec![StoredSecret { ciphertext, expires_at: None }];
@@ -196,10 +192,10 @@ pub async fn create(
     let input = parse_webhook_create(&body::json(&headers, &body)?, state.config.url_policy)?;
     check_reachable(&state, &input.url).await?;
     check_scope_companies(&input.scopes, &owner)?;
-    let secret = SigningSecret::generate().map_err(secret_error)?;
+    let secret = SigningSecret::generate().map_err(unavailable)?;
     let now = format_utc(OffsetDateTime::now_utc());
-    let id = random_base62("wh_", 24).map_err(|e| ApiError::Unavailable(Box::new(e)))?;
-    let ciphertext = state.secrets.encrypt(&id, &secret).await.map_err(|e| ApiError::Unavailable(Box::new(e)))?;
+    let id = random_base62("wh_", 24).map_err(unavailable)?;
+    let ciphertext = state.secrets.encrypt(&id, &secret).await.map_err(unavailable)?;
     let webhook = Webhook {
         id,
         owner_key_id: owner.id.clone(),
@@ -325,24 +321,12 @@ pub async fn update(
     }
     let next = next_revision(&previous, Revision::Reselected(OffsetDateTime::now_utc(), &owner.companies), |next| {
         let w = &mut next.webhook;
-        if let Some(url) = patch.url {
-            w.url = url.to_string();
-        }
-        if let Some(name) = patch.name {
-            w.name = name;
-        }
-        if let Some(description) = patch.description {
-            w.description = description;
-        }
-        if let Some(events) = patch.events {
-            w.events = events;
-        }
-        if let Some(scopes) = patch.scopes {
-            w.scopes = scopes;
-        }
-        if let Some(headers) = patch.headers {
-            w.headers = headers;
-        }
+        replace_if_given(&mut w.url, patch.url.map(|url| url.to_string()));
+        replace_if_given(&mut w.name, patch.name);
+        replace_if_given(&mut w.description, patch.description);
+        replace_if_given(&mut w.events, patch.events);
+        replace_if_given(&mut w.scopes, patch.scopes);
+        replace_if_given(&mut w.headers, patch.headers);
     });
     state.store.update_webhook(&previous, &next).await?;
     tracing::info!(webhook_id = %id, "webhook updated");

@@ -3,17 +3,22 @@
 
 use anyhow::{Context, Result};
 use serde_json::{Value, json};
-use webhooks_tests::{Api, Stack, cloud_event, unique};
+use webhooks_tests::{Api, Stack, cloud_event, setup, setup_on, unique};
 
-async fn setup() -> Result<(Stack, Api, String)> {
-    let stack = Stack::shared().await?;
-    let api = Api::new(&stack);
-    let admin = stack.info.admin_key.clone().context("the test stack has an admin key")?;
-    Ok((stack, api, admin))
+/// The shared stack, its API, the admin key, and a new company for the test's keys.
+async fn setup_with_company() -> Result<(Stack, Api, String, String)> {
+    let (stack, api, admin) = setup().await?;
+    Ok((stack, api, admin, unique("co")))
 }
 
 fn hook(url: &str) -> Value {
     json!({"url": url})
+}
+
+/// Creates a webhook of `key` to `url`; returns its id.
+async fn webhook_id(api: &Api, key: &str, url: &str) -> Result<String> {
+    let created = api.create_webhook(key, hook(url)).await?;
+    Ok(created["id"].as_str().context("id")?.to_owned())
 }
 
 #[tokio::test]
@@ -31,8 +36,7 @@ async fn authentication_fails_without_saying_which_part_was_wrong() -> Result<()
 
 #[tokio::test]
 async fn me_and_event_types_describe_the_caller_and_the_catalog() -> Result<()> {
-    let (_stack, api, admin) = setup().await?;
-    let company = unique("co");
+    let (_stack, api, admin, company) = setup_with_company().await?;
     let (id, key) = api.create_key(&admin, &[&company], &["publish"]).await?;
 
     let me = api.call("GET", "/v1/me", Some(&key), None).await?;
@@ -58,8 +62,7 @@ async fn me_and_event_types_describe_the_caller_and_the_catalog() -> Result<()> 
 
 #[tokio::test]
 async fn api_keys_are_managed_by_the_admin_only() -> Result<()> {
-    let (_stack, api, admin) = setup().await?;
-    let company = unique("co");
+    let (_stack, api, admin, company) = setup_with_company().await?;
     let (id, key) = api.create_key(&admin, &[&company], &["manage", "publish"]).await?;
     assert!(key.starts_with("whk_") && key.len() == 44);
 
@@ -193,12 +196,10 @@ async fn webhooks_are_created_listed_changed_and_deleted_by_their_owner() -> Res
 
 #[tokio::test]
 async fn another_keys_webhook_does_not_exist_for_you() -> Result<()> {
-    let (_stack, api, admin) = setup().await?;
-    let company = unique("co");
+    let (_stack, api, admin, company) = setup_with_company().await?;
     let (_, owner) = api.create_key(&admin, &[&company], &["manage"]).await?;
     let (_, other) = api.create_key(&admin, &[&company], &["manage"]).await?;
-    let id =
-        api.create_webhook(&owner, hook("http://127.0.0.1:9/a")).await?["id"].as_str().unwrap_or_default().to_owned();
+    let id = webhook_id(&api, &owner, "http://127.0.0.1:9/a").await?;
 
     for (method, body) in [("GET", None), ("PATCH", Some(json!({"name": "mine now"}))), ("DELETE", None)] {
         let r = api.call(method, &format!("/v1/webhooks/{id}"), Some(&other), body).await?;
@@ -217,8 +218,7 @@ async fn another_keys_webhook_does_not_exist_for_you() -> Result<()> {
 
 #[tokio::test]
 async fn checks_come_in_the_documented_order() -> Result<()> {
-    let (_stack, api, admin) = setup().await?;
-    let company = unique("co");
+    let (_stack, api, admin, company) = setup_with_company().await?;
     let (_, manager) = api.create_key(&admin, &[&company], &["manage"]).await?;
     let (_, publisher) = api.create_key(&admin, &[&company], &["publish"]).await?;
     let huge = vec![b' '; 70 * 1024];
@@ -253,8 +253,7 @@ async fn checks_come_in_the_documented_order() -> Result<()> {
 
 #[tokio::test]
 async fn webhook_input_rules_refuse_with_the_field_and_change_nothing() -> Result<()> {
-    let (_stack, api, admin) = setup().await?;
-    let company = unique("co");
+    let (_stack, api, admin, company) = setup_with_company().await?;
     let (_, key) = api.create_key(&admin, &[&company], &["manage"]).await?;
     let id = api.create_webhook(&key, json!({"url": "http://127.0.0.1:9/keep", "name": "keep"})).await?["id"]
         .as_str()
@@ -289,9 +288,7 @@ async fn webhook_input_rules_refuse_with_the_field_and_change_nothing() -> Resul
 
 #[tokio::test]
 async fn a_key_owns_at_most_the_configured_number_of_webhooks() -> Result<()> {
-    let stack = Stack::private(&[("WEBHOOKS_MAX_WEBHOOKS_PER_KEY", "2")], &[]).await?;
-    let api = Api::new(&stack);
-    let admin = stack.info.admin_key.clone().context("admin key")?;
+    let (_stack, api, admin) = setup_on(Stack::private(&[("WEBHOOKS_MAX_WEBHOOKS_PER_KEY", "2")], &[]).await?)?;
     let (_, key) = api.create_key(&admin, &["acme"], &["manage"]).await?;
     let first = api.create_webhook(&key, hook("http://127.0.0.1:9/1")).await?;
     api.create_webhook(&key, hook("http://127.0.0.1:9/2")).await?;
@@ -306,8 +303,7 @@ async fn a_key_owns_at_most_the_configured_number_of_webhooks() -> Result<()> {
 
 #[tokio::test]
 async fn publishing_is_all_or_nothing_with_precise_errors() -> Result<()> {
-    let (_stack, api, admin) = setup().await?;
-    let company = unique("co");
+    let (_stack, api, admin, company) = setup_with_company().await?;
     let (_, publisher) = api.create_key(&admin, &[&company], &["publish"]).await?;
     let (_, manager) = api.create_key(&admin, &[&company], &["manage"]).await?;
     let good = cloud_event(&unique("e"), "TODO_CREATED", &company, "p1");
@@ -375,11 +371,9 @@ async fn the_openapi_document_is_served_without_a_key_and_names_every_route() ->
 
 #[tokio::test]
 async fn malformed_queries_and_unserved_methods_answer_in_the_documented_shape() -> Result<()> {
-    let (_stack, api, admin) = setup().await?;
-    let company = unique("co");
+    let (_stack, api, admin, company) = setup_with_company().await?;
     let (_, key) = api.create_key(&admin, &[&company], &["manage"]).await?;
-    let hook = api.create_webhook(&key, hook("http://127.0.0.1:9/hook")).await?;
-    let id = hook["id"].as_str().context("id")?;
+    let id = webhook_id(&api, &key, "http://127.0.0.1:9/hook").await?;
 
     // A repeated query field: JSON 400, not the router's plain text.
     let r =
@@ -427,14 +421,12 @@ async fn malformed_queries_and_unserved_methods_answer_in_the_documented_shape()
 /// caller's mistake (400, 404), never a 503.
 #[tokio::test]
 async fn tampered_cursors_and_impossible_ids_are_the_callers_mistake() -> Result<()> {
-    let (_stack, api, admin) = setup().await?;
-    let company = unique("co");
+    let (_stack, api, admin, company) = setup_with_company().await?;
     let (_, key) = api.create_key(&admin, &[&company], &["manage"]).await?;
     let (_, other) = api.create_key(&admin, &[&company], &["manage"]).await?;
     let mut mine = String::new();
     for _ in 0..2 {
-        mine =
-            api.create_webhook(&key, hook("http://127.0.0.1:9/hook")).await?["id"].as_str().context("id")?.to_owned();
+        mine = webhook_id(&api, &key, "http://127.0.0.1:9/hook").await?;
         api.create_webhook(&other, hook("http://127.0.0.1:9/hook")).await?;
     }
     // A real cursor of the other key's list, and cursors decoded, changed and encoded again
@@ -490,20 +482,15 @@ async fn an_interrupted_key_deletion_is_completed_by_repeating_it() -> Result<()
         stack
     } else {
         drop(stack);
-        let mut env = webhooks_tests::TEST_SETTINGS.to_vec();
-        env.push(("WEBHOOKS_LOCAL_FAULT_RATE", "0.000001"));
-        Stack::private(&env, &[]).await?
+        Stack::private_with(&[("WEBHOOKS_LOCAL_FAULT_RATE", "0.000001")]).await?
     };
     let proxy = webhooks_tests::chaos::fault_proxy_url(&stack)?.context("the stack runs the fault proxy")?;
-    let api = Api::new(&stack);
-    let admin = stack.info.admin_key.clone().context("admin key")?;
+    let (_stack, api, admin) = setup_on(stack)?;
     let company = unique("co");
     let (key_id, key) = api.create_key(&admin, &[&company], &["manage"]).await?;
     let mut webhooks = Vec::new();
     for _ in 0..12 {
-        webhooks.push(
-            api.create_webhook(&key, hook("http://127.0.0.1:9/hook")).await?["id"].as_str().context("id")?.to_owned(),
-        );
+        webhooks.push(webhook_id(&api, &key, "http://127.0.0.1:9/hook").await?);
     }
 
     // WHEN its deletion meets failing AWS calls, and the admin repeats it until it is answered

@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use aws_sdk_sqs::types::QueueAttributeName;
 use serde_json::Value;
-use webhooks_tests::{Stack, eventually, resources_of_type, signal, template, template_env_names, unique};
+use webhooks_tests::{
+    Stack, eventually, resources_of_type, signal, template, template_env_names, unique, wait_for_marker,
+};
 
 /// Resolves `{"Ref": Parameter}` to the parameter's default, leaves plain values alone.
 fn value_or_parameter_default(template: &Value, v: &Value) -> Value {
@@ -177,36 +179,14 @@ async fn each_function_process_gets_exactly_the_template_environment_names() -> 
     Ok(())
 }
 
-/// Waits for a message whose body contains `marker` on `queue_url`, without hiding other
-/// tests' messages (visibility 0), and returns its `reason` attribute.
-async fn wait_for_marker(stack: &Stack, queue_url: &str, marker: &str, timeout: Duration) -> Result<Option<String>> {
-    let sqs = stack.sqs().await;
-    eventually(timeout, &format!("{marker} in {queue_url}"), || {
-        let sqs = sqs.clone();
-        async move {
-            let received = sqs
-                .receive_message()
-                .queue_url(queue_url)
-                .max_number_of_messages(10)
-                .visibility_timeout(0)
-                .wait_time_seconds(1)
-                .message_attribute_names("All")
-                .send()
-                .await?;
-            for m in received.messages() {
-                if m.body().unwrap_or_default().contains(marker) {
-                    let reason = m
-                        .message_attributes()
-                        .and_then(|a| a.get("reason"))
-                        .and_then(|v| v.string_value())
-                        .map(str::to_owned);
-                    return Ok(Some(reason));
-                }
-            }
-            Ok(None)
-        }
-    })
-    .await
+/// Makes a message received from `queue_url` come back after `seconds` (its visibility timeout).
+async fn set_visibility_timeout(sqs: &aws_sdk_sqs::Client, queue_url: &str, seconds: u32) -> Result<()> {
+    sqs.set_queue_attributes()
+        .queue_url(queue_url)
+        .attributes(QueueAttributeName::VisibilityTimeout, seconds.to_string())
+        .send()
+        .await?;
+    Ok(())
 }
 
 #[tokio::test]
@@ -217,8 +197,8 @@ async fn an_ingest_message_reaches_the_matcher_through_the_event_source_mapping(
     // WHEN a malformed message is put on the ingest queue
     stack.sqs().await.send_message().queue_url(&stack.info.ingest_queue_url).message_body(&marker).send().await?;
     // THEN the matcher received it and dead-lettered it with its reason
-    let reason = wait_for_marker(&stack, &stack.info.ingest_dlq_url, &marker, Duration::from_secs(20)).await?;
-    assert_eq!(reason.as_deref(), Some("invalid_json"));
+    let attributes = wait_for_marker(&stack, &stack.info.ingest_dlq_url, &marker, Duration::from_secs(20)).await?;
+    assert_eq!(attributes.get("reason").map(String::as_str), Some("invalid_json"));
     assert!(stack.function_logs("matcher").contains("event rejected"));
     Ok(())
 }
@@ -228,11 +208,7 @@ async fn a_record_reported_failed_comes_back_after_its_visibility_and_then_reach
     // GIVEN a private stack whose delivery queue retries fast and gives up after 3 receives
     let stack = Stack::private(&[], &[]).await?;
     let sqs = stack.sqs().await;
-    sqs.set_queue_attributes()
-        .queue_url(&stack.info.delivery_queue_url)
-        .attributes(QueueAttributeName::VisibilityTimeout, "1")
-        .send()
-        .await?;
+    set_visibility_timeout(&sqs, &stack.info.delivery_queue_url, 1).await?;
     let policy: Value = serde_json::from_str(
         &sqs.get_queue_attributes()
             .queue_url(&stack.info.delivery_queue_url)
@@ -289,11 +265,7 @@ async fn a_killed_function_process_is_replaced_and_its_batch_is_not_lost() -> Re
     // GIVEN a private stack whose ingest queue redelivers after 1 s
     let stack = Stack::private(&[], &[]).await?;
     let sqs = stack.sqs().await;
-    sqs.set_queue_attributes()
-        .queue_url(&stack.info.ingest_queue_url)
-        .attributes(QueueAttributeName::VisibilityTimeout, "1")
-        .send()
-        .await?;
+    set_visibility_timeout(&sqs, &stack.info.ingest_queue_url, 1).await?;
     // AND every matcher process frozen, so the next batch is stuck inside one of them
     let before = stack.processes().await?.remove("matcher").context("no matcher processes")?;
     let pids: Vec<u32> = before.iter().filter_map(|p| p.pid).collect();
@@ -324,8 +296,8 @@ async fn a_killed_function_process_is_replaced_and_its_batch_is_not_lost() -> Re
         bail!("{e}: {:?}", stack.processes().await?);
     }
     // AND the message is still processed: it reaches the DLQ with the matcher's verdict
-    let reason = wait_for_marker(&stack, &stack.info.ingest_dlq_url, &marker, Duration::from_secs(30)).await?;
-    assert_eq!(reason.as_deref(), Some("invalid_json"));
+    let attributes = wait_for_marker(&stack, &stack.info.ingest_dlq_url, &marker, Duration::from_secs(30)).await?;
+    assert_eq!(attributes.get("reason").map(String::as_str), Some("invalid_json"));
     Ok(())
 }
 
@@ -368,6 +340,21 @@ async fn table_of_its_own(stack: &Stack) -> Result<String> {
         .send()
         .await?;
     Ok(name)
+}
+
+/// The number `n` of the item `pk` of `table` (read consistently); an error when there is no
+/// such item.
+async fn counter(dynamodb: &aws_sdk_dynamodb::Client, table: &str, pk: String) -> Result<Option<String>> {
+    let item = dynamodb
+        .get_item()
+        .table_name(table)
+        .key("pk", aws_sdk_dynamodb::types::AttributeValue::S(pk.clone()))
+        .consistent_read(true)
+        .send()
+        .await?
+        .item
+        .with_context(|| format!("no item {pk}"))?;
+    Ok(item.get("n").and_then(|n| n.as_n().ok()).cloned())
 }
 
 fn nested(depth: usize) -> aws_sdk_dynamodb::types::AttributeValue {
@@ -503,18 +490,8 @@ async fn overlapping_transactions_on_one_item_are_cancelled_for_a_conflict() -> 
     }
     assert!(conflicts > 0, "no transaction met another one on the shared item");
     // AND the others took effect, each once
-    let item = stack
-        .dynamodb()
-        .await
-        .get_item()
-        .table_name(&table)
-        .key("pk", AttributeValue::S(shared))
-        .consistent_read(true)
-        .send()
-        .await?
-        .item
-        .context("the shared item")?;
-    assert_eq!(item.get("n").and_then(|n| n.as_n().ok()).map(String::as_str), Some(done.to_string().as_str()));
+    let n = counter(&stack.dynamodb().await, &table, shared).await?;
+    assert_eq!(n.as_deref(), Some(done.to_string().as_str()));
     Ok(())
 }
 
@@ -581,15 +558,6 @@ async fn the_functions_client_retries_a_write_that_met_a_transaction() -> Result
 
     // THEN every single write took effect
     assert!(failed.is_empty(), "{failed:?}");
-    let item = dynamodb
-        .get_item()
-        .table_name(&table)
-        .key("pk", AttributeValue::S(shared))
-        .consistent_read(true)
-        .send()
-        .await?
-        .item
-        .context("the item")?;
-    assert_eq!(item.get("n").and_then(|n| n.as_n().ok()).map(String::as_str), Some("16"));
+    assert_eq!(counter(&dynamodb, &table, shared).await?.as_deref(), Some("16"));
     Ok(())
 }

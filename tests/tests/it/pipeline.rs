@@ -8,29 +8,19 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use serde_json::{Value, json};
 use webhooks_core::signing::webhook_message_id;
-use webhooks_tests::{Api, Receiver, Stack, cloud_event, unique};
+use webhooks_tests::{Api, Hook, Receiver, Stack, cloud_event, hook, setup, unique, wait_for_marker};
 
 /// Time the receivers get to show an extra delivery that should not have happened, after the
 /// expected ones arrived.
 const QUIET_PERIOD: Duration = Duration::from_millis(1500);
 const ARRIVAL: Duration = Duration::from_secs(20);
 
-struct Hook {
-    receiver: Receiver,
-    secret: String,
-    id: String,
-}
-
-async fn hook(api: &Api, key: &str, selection: Value) -> Result<Hook> {
-    let receiver = Receiver::start().await?;
-    let mut body = selection;
-    body["url"] = json!(receiver.url);
-    let created = api.create_webhook(key, body).await?;
-    Ok(Hook {
-        receiver,
-        secret: created["secret"].as_str().context("secret")?.to_owned(),
-        id: created["id"].as_str().context("id")?.to_owned(),
-    })
+/// The shared stack, its API, and a new company `acme` with a key allowed `permissions`.
+async fn acme_key(permissions: &[&str]) -> Result<(Stack, Api, String, String)> {
+    let (stack, api, admin) = setup().await?;
+    let acme = unique("acme");
+    let (_, key) = api.create_key(&admin, &[&acme], permissions).await?;
+    Ok((stack, api, acme, key))
 }
 
 /// Waits for `expected` at every hook, then a quiet period, then asserts exact sets.
@@ -54,9 +44,7 @@ async fn assert_exact(hooks: &BTreeMap<&str, &Hook>, expected: &BTreeMap<&str, V
 #[tokio::test]
 async fn every_webhook_receives_exactly_its_events_signed() -> Result<()> {
     // GIVEN a key holding two companies and another holding one of them
-    let stack = Stack::shared().await?;
-    let api = Api::new(&stack);
-    let admin = stack.info.admin_key.clone().context("admin key")?;
+    let (stack, api, admin) = setup().await?;
     let (acme, globex) = (unique("acme"), unique("globex"));
     let (_, a) = api.create_key(&admin, &[&acme, &globex], &["manage", "publish"]).await?;
     let (_, b) = api.create_key(&admin, &[&acme], &["manage"]).await?;
@@ -147,11 +135,7 @@ async fn every_webhook_receives_exactly_its_events_signed() -> Result<()> {
 #[tokio::test]
 async fn the_matchers_query_returns_only_entries_of_the_batchs_event_types() -> Result<()> {
     // GIVEN webhooks on one project selecting different event types, and one taking every type
-    let stack = Stack::shared().await?;
-    let api = Api::new(&stack);
-    let admin = stack.info.admin_key.clone().context("admin key")?;
-    let acme = unique("acme");
-    let (_, key) = api.create_key(&admin, &[&acme], &["manage"]).await?;
+    let (stack, api, acme, key) = acme_key(&["manage"]).await?;
     let scopes = json!([{"company_id": acme, "project_id": "p1"}]);
     let receiver = Receiver::start().await?;
     let mut ids = BTreeMap::new();
@@ -190,11 +174,7 @@ async fn the_matchers_query_returns_only_entries_of_the_batchs_event_types() -> 
 
 #[tokio::test]
 async fn a_webhook_change_applies_to_the_very_next_event() -> Result<()> {
-    let stack = Stack::shared().await?;
-    let api = Api::new(&stack);
-    let admin = stack.info.admin_key.clone().context("admin key")?;
-    let acme = unique("acme");
-    let (_, key) = api.create_key(&admin, &[&acme], &["manage", "publish"]).await?;
+    let (_stack, api, acme, key) = acme_key(&["manage", "publish"]).await?;
     let w = hook(&api, &key, json!({"events": ["TODO_CREATED"]})).await?;
 
     // GIVEN the webhook switched from TODO_CREATED to TODO_DELETED
@@ -222,11 +202,7 @@ async fn a_webhook_change_applies_to_the_very_next_event() -> Result<()> {
 
 #[tokio::test]
 async fn a_duplicate_event_fans_out_once() -> Result<()> {
-    let stack = Stack::shared().await?;
-    let api = Api::new(&stack);
-    let admin = stack.info.admin_key.clone().context("admin key")?;
-    let acme = unique("acme");
-    let (_, key) = api.create_key(&admin, &[&acme], &["manage", "publish"]).await?;
+    let (stack, api, acme, key) = acme_key(&["manage", "publish"]).await?;
     let w = hook(&api, &key, json!({})).await?;
 
     // WHEN the same (source, id) arrives twice in one batch, again by HTTP, and again by SQS
@@ -250,11 +226,7 @@ async fn a_duplicate_event_fans_out_once() -> Result<()> {
 
 #[tokio::test]
 async fn a_malformed_message_is_dead_lettered_and_its_batch_mates_are_delivered() -> Result<()> {
-    let stack = Stack::shared().await?;
-    let api = Api::new(&stack);
-    let admin = stack.info.admin_key.clone().context("admin key")?;
-    let acme = unique("acme");
-    let (_, key) = api.create_key(&admin, &[&acme], &["manage"]).await?;
+    let (stack, api, acme, key) = acme_key(&["manage"]).await?;
     let w = hook(&api, &key, json!({})).await?;
 
     // WHEN one batch carries a malformed event between two good ones
@@ -278,35 +250,10 @@ async fn a_malformed_message_is_dead_lettered_and_its_batch_mates_are_delivered(
     // THEN the good ones are delivered
     assert_exact(&BTreeMap::from([("w", &w)]), &BTreeMap::from([("w", vec![good1.as_str(), good2.as_str()])])).await?;
     // AND the bad one is in the ingest DLQ with its reason and detail
-    let found = webhooks_tests::eventually(ARRIVAL, "the malformed event in the DLQ", || {
-        let sqs = sqs.clone();
-        let dlq = stack.info.ingest_dlq_url.clone();
-        let bad = bad.clone();
-        async move {
-            let out = sqs
-                .receive_message()
-                .queue_url(dlq)
-                .max_number_of_messages(10)
-                .visibility_timeout(0)
-                .wait_time_seconds(1)
-                .message_attribute_names("All")
-                .send()
-                .await?;
-            Ok(out.messages().iter().find(|m| m.body().is_some_and(|b| b.contains(&bad))).map(|m| {
-                let attr = |n: &str| {
-                    m.message_attributes()
-                        .and_then(|a| a.get(n))
-                        .and_then(|v| v.string_value())
-                        .unwrap_or_default()
-                        .to_owned()
-                };
-                (attr("reason"), attr("detail"))
-            }))
-        }
-    })
-    .await?;
-    assert_eq!(found.0, "unknown_type");
-    assert!(found.1.starts_with("type:"), "{}", found.1);
+    let attributes = wait_for_marker(&stack, &stack.info.ingest_dlq_url, &bad, ARRIVAL).await?;
+    assert_eq!(attributes.get("reason").map(String::as_str), Some("unknown_type"));
+    let detail = attributes.get("detail").map(String::as_str).unwrap_or_default();
+    assert!(detail.starts_with("type:"), "{detail}");
     // AND it is counted in a metric CloudWatch extracts from the matcher's log
     let counted = stack.metric_logged("matcher", "RejectedEvents", "unknown_type");
     assert!(counted, "no RejectedEvents line in Embedded Metric Format");
@@ -316,9 +263,7 @@ async fn a_malformed_message_is_dead_lettered_and_its_batch_mates_are_delivered(
 #[tokio::test]
 async fn one_companys_event_ids_never_suppress_anothers() -> Result<()> {
     // GIVEN two companies, each with a publisher, and a webhook of the victim's
-    let stack = Stack::shared().await?;
-    let api = Api::new(&stack);
-    let admin = stack.info.admin_key.clone().context("admin key")?;
+    let (_stack, api, admin) = setup().await?;
     let (victim, attacker) = (unique("victim"), unique("attacker"));
     let (_, victim_key) = api.create_key(&admin, &[&victim], &["manage", "publish"]).await?;
     let (_, attacker_key) = api.create_key(&admin, &[&attacker], &["manage", "publish"]).await?;
@@ -354,11 +299,7 @@ async fn one_companys_event_ids_never_suppress_anothers() -> Result<()> {
 /// logged; what cannot be is refused at the door.
 #[tokio::test]
 async fn events_that_storage_or_queues_would_refuse_are_refused_at_the_door_or_delivered_once() -> Result<()> {
-    let stack = Stack::shared().await?;
-    let api = Api::new(&stack);
-    let admin = stack.info.admin_key.clone().context("admin key")?;
-    let acme = unique("acme");
-    let (_, key) = api.create_key(&admin, &[&acme], &["manage", "publish"]).await?;
+    let (stack, api, acme, key) = acme_key(&["manage", "publish"]).await?;
     let w = hook(&api, &key, json!({})).await?;
     let with_data = |data: Value| {
         let mut e = cloud_event(&unique("e"), "TODO_CREATED", &acme, "p1");
@@ -429,11 +370,7 @@ async fn events_that_storage_or_queues_would_refuse_are_refused_at_the_door_or_d
 
 #[tokio::test]
 async fn a_failed_attempt_is_retried_with_the_same_webhook_id() -> Result<()> {
-    let stack = Stack::shared().await?;
-    let api = Api::new(&stack);
-    let admin = stack.info.admin_key.clone().context("admin key")?;
-    let acme = unique("acme");
-    let (_, key) = api.create_key(&admin, &[&acme], &["manage", "publish"]).await?;
+    let (_stack, api, acme, key) = acme_key(&["manage", "publish"]).await?;
     let w = hook(&api, &key, json!({})).await?;
     // GIVEN a receiver that fails twice, then recovers
     w.receiver.respond_with(&[500, 503]);
@@ -457,9 +394,7 @@ async fn a_failed_attempt_is_retried_with_the_same_webhook_id() -> Result<()> {
 async fn the_owner_keys_companies_decide_what_flows() -> Result<()> {
     // GIVEN a publisher for two companies, and an owner key holding only acme with a webhook
     // for everything it holds
-    let stack = Stack::shared().await?;
-    let api = Api::new(&stack);
-    let admin = stack.info.admin_key.clone().context("admin key")?;
+    let (_stack, api, admin) = setup().await?;
     let (acme, globex) = (unique("acme"), unique("globex"));
     let (_, publisher) = api.create_key(&admin, &[&acme, &globex], &["publish"]).await?;
     let (owner_id, owner) = api.create_key(&admin, &[&acme], &["manage"]).await?;
@@ -499,9 +434,7 @@ async fn the_owner_keys_companies_decide_what_flows() -> Result<()> {
 #[tokio::test]
 async fn repeating_a_key_patch_completes_an_interrupted_reindex() -> Result<()> {
     // GIVEN a key holding acme, with a webhook for every company it holds
-    let stack = Stack::shared().await?;
-    let api = Api::new(&stack);
-    let admin = stack.info.admin_key.clone().context("admin key")?;
+    let (stack, api, admin) = setup().await?;
     let (acme, globex) = (unique("acme"), unique("globex"));
     let (_, publisher) = api.create_key(&admin, &[&acme, &globex], &["publish"]).await?;
     let (owner_id, owner) = api.create_key(&admin, &[&acme], &["manage"]).await?;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use serde_json::{Value, json};
-use webhooks_tests::{Api, Receiver, Stack, cloud_event, eventually, unique};
+use webhooks_tests::{Api, Hook, Receiver, Stack, cloud_event, eventually, hook, string_attributes, unique};
 
 // Generous: under a full parallel run a replay of 130 parked deliveries takes most of a minute.
 const WAIT: Duration = Duration::from_secs(120);
@@ -21,18 +21,30 @@ struct Setup {
 }
 
 async fn setup() -> Result<Setup> {
-    let stack = Stack::shared().await?;
-    let api = Api::new(&stack);
-    let admin = stack.info.admin_key.clone().context("admin key")?;
-    let company = unique("acme");
-    let (_, key) = api.create_key(&admin, &[&company], &["manage", "publish"]).await?;
-    Ok(Setup { stack, api, key, company })
+    Setup::on(Stack::shared().await?).await
 }
 
 impl Setup {
-    async fn webhook(&self, receiver: &Receiver) -> Result<(String, String)> {
-        let created = self.api.create_webhook(&self.key, json!({"url": receiver.url})).await?;
-        Ok((created["id"].as_str().context("id")?.to_owned(), created["secret"].as_str().context("secret")?.to_owned()))
+    /// A new company on `stack`, with a key that may manage and publish.
+    async fn on(stack: Stack) -> Result<Self> {
+        let (stack, api, admin) = webhooks_tests::setup_on(stack)?;
+        let company = unique("acme");
+        let (_, key) = api.create_key(&admin, &[&company], &["manage", "publish"]).await?;
+        Ok(Self { stack, api, key, company })
+    }
+
+    /// A webhook to a new receiver that answers 200: the receiver, the webhook's id and its
+    /// signing secret.
+    async fn webhook(&self) -> Result<(Receiver, String, String)> {
+        self.webhook_answering(&[]).await
+    }
+
+    /// A webhook to a new receiver that answers `statuses` in order, then 200: the receiver, the
+    /// webhook's id and its signing secret.
+    async fn webhook_answering(&self, statuses: &[u16]) -> Result<(Receiver, String, String)> {
+        let Hook { receiver, id, secret } = hook(&self.api, &self.key, json!({})).await?;
+        receiver.respond_with(statuses);
+        Ok((receiver, id, secret))
     }
 
     async fn publish(&self, ids: &[&str]) -> Result<()> {
@@ -80,13 +92,8 @@ async fn alerts_for(stack: &Stack, queue: &str, webhook_id: &str) -> Result<Vec<
         }
         for m in out.messages() {
             let body: Value = serde_json::from_str(m.body().unwrap_or_default()).unwrap_or(Value::Null);
-            let attr = |n: &str| {
-                m.message_attributes()
-                    .and_then(|a| a.get(n))
-                    .and_then(|v| v.string_value())
-                    .unwrap_or_default()
-                    .to_owned()
-            };
+            let attributes = string_attributes(m);
+            let attr = |n: &str| attributes.get(n).cloned().unwrap_or_default();
             if body["webhook_id"] == webhook_id {
                 found.push((body, attr("reason"), attr("owner_key_id")));
             }
@@ -99,9 +106,7 @@ async fn a_dead_receiver_gets_exactly_five_attempts_then_is_deactivated_with_one
     // GIVEN a receiver that always fails, and a queue subscribed to the alerts topic
     let s = setup().await?;
     let alerts = s.stack.subscribe_to_alerts().await?;
-    let receiver = Receiver::start().await?;
-    receiver.respond_with(&[500; 50]);
-    let (id, _) = s.webhook(&receiver).await?;
+    let (receiver, id, _) = s.webhook_answering(&[500; 50]).await?;
 
     // WHEN one event is published
     let event = unique("doomed");
@@ -160,9 +165,7 @@ async fn a_dead_receiver_gets_exactly_five_attempts_then_is_deactivated_with_one
 #[tokio::test]
 async fn a_receiver_that_recovers_keeps_its_webhook_active() -> Result<()> {
     let s = setup().await?;
-    let receiver = Receiver::start().await?;
-    receiver.respond_with(&[500, 502]);
-    let (id, _) = s.webhook(&receiver).await?;
+    let (receiver, id, _) = s.webhook_answering(&[500, 502]).await?;
     s.publish(&[&unique("bumpy")]).await?;
 
     receiver.wait_for(3, WAIT).await?;
@@ -181,9 +184,7 @@ async fn gone_deactivates_at_once_and_enable_replays_what_was_parked() -> Result
     // GIVEN a receiver answering 410 Gone
     let s = setup().await?;
     let alerts = s.stack.subscribe_to_alerts().await?;
-    let receiver = Receiver::start().await?;
-    receiver.respond_with(&[410]);
-    let (id, secret) = s.webhook(&receiver).await?;
+    let (receiver, id, secret) = s.webhook_answering(&[410]).await?;
     let (first, second) = (unique("first"), unique("second"));
     s.publish(&[&first]).await?;
 
@@ -226,9 +227,7 @@ async fn gone_deactivates_at_once_and_enable_replays_what_was_parked() -> Result
 #[tokio::test]
 async fn enable_refuses_while_the_receiver_still_fails() -> Result<()> {
     let s = setup().await?;
-    let receiver = Receiver::start().await?;
-    receiver.respond_with(&[410, 503]);
-    let (id, _) = s.webhook(&receiver).await?;
+    let (_receiver, id, _) = s.webhook_answering(&[410, 503]).await?;
     s.publish(&[&unique("e")]).await?;
     s.wait_webhook(&id, "gone", |w| w["disabled_reason"] == "gone").await?;
 
@@ -247,8 +246,7 @@ async fn enable_refuses_while_the_receiver_still_fails() -> Result<()> {
 #[tokio::test]
 async fn a_manual_disable_drops_new_matches_and_counts_them() -> Result<()> {
     let s = setup().await?;
-    let receiver = Receiver::start().await?;
-    let (id, _) = s.webhook(&receiver).await?;
+    let (receiver, id, _) = s.webhook().await?;
     let r = s.api.call("POST", &format!("/v1/webhooks/{id}/disable"), Some(&s.key), None).await?;
     assert_eq!((r.status, r.body["disabled_reason"].as_str()), (200, Some("manual")));
     // Disabling again is fine.
@@ -272,9 +270,7 @@ async fn a_manual_disable_drops_new_matches_and_counts_them() -> Result<()> {
 async fn a_dead_endpoint_under_a_stream_trips_sends_one_probe_and_replays_on_recovery() -> Result<()> {
     // GIVEN a receiver that fails until told otherwise
     let s = setup().await?;
-    let receiver = Receiver::start().await?;
-    receiver.respond_with(&[500; 200]);
-    let (id, secret) = s.webhook(&receiver).await?;
+    let (receiver, id, secret) = s.webhook_answering(&[500; 200]).await?;
 
     // WHEN ten events arrive at once
     let events: Vec<String> = (0..10).map(|i| unique(&format!("stream{i}"))).collect();
@@ -319,8 +315,7 @@ async fn a_dead_endpoint_under_a_stream_trips_sends_one_probe_and_replays_on_rec
 #[tokio::test]
 async fn test_sends_a_signed_health_check_and_redeliver_resends_an_event() -> Result<()> {
     let s = setup().await?;
-    let receiver = Receiver::start().await?;
-    let (id, secret) = s.webhook(&receiver).await?;
+    let (receiver, id, secret) = s.webhook().await?;
 
     let r = s.api.call("POST", &format!("/v1/webhooks/{id}/test"), Some(&s.key), None).await?;
     assert_eq!(r.status, 200);
@@ -377,9 +372,8 @@ async fn test_sends_a_signed_health_check_and_redeliver_resends_an_event() -> Re
 async fn retry_after_is_honoured_within_twice_the_delay() -> Result<()> {
     // GIVEN a receiver that answers 429 with Retry-After: 30 once
     let s = setup().await?;
-    let receiver = Receiver::start().await?;
+    let (receiver, _, _) = s.webhook().await?;
     receiver.respond_with_retry_after(429, "30");
-    let (_, _) = s.webhook(&receiver).await?;
     s.publish(&[&unique("slow-down")]).await?;
     // THEN the retry waits longer than the 1 s delay, but the 30 s asked for is clamped to
     // twice the jittered delay (at most 2 x 2 s, as jitter rounds up; the emulator may add 1 s)
@@ -460,9 +454,7 @@ async fn parked_sort_keys(stack: &Stack, webhook_id: &str) -> Result<BTreeSet<St
 async fn a_replay_to_an_endpoint_that_still_fails_ends_and_keeps_each_delivery_parked_once() -> Result<()> {
     // GIVEN a webhook gone (410) with 130 parked deliveries, more than one replay page
     let s = setup().await?;
-    let receiver = Receiver::start().await?;
-    receiver.respond_with(&[410; 130]);
-    let (id, _) = s.webhook(&receiver).await?;
+    let (receiver, id, _) = s.webhook_answering(&[410; 130]).await?;
     let events: Vec<String> = (0..130).map(|i| unique(&format!("loop{i}"))).collect();
     s.publish_many(&events).await?;
     s.wait_webhook(&id, "all parked", |w| w["status"] == "disabled" && w["parked"] == 130).await?;
@@ -496,8 +488,7 @@ async fn a_replay_to_an_endpoint_that_still_fails_ends_and_keeps_each_delivery_p
 async fn a_webhook_that_stays_active_resends_what_it_parked_once_it_is_healthy_again() -> Result<()> {
     // GIVEN an event that fails five times while another one succeeds in between
     let s = setup().await?;
-    let receiver = Receiver::start().await?;
-    let (id, _) = s.webhook(&receiver).await?;
+    let (receiver, id, _) = s.webhook().await?;
     let unlucky = unique("unlucky");
     receiver.fail_event(&unlucky);
     s.publish(&[&unlucky]).await?;
@@ -525,19 +516,9 @@ async fn a_webhook_that_stays_active_resends_what_it_parked_once_it_is_healthy_a
 #[tokio::test]
 async fn expired_parked_deliveries_are_counted_as_dropped() -> Result<()> {
     // GIVEN parked deliveries are kept 3 s
-    let stack = Stack::private(
-        &[("WEBHOOKS_RETRY_SCHEDULE", "1s"), ("WEBHOOKS_DELIVERY_TIMEOUT", "2s"), ("WEBHOOKS_PARK_TTL", "3s")],
-        &[],
-    )
-    .await?;
-    let api = Api::new(&stack);
-    let admin = stack.info.admin_key.clone().context("admin key")?;
-    let company = unique("acme");
-    let (_, key) = api.create_key(&admin, &[&company], &["manage", "publish"]).await?;
-    let s = Setup { stack, api, key, company };
-    let receiver = Receiver::start().await?;
-    receiver.respond_with(&[410]);
-    let (id, _) = s.webhook(&receiver).await?;
+    let stack = Stack::private_with(&[("WEBHOOKS_PARK_TTL", "3s")]).await?;
+    let s = Setup::on(stack).await?;
+    let (_receiver, id, _) = s.webhook_answering(&[410]).await?;
     s.publish(&[&unique("kept-briefly")]).await?;
     s.wait_webhook(&id, "parked", |w| w["parked"] == 1).await?;
 
@@ -551,9 +532,7 @@ async fn expired_parked_deliveries_are_counted_as_dropped() -> Result<()> {
 async fn deleting_a_webhook_removes_its_parked_deliveries() -> Result<()> {
     // GIVEN a webhook with parked deliveries
     let s = setup().await?;
-    let receiver = Receiver::start().await?;
-    receiver.respond_with(&[410, 410]);
-    let (id, _) = s.webhook(&receiver).await?;
+    let (_receiver, id, _) = s.webhook_answering(&[410, 410]).await?;
     s.publish(&[&unique("orphan"), &unique("orphan")]).await?;
     s.wait_webhook(&id, "parked", |w| w["parked"] == 2).await?;
     assert_eq!(parked_sort_keys(&s.stack, &id).await?.len(), 2);
@@ -575,8 +554,7 @@ async fn one_message_received_twice_is_sent_once() -> Result<()> {
     // GIVEN a webhook and two copies of one delivery on the delivery queue (SQS may hand one
     // message to two receives)
     let s = setup().await?;
-    let receiver = Receiver::start().await?;
-    let (id, _) = s.webhook(&receiver).await?;
+    let (receiver, id, _) = s.webhook().await?;
     let event_id = unique("twice");
     let delivery = json!({
         "kind": "delivery.v1", "delivery_id": unique("dlv"), "webhook_id": id, "webhook_message_id": "msg_0123456789abcdefghjkmnpqrs",
@@ -612,10 +590,7 @@ async fn viewing_a_webhook_never_reads_its_parked_deliveries() -> Result<()> {
     // GIVEN a stack of its own (so its AWS requests are this test's), and a webhook gone (410)
     // with 20 deliveries parked
     let stack = Stack::private(webhooks_tests::TEST_SETTINGS, &[]).await?;
-    let api = Api::new(&stack);
-    let admin = stack.info.admin_key.clone().context("admin key")?;
-    let company = unique("acme");
-    let (_, key) = api.create_key(&admin, &[&company], &["manage", "publish"]).await?;
+    let Setup { stack, api, key, company } = Setup::on(stack).await?;
     let receiver = Receiver::start().await?;
     receiver.respond_with(&[410; 40]);
     let id = api.create_webhook(&key, json!({"url": receiver.url})).await?["id"].as_str().context("id")?.to_owned();
@@ -652,18 +627,11 @@ async fn viewing_a_webhook_never_reads_its_parked_deliveries() -> Result<()> {
 async fn an_alert_that_cannot_be_published_parks_deliveries_and_goes_out_later() -> Result<()> {
     // GIVEN a stack whose alerts topic is gone, and a webhook whose receiver always fails with
     // one attempt per delivery
-    let stack = Stack::private(
-        &[("WEBHOOKS_RETRY_SCHEDULE", "1s"), ("WEBHOOKS_DELIVERY_TIMEOUT", "2s"), ("WEBHOOKS_MAX_ATTEMPTS", "1")],
-        &[],
-    )
-    .await?;
+    let stack = Stack::private_with(&[("WEBHOOKS_MAX_ATTEMPTS", "1")]).await?;
     let topic = stack.info.alerts_topic_arn.clone().context("alerts topic")?;
     let sns = stack.sns().await;
     sns.delete_topic().topic_arn(&topic).send().await?;
-    let api = Api::new(&stack);
-    let admin = stack.info.admin_key.clone().context("admin key")?;
-    let company = unique("acme");
-    let (_, key) = api.create_key(&admin, &[&company], &["manage", "publish"]).await?;
+    let Setup { stack, api, key, company } = Setup::on(stack).await?;
     let receiver = Receiver::start().await?;
     receiver.respond_with(&[500; 50]);
     let id = api.create_webhook(&key, json!({"url": receiver.url})).await?["id"].as_str().context("id")?.to_owned();

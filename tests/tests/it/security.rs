@@ -11,9 +11,7 @@ use webhooks_tests::{Api, Receiver, Stack, cloud_event, eventually, unique};
 const WAIT: Duration = Duration::from_secs(30);
 
 async fn setup(companies: &[&str]) -> Result<(Stack, Api, String, String)> {
-    let stack = Stack::shared().await?;
-    let api = Api::new(&stack);
-    let admin = stack.info.admin_key.clone().context("admin key")?;
+    let (stack, api, admin) = webhooks_tests::setup().await?;
     let (id, key) = api.create_key(&admin, companies, &["manage", "publish"]).await?;
     Ok((stack, api, id, key))
 }
