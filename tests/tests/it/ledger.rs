@@ -503,6 +503,29 @@ async fn every_event_reaches_every_matching_webhook_despite_faults_crashes_and_f
         }
     }
     let duplicate_share = f64::from(duplicates) / expected.len().max(1) as f64;
+    // A few of the duplicated pairs, request by request, to tell their causes apart: a second
+    // send seconds apart with another `webhook-timestamp` (a re-send after a lost outcome, or a
+    // replay) or two at once (two receives).
+    let t0 = hooks.iter().flat_map(|h| h.receiver.requests()).map(|r| r.at).min();
+    let mut shown = 0;
+    for h in &hooks {
+        let requests = h.receiver.requests();
+        for ((event_id, webhook_id), n) in &delivered {
+            if *n < 2 || webhook_id != &h.id || shown >= 8 {
+                continue;
+            }
+            shown += 1;
+            let sends: Vec<String> = requests
+                .iter()
+                .filter(|r| r.json()["event_id"].as_str() == Some(event_id.as_str()))
+                .map(|r| {
+                    let at = t0.map_or(0.0, |t0| r.at.duration_since(t0).as_secs_f64());
+                    format!("{at:.1}s {} ts={}", r.answer.label(), r.header("webhook-timestamp"))
+                })
+                .collect();
+            eprintln!("ledger: duplicate {} {event_id}: {}", h.name, sends.join(", "));
+        }
+    }
 
     let mut parked = 0;
     let mut dropped = BTreeMap::new();
