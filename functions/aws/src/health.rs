@@ -35,7 +35,20 @@ pub(crate) fn health_from_item(item: &HashMap<String, AttributeValue>) -> Health
         parked_count: get_n(item, "parked_count").unwrap_or(0),
         park_sweep_at: get_n(item, "park_sweep_at"),
         replay_requested_at: get_s(item, "replay_requested_at"),
+        recovering: item.get("recovering").and_then(|v| v.as_bool().ok()).copied().unwrap_or(false),
+        pending_alerts: ALERT_KINDS
+            .iter()
+            .filter_map(|kind| get_s(item, &alert_attribute(kind)).map(|a| ((*kind).to_owned(), a)))
+            .collect(),
     }
+}
+
+/// The kinds of operational alerts kept on a webhook's record until published.
+pub const ALERT_KINDS: [&str; 2] = ["failing", "recovered"];
+
+/// The attribute keeping an unpublished alert of `kind`.
+fn alert_attribute(kind: &str) -> String {
+    format!("alert_pending_{kind}")
 }
 
 /// The counter of drops for `reason`.
@@ -81,7 +94,7 @@ impl DynamoDbHealth {
             .table_name(&self.table)
             .set_key(Some(health_key(id)))
             .update_expression(
-                "SET consecutive_failures = :zero, last_success_at = :at REMOVE failing_since, probe_id, probe_until",
+                "SET consecutive_failures = :zero, last_success_at = :at REMOVE failing_since, probe_id, probe_until, recovering",
             )
             .expression_attribute_values(":zero", n(0))
             .expression_attribute_values(":at", s(at))
@@ -101,7 +114,7 @@ impl DynamoDbHealth {
             .update_item()
             .table_name(&self.table)
             .set_key(Some(health_key(id)))
-            .update_expression("SET consecutive_failures = :zero, last_success_at = :at, replay_requested_at = :at REMOVE failing_since, probe_id, probe_until")
+            .update_expression("SET consecutive_failures = :zero, last_success_at = :at, replay_requested_at = :at REMOVE failing_since, probe_id, probe_until, recovering")
             .condition_expression("parked_count > :zero AND consecutive_failures > :zero")
             .expression_attribute_values(":zero", n(0))
             .expression_attribute_values(":at", s(at))
@@ -190,14 +203,18 @@ impl DynamoDbHealth {
         Ok(())
     }
 
-    /// A webhook enabled again: the streak and the probe are forgotten.
+    /// A webhook enabled again: the streak and the probe are forgotten, and its next success
+    /// is a recovery.
     pub async fn reset(&self, id: &str) -> Result<(), StoreError> {
         self.client
             .update_item()
             .table_name(&self.table)
             .set_key(Some(health_key(id)))
-            .update_expression("SET consecutive_failures = :zero REMOVE failing_since, probe_id, probe_until")
+            .update_expression(
+                "SET consecutive_failures = :zero, recovering = :t REMOVE failing_since, probe_id, probe_until",
+            )
             .expression_attribute_values(":zero", n(0))
+            .expression_attribute_values(":t", AttributeValue::Bool(true))
             .send()
             .await
             .map_err(unavailable("UpdateItem"))?;
@@ -213,6 +230,38 @@ impl DynamoDbHealth {
             .send()
             .await
             .map_err(unavailable("DeleteItem"))?;
+        Ok(())
+    }
+
+    /// Keeps an alert of `kind` that could not be published, for a later batch.
+    pub async fn keep_alert(&self, id: &str, kind: &str, alert: &str) -> Result<(), StoreError> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(health_key(id)))
+            .update_expression("SET #a = :alert")
+            .expression_attribute_names("#a", alert_attribute(kind))
+            .expression_attribute_values(":alert", s(alert))
+            .send()
+            .await
+            .map_err(unavailable("UpdateItem"))?;
+        Ok(())
+    }
+
+    /// Forgets a kept alert once published (only that one: a newer one of its kind stays).
+    pub async fn forget_alert(&self, id: &str, kind: &str, alert: &str) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(health_key(id)))
+            .update_expression("REMOVE #a")
+            .condition_expression("#a = :alert")
+            .expression_attribute_names("#a", alert_attribute(kind))
+            .expression_attribute_values(":alert", s(alert))
+            .send()
+            .await;
+        conditional(result, "UpdateItem")?;
         Ok(())
     }
 

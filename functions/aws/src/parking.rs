@@ -14,7 +14,7 @@ use webhooks_core::reliability::{ParkCancelled, expired, park_cancelled};
 
 use crate::dynamodb::StoreError;
 use crate::health::{DynamoDbHealth, drop_attribute};
-use crate::item::{cancellation_codes, get_n, get_s, n, s, unavailable};
+use crate::item::{cancellation_codes, conditional, get_n, get_s, n, s, unavailable};
 use crate::keys::{health_key, key, park_pk, park_sort_key, webhook_key};
 
 pub use webhooks_core::ports::{ParkGuard, ParkOutcome, ParkedDelivery};
@@ -117,7 +117,23 @@ impl DynamoDbParking {
                     }
                     return Ok(ParkOutcome::Parked);
                 }
-                Some(ParkCancelled::AlreadyParked) => return Ok(ParkOutcome::Parked),
+                Some(ParkCancelled::AlreadyParked) => {
+                    // The slot is taken: by this copy already (two receives), by a newer one,
+                    // or by the older generation this copy was made from, which the replay
+                    // removes only after queueing it. That one is replaced, so the replay's
+                    // removal (of the generation it read) leaves this copy parked.
+                    match self.replace_older(d, &sort_key, expires_at).await? {
+                        Some(true) | Some(false) => return Ok(ParkOutcome::Parked),
+                        // Removed in between: park it anew.
+                        None if attempt < TRANSACTION_ATTEMPTS => {}
+                        None => {
+                            return Err(StoreError::Unavailable {
+                                operation: "PutItem",
+                                source: "the park slot kept changing".into(),
+                            });
+                        }
+                    }
+                }
                 Some(ParkCancelled::NotDisabled) => return Ok(ParkOutcome::Send),
                 Some(ParkCancelled::Transient) if attempt < TRANSACTION_ATTEMPTS => {
                     tokio::time::sleep(crate::batch_get::backoff(attempt)).await;
@@ -149,6 +165,40 @@ impl DynamoDbParking {
         }
     }
 
+    /// Puts `d` in its slot in place of an older generation: `Some(true)` replaced, `Some(false)`
+    /// the slot holds this generation or a newer one, `None` the slot is empty.
+    async fn replace_older(&self, d: &Delivery, sort_key: &str, expires_at: i64) -> Result<Option<bool>, StoreError> {
+        let body = serde_json::to_string(d).map_err(unavailable("serialize"))?;
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(park_pk(&d.webhook_id)))
+            .item("sk", s(sort_key))
+            .item("delivery", s(body))
+            .item("generation", n(d.generation))
+            .item("park_expires_at", n(expires_at))
+            .item("expires_at", n(expires_at + PARK_STORAGE_GRACE_SECONDS))
+            .condition_expression("attribute_exists(sk) AND (attribute_not_exists(generation) OR generation < :g)")
+            .expression_attribute_values(":g", n(d.generation))
+            .send()
+            .await;
+        if conditional(result, "PutItem")?.is_some() {
+            return Ok(Some(true));
+        }
+        let current = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key(park_pk(&d.webhook_id), Some(sort_key))))
+            .projection_expression("sk")
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(unavailable("GetItem"))?;
+        Ok(current.item.is_some().then_some(false))
+    }
+
     /// One park transaction: `None` when it went through.
     async fn park_once(
         &self,
@@ -164,6 +214,7 @@ impl DynamoDbParking {
             .item("pk", s(park_pk(&d.webhook_id)))
             .item("sk", s(sort_key))
             .item("delivery", s(body))
+            .item("generation", n(d.generation))
             .item("park_expires_at", n(expires_at))
             .item("expires_at", n(expires_at + PARK_STORAGE_GRACE_SECONDS))
             .condition_expression("attribute_not_exists(sk)")
@@ -219,7 +270,7 @@ impl DynamoDbParking {
             let sk = get_s(&item, "sk").unwrap_or_default();
             let expires_at = park_expiry(&item);
             if expired(expires_at, now) {
-                if self.remove_parked(webhook_id, &sk, Some(DropReason::ParkExpired)).await? {
+                if self.remove_parked(webhook_id, &sk, Some(DropReason::ParkExpired), None).await? {
                     removed += 1;
                 }
             } else {
@@ -239,14 +290,23 @@ impl DynamoDbParking {
         webhook_id: &str,
         sort_key: &str,
         dropped: Option<DropReason>,
+        generation: Option<u32>,
     ) -> Result<bool, StoreError> {
         for attempt in 1..=TRANSACTION_ATTEMPTS {
             let delete = aws_sdk_dynamodb::types::Delete::builder()
                 .table_name(&self.table)
-                .set_key(Some(key(park_pk(webhook_id), Some(sort_key))))
-                .condition_expression("attribute_exists(sk)")
-                .build()
-                .map_err(unavailable("build"))?;
+                .set_key(Some(key(park_pk(webhook_id), Some(sort_key))));
+            // Only the generation read: a newer copy parked again in the slot stays. (Items
+            // parked before generations were stored have none.)
+            let delete = match generation {
+                Some(g) => delete
+                    .condition_expression(
+                        "attribute_exists(sk) AND (attribute_not_exists(generation) OR generation = :g)",
+                    )
+                    .expression_attribute_values(":g", n(g)),
+                None => delete.condition_expression("attribute_exists(sk)"),
+            };
+            let delete = delete.build().map_err(unavailable("build"))?;
             let mut counter = Update::builder()
                 .table_name(self.health.table())
                 .set_key(Some(health_key(webhook_id)))
@@ -313,14 +373,6 @@ impl DynamoDbParking {
             });
         }
         Ok((parked, more))
-    }
-
-    /// Removes parked deliveries that were re-sent and gives back their slots.
-    pub async fn unpark(&self, webhook_id: &str, sort_keys: &[String]) -> Result<(), StoreError> {
-        for sk in sort_keys {
-            self.remove_parked(webhook_id, sk, None).await?;
-        }
-        Ok(())
     }
 
     /// Removes up to `limit` parked deliveries of a deleted webhook (keys only, one batch

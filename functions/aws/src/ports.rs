@@ -139,6 +139,14 @@ impl HealthStore for DynamoDbHealth {
         Ok(DynamoDbHealth::release_probe(self, id, delivery_id).await?)
     }
 
+    async fn keep_alert(&self, id: &str, kind: &str, alert: &str) -> Result<(), PortError> {
+        Ok(DynamoDbHealth::keep_alert(self, id, kind, alert).await?)
+    }
+
+    async fn forget_alert(&self, id: &str, kind: &str, alert: &str) -> Result<(), PortError> {
+        Ok(DynamoDbHealth::forget_alert(self, id, kind, alert).await?)
+    }
+
     async fn clear_replay_request(&self, id: &str, requested_at: &str) -> Result<(), PortError> {
         Ok(DynamoDbHealth::clear_replay_request(self, id, requested_at).await?)
     }
@@ -197,8 +205,9 @@ impl ParkingStore for DynamoDbParking {
         webhook_id: &str,
         sort_key: &str,
         dropped: Option<DropReason>,
+        generation: Option<u32>,
     ) -> Result<bool, PortError> {
-        Ok(DynamoDbParking::remove_parked(self, webhook_id, sort_key, dropped).await?)
+        Ok(DynamoDbParking::remove_parked(self, webhook_id, sort_key, dropped, generation).await?)
     }
 
     async fn parked_page(

@@ -105,12 +105,17 @@ impl DeliveryQueueMessage {
 }
 
 impl Delivery {
-    /// The copy of a parked delivery a replay re-sends: fresh attempts (a new generation),
+    /// The copy of a parked delivery a replay re-sends: fresh attempts (the next generation),
     /// the same `webhook-id`, and its original match time, so a manual disable that comes
     /// during the replay parks it (it was queued before the disable) instead of dropping it
     /// as a new match.
-    pub fn replayed(&self, generation: u32) -> Self {
-        self.next_generation(generation, self.queued_at)
+    ///
+    /// The generation is the parked one's plus one, never a random one: two replays that read
+    /// the same parked delivery (a replay page queued twice, or two recoveries close together)
+    /// make the same copy, with the same delivery id, whose attempt claims let it be sent once.
+    /// A copy that fails and is parked again is copied with the generation after its own.
+    pub fn replayed(&self) -> Self {
+        self.next_generation(self.generation.wrapping_add(1), self.queued_at)
     }
 }
 
@@ -123,6 +128,33 @@ mod tests {
         assert!(DeliveryQueueMessage::from_json(r#"{"kind":"delivery.v0"}"#).is_err());
         assert!(DeliveryQueueMessage::from_json(r#"{"delivery_id":"d"}"#).is_err());
         assert!(DeliveryQueueMessage::from_json("not json").is_err());
+    }
+
+    #[test]
+    fn every_replay_of_one_parked_delivery_makes_the_same_copy() -> Result<(), Box<dyn std::error::Error>> {
+        let event = crate::event::parse_ingest_body(
+            r#"{"specversion":"1.0","id":"e1","source":"app/companies/acme/projects/p1","type":"TODO_CREATED",
+                "companyid":"acme","projectid":"p1","data":{}}"#,
+            time::OffsetDateTime::UNIX_EPOCH,
+        )
+        .map_err(|e| e.message)?;
+        let parked = Delivery {
+            delivery_id: "d0".into(),
+            webhook_id: "wh_1".into(),
+            webhook_message_id: "msg_1".into(),
+            event,
+            generation: 0,
+            queued_at: 7,
+        };
+        // GIVEN one parked delivery read by two replays THEN both copies are one delivery
+        assert_eq!(parked.replayed(), parked.replayed());
+        // AND it is a new one, with the original match time and webhook-id
+        let copy = parked.replayed();
+        assert_ne!(copy.delivery_id, parked.delivery_id);
+        assert_eq!((copy.generation, copy.queued_at, copy.webhook_message_id.as_str()), (1, 7, "msg_1"));
+        // AND a copy parked again and replayed again is a new one again
+        assert_ne!(copy.replayed().delivery_id, copy.delivery_id);
+        Ok(())
     }
 
     #[test]

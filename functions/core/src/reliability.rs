@@ -165,17 +165,31 @@ pub enum SuccessWrite {
     EndStreak,
 }
 
+/// Whether a success ends a failure streak, or is the first since the webhook was enabled
+/// again: the webhook recovered (`webhook.recovered`, SPEC §10), once.
+pub fn recovered(failures_before: u32, recovering_before: bool) -> bool {
+    failures_before > 0 || recovering_before
+}
+
+/// Whether a counted failure starts a streak (`webhook.failing`, SPEC §10): the record after
+/// it holds one failure. The count is one atomic write, so exactly one failure sees 1.
+pub fn starts_a_streak(failures_after: u32) -> bool {
+    failures_after == 1
+}
+
 /// The write after a success at `now` (Unix seconds) of a webhook whose record is
-/// `consecutive_failures`, a probe held or not, and `last_success_at` (Unix seconds).
+/// `consecutive_failures`, a probe held or not, and `last_success_at` (Unix seconds). A
+/// webhook `recovering` from a disable ends that state with its first success.
 pub fn after_success(
     consecutive_failures: u32,
     probe_held: bool,
+    recovering: bool,
     last_success_at: Option<i64>,
     now: i64,
 ) -> SuccessWrite {
     if consecutive_failures > 0 {
         SuccessWrite::EndStreak
-    } else if probe_held || last_success_at.is_none_or(|t| now - t >= LAST_SUCCESS_RESOLUTION_SECONDS) {
+    } else if probe_held || recovering || last_success_at.is_none_or(|t| now - t >= LAST_SUCCESS_RESOLUTION_SECONDS) {
         SuccessWrite::Refresh
     } else {
         SuccessWrite::Nothing
@@ -363,17 +377,31 @@ mod tests {
     }
 
     #[test]
+    fn a_streak_starts_once_and_a_recovery_is_told_once() {
+        assert!(starts_a_streak(1));
+        assert!(!starts_a_streak(2), "later failures of the streak");
+        assert!(!starts_a_streak(0));
+        assert!(recovered(3, false), "the success that ends a streak");
+        assert!(recovered(0, true), "the first success after an enable");
+        assert!(!recovered(0, false), "a healthy webhook's success");
+    }
+
+    #[test]
     fn a_success_writes_only_when_it_changes_something() {
         let now = 10_000;
         // GIVEN a streak THEN it ends (and may request a replay)
-        assert_eq!(after_success(3, false, Some(now), now), SuccessWrite::EndStreak);
+        assert_eq!(after_success(3, false, false, Some(now), now), SuccessWrite::EndStreak);
         // GIVEN a probe held, or last_success_at a minute old or unknown THEN refreshed
-        assert_eq!(after_success(0, true, Some(now), now), SuccessWrite::Refresh);
-        assert_eq!(after_success(0, false, Some(now - LAST_SUCCESS_RESOLUTION_SECONDS), now), SuccessWrite::Refresh);
-        assert_eq!(after_success(0, false, None, now), SuccessWrite::Refresh);
+        assert_eq!(after_success(0, true, false, Some(now), now), SuccessWrite::Refresh);
+        assert_eq!(after_success(0, false, true, Some(now), now), SuccessWrite::Refresh, "the first since an enable");
+        assert_eq!(
+            after_success(0, false, false, Some(now - LAST_SUCCESS_RESOLUTION_SECONDS), now),
+            SuccessWrite::Refresh
+        );
+        assert_eq!(after_success(0, false, false, None, now), SuccessWrite::Refresh);
         // GIVEN a healthy webhook that succeeded recently THEN nothing is written
         assert_eq!(
-            after_success(0, false, Some(now - LAST_SUCCESS_RESOLUTION_SECONDS + 1), now),
+            after_success(0, false, false, Some(now - LAST_SUCCESS_RESOLUTION_SECONDS + 1), now),
             SuccessWrite::Nothing
         );
     }

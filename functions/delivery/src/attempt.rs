@@ -16,12 +16,13 @@ use webhooks_core::ports::{
 };
 use webhooks_core::reliability::{
     Admission, AttemptResult, Attempted, ClaimRefused, NextStep, WebhookState, admit, after_attempt,
-    after_refused_claim, attempt_number, receive_limit_near,
+    after_refused_claim, attempt_number, receive_limit_near, starts_a_streak,
 };
 use webhooks_core::resources::log_status;
 use webhooks_core::retry::visibility_within_cap;
 use webhooks_core::signing::sha256_hex;
 
+use crate::health::operational_alert;
 use crate::parking::Parked;
 use crate::{Deliverer, DeliveryError, DeliveryPorts, Disposition, Loaded, Receive};
 
@@ -85,6 +86,8 @@ impl<P: DeliveryPorts> Deliverer<P> {
         loaded: &Loaded,
     ) -> Result<Disposition, DeliveryError> {
         let stored = loaded.webhooks.get(&d.webhook_id);
+        let owner_companies: &[String] =
+            stored.and_then(|s| loaded.owners.get(&s.webhook.owner_key_id)).map_or(&[], |o| o.key.companies.as_slice());
         let health = loaded.health.get(&d.webhook_id).cloned().unwrap_or_default();
         let state = stored.map(|s| WebhookState {
             status: s.webhook.status,
@@ -185,7 +188,7 @@ impl<P: DeliveryPorts> Deliverer<P> {
             if let Err(e) = self.attempts.record_delivered(&d.delivery_id, now_s).await {
                 warn!(error = %webhooks_aws::error_chain(&e), "could not record the delivery as done");
             }
-            if let Err(e) = self.on_success(stored, &health, &at).await {
+            if let Err(e) = self.on_success(stored, &health, &at, owner_companies).await {
                 warn!(error = %webhooks_aws::error_chain(&e), "could not record the success");
             }
             if self.config.log_successes
@@ -205,7 +208,13 @@ impl<P: DeliveryPorts> Deliverer<P> {
         );
         let counted = self.attempts.record_attempt(&d.delivery_id, attempt, first_attempt_at, now_s).await?;
         let after = if counted {
-            self.health.record_failure(&d.webhook_id, &at, outcome.status(), &outcome.failure_text()).await?
+            let failure = outcome.failure_text();
+            let after = self.health.record_failure(&d.webhook_id, &at, outcome.status(), &failure).await?;
+            if starts_a_streak(after.health.consecutive_failures) {
+                let alert = operational_alert(stored, "failing", &at, Some(&failure), owner_companies);
+                self.operational(stored, "failing", &alert).await;
+            }
+            after
         } else {
             health
         };
@@ -235,14 +244,9 @@ impl<P: DeliveryPorts> Deliverer<P> {
             NextStep::Park { deactivate, release_probe } => {
                 self.log_attempt(d, attempt, log_status::FAILED, &outcome, &at, None).await?;
                 if let Some(reason) = deactivate {
-                    let owner_companies = loaded
-                        .owners
-                        .get(&stored.webhook.owner_key_id)
-                        .map(|o| o.key.companies.clone())
-                        .unwrap_or_default();
                     // An alert that cannot be published stays pending (retried with the next
                     // batch); the delivery is parked all the same.
-                    self.deactivate(stored, reason, &after, &at, &owner_companies).await?;
+                    self.deactivate(stored, reason, &after, &at, owner_companies).await?;
                 }
                 if release_probe {
                     self.health.release_probe(&d.webhook_id, &d.delivery_id).await?;

@@ -6,13 +6,43 @@ use time::format_description::well_known::Rfc3339;
 use tracing::{info, warn};
 use webhooks_core::model::DisabledReason;
 use webhooks_core::ports::{Alerts, Clock, HealthRecord, HealthStore, StoredWebhook, WebhookStore};
-use webhooks_core::reliability::{SuccessWrite, after_success, replay_after_success};
+use webhooks_core::reliability::{SuccessWrite, after_success, recovered, replay_after_success};
 
 use crate::{Deliverer, DeliveryError, DeliveryPorts};
 
 /// An RFC 3339 time as Unix seconds.
 pub(crate) fn parse_time(s: &str) -> Option<i64> {
     OffsetDateTime::parse(s, &Rfc3339).ok().map(OffsetDateTime::unix_timestamp)
+}
+
+/// The companies whose data a webhook receives: its scopes', or all its owner's.
+fn companies_of(stored: &StoredWebhook, owner_companies: &[String]) -> Vec<String> {
+    let mut companies: Vec<String> = stored.webhook.scopes.iter().map(|s| s.company_id.clone()).collect();
+    companies.dedup();
+    if companies.is_empty() {
+        companies = owner_companies.to_vec();
+    }
+    companies
+}
+
+/// An operational alert (SPEC §10): `webhook.failing` (`kind` `failing`, with the failure as
+/// its `reason`) or `webhook.recovered` (`recovered`).
+pub fn operational_alert(
+    stored: &StoredWebhook,
+    kind: &str,
+    at: &str,
+    reason: Option<&str>,
+    owner_companies: &[String],
+) -> String {
+    let w = &stored.webhook;
+    let mut alert = serde_json::json!({
+        "type": format!("webhook.{kind}"), "webhook_id": w.id, "owner_key_id": w.owner_key_id,
+        "companies": companies_of(stored, owner_companies), "at": at,
+    });
+    if let Some(reason) = reason {
+        alert["reason"] = reason.into();
+    }
+    alert.to_string()
 }
 
 /// The alert of a deactivation (SPEC §6): the companies whose data the webhook was receiving
@@ -25,11 +55,7 @@ pub fn disabled_alert(
     owner_companies: &[String],
 ) -> String {
     let w = &stored.webhook;
-    let mut companies: Vec<String> = w.scopes.iter().map(|s| s.company_id.clone()).collect();
-    companies.dedup();
-    if companies.is_empty() {
-        companies = owner_companies.to_vec();
-    }
+    let companies = companies_of(stored, owner_companies);
     serde_json::json!({
         "type": "webhook.disabled", "webhook_id": w.id, "owner_key_id": w.owner_key_id,
         "companies": companies, "url": w.url, "reason": reason.as_str(),
@@ -51,16 +77,22 @@ impl<P: DeliveryPorts> Deliverer<P> {
         stored: &StoredWebhook,
         health: &HealthRecord,
         at: &str,
+        owner_companies: &[String],
     ) -> Result<(), DeliveryError> {
         let h = &health.health;
         let now = self.clock.now().unix_timestamp();
         let last_success = h.last_success_at.as_deref().and_then(parse_time);
-        let write = after_success(h.consecutive_failures, health.probe.is_some(), last_success, now);
+        let write = after_success(h.consecutive_failures, health.probe.is_some(), health.recovering, last_success, now);
         if write == SuccessWrite::Nothing {
             return Ok(());
         }
         let id = &stored.webhook.id;
         let before = self.health.record_success(id, at, write == SuccessWrite::EndStreak).await?;
+        if recovered(before.health.consecutive_failures, before.recovering) {
+            info!(webhook_id = %id, "webhook recovered");
+            let alert = operational_alert(stored, "recovered", at, None, owner_companies);
+            self.operational(stored, "recovered", &alert).await;
+        }
         if replay_after_success(before.health.consecutive_failures, before.parked_count) {
             info!(webhook_id = %id, parked = before.parked_count, "healthy again; replaying parked deliveries");
             self.queue_replay(id, at).await?;
@@ -88,6 +120,29 @@ impl<P: DeliveryPorts> Deliverer<P> {
             warn!(webhook_id = %id, "alert pending; published with the webhook's next batch");
         }
         Ok(())
+    }
+
+    /// Publishes an operational alert of `kind`; one that cannot be published now is kept on
+    /// the webhook's record and published with a later batch (at least once).
+    pub(crate) async fn operational(&self, stored: &StoredWebhook, kind: &str, alert: &str) {
+        let id = &stored.webhook.id;
+        if let Err(e) = self.alerts.publish(alert, kind, &stored.webhook.owner_key_id).await {
+            warn!(webhook_id = %id, error = %webhooks_aws::error_chain(&e), "could not publish the {kind} alert; kept");
+            if let Err(e) = self.health.keep_alert(id, kind, alert).await {
+                warn!(webhook_id = %id, error = %webhooks_aws::error_chain(&e), "could not keep the {kind} alert");
+            }
+        }
+    }
+
+    /// Publishes the operational alerts a webhook's record keeps, and forgets each published.
+    pub(crate) async fn publish_kept(&self, stored: &StoredWebhook, record: &HealthRecord) {
+        for (kind, alert) in &record.pending_alerts {
+            if self.alerts.publish(alert, kind, &stored.webhook.owner_key_id).await.is_ok()
+                && let Err(e) = self.health.forget_alert(&stored.webhook.id, kind, alert).await
+            {
+                warn!(error = %webhooks_aws::error_chain(&e), "could not forget a published alert");
+            }
+        }
     }
 
     /// Publishes a pending alert and clears it; `false` if it is still pending.

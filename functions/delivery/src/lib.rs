@@ -262,6 +262,13 @@ impl<P: DeliveryPorts> Deliverer<P> {
     /// disabled), and the alert is tried again with the next batch. Returns those webhooks.
     async fn alerts_owed(&self, loaded: &Loaded) -> BTreeSet<String> {
         let mut unalerted = BTreeSet::new();
+        for (id, record) in &loaded.health {
+            if let Some(stored) = loaded.webhooks.get(id)
+                && !record.pending_alerts.is_empty()
+            {
+                self.publish_kept(stored, record).await;
+            }
+        }
         for w in loaded.webhooks.values() {
             if let Some(alert) = &w.alert_pending
                 && !self.publish_alert(w, alert).await

@@ -8,7 +8,6 @@ use futures_util::future::join;
 use tracing::{info, warn};
 use webhooks_aws::keys::replay_bound;
 use webhooks_aws::parking::SWEEP_PAGE;
-use webhooks_core::ids::random_unit;
 use webhooks_core::message::{DeliveryQueueMessage, ParkSlot, Purge, Replay, Replayed};
 use webhooks_core::model::DropReason;
 use webhooks_core::ports::{Clock, DeliveryQueue, HealthStore, ParkedDelivery, ParkingStore, WebhookStore};
@@ -28,11 +27,12 @@ pub const PURGE_PAGE: i32 = 100;
 /// send failed, or the function stopped): a later batch queues it.
 const REPLAY_REQUEST_GRACE_SECONDS: i64 = 30;
 
-/// The copy of a parked delivery a replay re-sends: a new generation with its original match
-/// time, and the slot it goes back to if it has to be parked again.
-pub fn resent(parked: &ParkedDelivery, generation: u32) -> DeliveryQueueMessage {
+/// The copy of a parked delivery a replay re-sends: the next generation with its original
+/// match time (the same copy whichever replay makes it), and the slot it goes back to if it
+/// has to be parked again.
+pub fn resent(parked: &ParkedDelivery) -> DeliveryQueueMessage {
     DeliveryQueueMessage::Replayed(Replayed {
-        delivery: parked.delivery.replayed(generation),
+        delivery: parked.delivery.replayed(),
         slot: ParkSlot { sort_key: parked.sort_key.clone(), expires_at: parked.expires_at },
     })
 }
@@ -58,18 +58,23 @@ impl<P: DeliveryPorts> Deliverer<P> {
         let until = replay.until.clone().unwrap_or_else(|| replay_bound(t));
         let (page, more) = self.parking.parked_page(id, replay.after.as_deref(), &until, REPLAY_PAGE).await?;
         let (expired_items, live): (Vec<_>, Vec<_>) = page.into_iter().partition(|p| expired(p.expires_at, now_s));
-        let generation = (random_unit().unwrap_or(0.5) * f64::from(u32::MAX)) as u32 | 1;
-        let bodies: Vec<String> = live.iter().map(|p| resent(p, generation).to_json()).collect();
+        let bodies: Vec<String> = live.iter().map(|p| resent(p).to_json()).collect();
         if !self.queue.send_all(&bodies).await.is_empty() {
             return Err(DeliveryError::Queue("the re-sent deliveries"));
         }
-        // Removed only once re-queued: a crash in between re-sends some twice, never zero times.
+        // Removed only once re-queued (a crash in between queues the same copies again: sent
+        // once, never zero times), and only the generation read: a copy of it that was parked
+        // again in its slot meanwhile stays.
         for p in &live {
-            self.parking.remove_parked(id, &p.sort_key, None).await?;
+            self.parking.remove_parked(id, &p.sort_key, None, Some(p.delivery.generation)).await?;
         }
         let mut dropped = 0;
         for p in &expired_items {
-            if self.parking.remove_parked(id, &p.sort_key, Some(DropReason::ParkExpired)).await? {
+            if self
+                .parking
+                .remove_parked(id, &p.sort_key, Some(DropReason::ParkExpired), Some(p.delivery.generation))
+                .await?
+            {
                 dropped += 1;
             }
         }
@@ -178,7 +183,7 @@ mod tests {
         let matched = now_ms() - 3_600_000;
         let p = parked(matched)?;
         // WHEN a replay re-sends it, and the webhook is disabled by hand right after
-        let DeliveryQueueMessage::Replayed(Replayed { delivery: copy, slot }) = resent(&p, 7) else {
+        let DeliveryQueueMessage::Replayed(Replayed { delivery: copy, slot }) = resent(&p) else {
             return Err("a replayed delivery".into());
         };
         assert_eq!(slot.sort_key, p.sort_key, "parked again in its original place");

@@ -155,6 +155,17 @@ impl World {
         self.db.health(id).health.dropped.into_iter().collect()
     }
 
+    /// The alerts published so far, of type `webhook.<kind>`.
+    fn alerts(&self, kind: &str) -> Vec<serde_json::Value> {
+        let kind = format!("webhook.{kind}");
+        self.alerts
+            .published()
+            .iter()
+            .filter_map(|a| serde_json::from_str::<serde_json::Value>(&a.message).ok())
+            .filter(|a| a["type"] == kind.as_str())
+            .collect()
+    }
+
     fn statuses(&self, id: &str) -> Vec<String> {
         self.db.log(id).into_iter().map(|e| e.status).collect()
     }
@@ -472,8 +483,9 @@ async fn a_410_deactivates_at_once_and_parks_the_delivery() -> Result {
     // THEN the webhook is disabled as gone, alerted once, and the delivery parked
     let webhook = w.db.webhook("wh_1").ok_or("webhook")?.webhook;
     assert_eq!(webhook.disabled_reason, Some(DisabledReason::Gone));
-    assert_eq!(w.alerts.published().len(), 1);
-    assert_eq!(w.alerts.published()[0].reason, "gone");
+    assert_eq!(w.alerts("disabled").len(), 1);
+    assert_eq!(w.alerts("disabled")[0]["reason"], "gone");
+    assert_eq!(w.alerts("failing").len(), 1, "the 410 also started a streak");
     assert_eq!(w.db.parked("wh_1").len(), 1);
     assert!(w.retries.changes().is_empty(), "no retry after a 410");
     Ok(())
@@ -481,20 +493,67 @@ async fn a_410_deactivates_at_once_and_parks_the_delivery() -> Result {
 
 #[tokio::test]
 async fn an_alert_that_could_not_be_published_is_published_with_the_next_batch() -> Result {
-    // GIVEN a deactivation whose alert failed to publish
+    // GIVEN a 410 whose alerts (webhook.failing, then webhook.disabled) failed to publish
     let w = World::new()?;
     w.receiver.answer(URL, [status(410)]);
-    w.alerts.fail_next(1);
+    w.alerts.fail_next(2);
     w.handle(vec![first(&delivery("wh_1", "evt-1", NOW)?)]).await?;
     assert!(w.alerts.published().is_empty());
     assert!(w.db.webhook("wh_1").and_then(|s| s.alert_pending).is_some());
+    assert!(w.db.health("wh_1").pending_alerts.contains_key("failing"));
     // WHEN the webhook's next delivery arrives
     w.handle(vec![first(&delivery("wh_1", "evt-2", NOW)?)]).await?;
-    // THEN the alert goes out once, and the delivery is parked (the webhook is disabled)
-    assert_eq!(w.alerts.published().len(), 1);
+    // THEN each alert goes out once, and the delivery is parked (the webhook is disabled)
+    assert_eq!((w.alerts("failing").len(), w.alerts("disabled").len()), (1, 1));
     assert_eq!(w.db.webhook("wh_1").and_then(|s| s.alert_pending), None);
-    assert_eq!(w.db.parked("wh_1").len(), 2);
+    assert!(w.db.health("wh_1").pending_alerts.is_empty());
+    // AND a later batch publishes nothing again
+    w.handle(vec![first(&delivery("wh_1", "evt-3", NOW)?)]).await?;
+    assert_eq!(w.alerts.published().len(), 2, "{:?}", w.alerts.published());
+    assert_eq!(w.db.parked("wh_1").len(), 3);
     assert_eq!(w.receiver.requests().len(), 1);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_streak_alerts_once_when_it_starts_and_once_when_it_ends() -> Result {
+    // GIVEN a healthy webhook whose receiver fails three deliveries, then answers
+    let w = World::new()?;
+    w.receiver.answer(URL, [status(503), status(500), SendOutcome::failed(SendFailure::Timeout, 10)]);
+    for i in 0..3 {
+        w.handle(vec![first(&delivery("wh_1", &format!("evt-{i}"), NOW)?)]).await?;
+    }
+    // THEN one webhook.failing, at the streak's first failure, saying what failed
+    let failing = w.alerts("failing");
+    assert_eq!(failing.len(), 1);
+    assert_eq!(failing[0]["reason"], "HTTP 503");
+    assert_eq!((failing[0]["webhook_id"].as_str(), failing[0]["owner_key_id"].as_str()), (Some("wh_1"), Some("key_1")));
+    assert_eq!(failing[0]["companies"], json!(["acme"]));
+    assert!(w.alerts("recovered").is_empty());
+    // WHEN deliveries succeed again THEN one webhook.recovered, for the first success only
+    w.handle(vec![first(&delivery("wh_1", "evt-ok-1", NOW)?)]).await?;
+    w.handle(vec![first(&delivery("wh_1", "evt-ok-2", NOW)?)]).await?;
+    assert_eq!(w.alerts("recovered").len(), 1);
+    assert_eq!(w.alerts("recovered")[0].get("reason"), None);
+    assert_eq!(w.alerts.published().iter().filter(|a| a.reason == "recovered").count(), 1);
+    // AND a new streak alerts again
+    w.receiver.answer(URL, [status(500)]);
+    w.handle(vec![first(&delivery("wh_1", "evt-again", NOW)?)]).await?;
+    assert_eq!(w.alerts("failing").len(), 2);
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_first_success_after_an_enable_is_a_recovery() -> Result {
+    // GIVEN a webhook enabled again after a disable (its counters reset, recovering)
+    let w = World::new()?;
+    w.db.put_health("wh_1", HealthRecord { recovering: true, ..HealthRecord::default() });
+    // WHEN its deliveries succeed
+    w.handle(vec![first(&delivery("wh_1", "evt-1", NOW)?)]).await?;
+    w.handle(vec![first(&delivery("wh_1", "evt-2", NOW)?)]).await?;
+    // THEN one webhook.recovered, and the webhook is no longer recovering
+    assert_eq!(w.alerts("recovered").len(), 1);
+    assert!(!w.db.health("wh_1").recovering);
     Ok(())
 }
 
@@ -729,7 +788,7 @@ async fn a_replay_stops_while_the_webhook_is_tripped_and_drops_expired_deliverie
 async fn a_replayed_copy_that_fails_for_good_goes_back_to_its_original_slot() -> Result {
     // GIVEN a replayed copy of a delivery parked an hour ago, on its last attempt
     let w = World::new()?;
-    let d = delivery("wh_1", "evt-1", NOW - time::Duration::hours(1))?.replayed(9);
+    let d = delivery("wh_1", "evt-1", NOW - time::Duration::hours(1))?.replayed();
     let slot = ParkSlot { sort_key: "2026-11-28T09:00:00.000000Z#orig".into(), expires_at: NOW.unix_timestamp() + 60 };
     let config = DeliveryConfig { max_attempts: 1, ..w.deliverer.config.clone() };
     let w = World { deliverer: Deliverer { config, ..w.deliverer }, ..w };
@@ -760,6 +819,56 @@ async fn an_attempt_is_not_started_when_its_outcome_could_not_be_recorded_before
         .await?;
     assert!(failed_ids(&response).is_empty());
     assert_eq!(w.receiver.requests().len(), 1);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_replay_page_handled_twice_sends_each_parked_delivery_once() -> Result {
+    // GIVEN a parked delivery, and a replay page whose removals are cancelled by conflicts the
+    // first time (so the page is handled again and queues the same copies twice)
+    let w = World::with(DeliveryConfig { park_limit: 100, ..DeliveryConfig::default() })?;
+    parked_many(&w, 1, i64::MAX)?;
+    let replay =
+        DeliveryQueueMessage::Replay(Replay { webhook_id: "wh_1".into(), after: None, until: Some("9999".into()) });
+    w.db.conflict_next(1);
+    let first_try = w.handle(vec![record(&replay, 1)]).await?;
+    assert_eq!(failed_ids(&first_try).len(), 1, "the page is retried");
+    w.handle(vec![record(&replay, 2)]).await?;
+    let copies = w.queue.messages();
+    assert_eq!(copies.len(), 2, "queued once per handling");
+    assert_eq!(copies[0], copies[1], "the same copy both times");
+    // WHEN both copies are received
+    let copy = DeliveryQueueMessage::from_json(&copies[0])?;
+    let mut again = record(&copy, 1);
+    again.message_id = Some("another-message".into());
+    again.receipt_handle = Some("another-receipt".into());
+    w.handle(vec![record(&copy, 1)]).await?;
+    w.handle(vec![again]).await?;
+    // THEN the receiver gets it once
+    assert_eq!(w.receiver.requests().len(), 1);
+    assert!(w.db.parked("wh_1").is_empty());
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_copy_parked_again_before_its_replay_removed_the_original_is_kept() -> Result {
+    // GIVEN a parked delivery (generation 0) being replayed, and the webhook disabled again
+    let w = World::new()?;
+    let original = delivery("wh_1", "evt-1", NOW - time::Duration::hours(1))?;
+    let slot = ParkSlot { sort_key: "2026-11-28T09:00:00.000000Z#orig".into(), expires_at: NOW.unix_timestamp() + 600 };
+    w.db.put_parked(&slot.sort_key, original.clone(), slot.expires_at);
+    w.webhook("wh_1", WebhookStatus::Disabled, Some((DisabledReason::Failing, NOW)));
+    // WHEN its copy is received (and parked in its slot) before the replay removes the original
+    let copy = DeliveryQueueMessage::Replayed(Replayed { delivery: original.replayed(), slot: slot.clone() });
+    w.handle(vec![record(&copy, 1)]).await?;
+    use webhooks_core::ports::ParkingStore;
+    let removed = w.db.remove_parked("wh_1", &slot.sort_key, None, Some(original.generation)).await?;
+    // THEN the replay's removal leaves the copy parked, once
+    assert!(!removed);
+    let parked = w.db.parked("wh_1");
+    assert_eq!(parked.len(), 1);
+    assert_eq!(parked[0].1.generation, 1);
+    assert_eq!(w.db.health("wh_1").parked_count, 1);
     Ok(())
 }
 

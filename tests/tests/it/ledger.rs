@@ -229,6 +229,22 @@ async fn count_messages(stack: &Stack, queue: &str) -> Result<usize> {
     }
 }
 
+/// The alerts that reached `queue`, by type (`webhook.disabled`, `webhook.failing`, ...).
+async fn count_alerts(stack: &Stack, queue: &str) -> Result<BTreeMap<String, usize>> {
+    let sqs = stack.sqs().await;
+    let mut by_type = BTreeMap::new();
+    loop {
+        let out = sqs.receive_message().queue_url(queue).max_number_of_messages(10).wait_time_seconds(1).send().await?;
+        if out.messages().is_empty() {
+            return Ok(by_type);
+        }
+        for m in out.messages() {
+            let alert: Value = serde_json::from_str(m.body().unwrap_or_default()).unwrap_or(Value::Null);
+            *by_type.entry(alert["type"].as_str().unwrap_or("?").to_owned()).or_insert(0) += 1;
+        }
+    }
+}
+
 #[tokio::test]
 async fn every_event_reaches_every_matching_webhook_despite_faults_crashes_and_failing_receivers() -> Result<()> {
     let started = Instant::now();
@@ -538,7 +554,7 @@ async fn every_event_reaches_every_matching_webhook_despite_faults_crashes_and_f
             }
         }
     }
-    let deactivations = count_messages(&stack, &alerts).await?;
+    let alerts_by_type = count_alerts(&stack, &alerts).await?;
     let ingest_dlq = count_messages(&stack, &stack.info.ingest_dlq_url).await?;
     let delivery_dlq = count_messages(&stack, &stack.info.delivery_dlq_url).await?;
     let injected = match &proxy {
@@ -561,7 +577,7 @@ async fn every_event_reaches_every_matching_webhook_despite_faults_crashes_and_f
         kills
     );
     eprintln!(
-        "ledger: receiver requests={} under chaos={} answers={answers:?}; deactivations={deactivations} enables={enables} \
+        "ledger: receiver requests={} under chaos={} answers={answers:?}; alerts={alerts_by_type:?} enables={enables} \
          replayed={replayed} dropped={dropped:?} reposts={reposts} dlq(ingest={ingest_dlq}, delivery={delivery_dlq})",
         answers.values().sum::<usize>(),
         requests_under_chaos,

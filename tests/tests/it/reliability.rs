@@ -74,6 +74,11 @@ impl Setup {
     }
 }
 
+/// The alerts of type `webhook.<kind>` among `found`.
+fn of_kind<'a>(found: &'a [(Value, String, String)], kind: &str) -> Vec<&'a (Value, String, String)> {
+    found.iter().filter(|(alert, _, _)| alert["type"] == format!("webhook.{kind}").as_str()).collect()
+}
+
 /// Alerts about `webhook_id` that reached the subscribed queue: (body, reason attr, owner attr).
 async fn alerts_for(stack: &Stack, queue: &str, webhook_id: &str) -> Result<Vec<(Value, String, String)>> {
     let sqs = stack.sqs().await;
@@ -146,10 +151,17 @@ async fn a_dead_receiver_gets_exactly_five_attempts_then_is_deactivated_with_one
     assert!(log[2]["next_attempt_at"].is_string() && log[1]["next_attempt_at"].is_null());
     assert_eq!(log[1]["status_code"], 500);
     assert_eq!(log[1]["event_id"], event.as_str());
-    // AND exactly one alert with the documented fields and attributes
+    // AND exactly two alerts with the documented fields and attributes: the streak's start,
+    // then the deactivation
     let found = alerts_for(&s.stack, &alerts, &id).await?;
-    assert_eq!(found.len(), 1, "{found:?}");
-    let (alert, reason, owner) = &found[0];
+    assert_eq!(found.len(), 2, "{found:?}");
+    let failing = of_kind(&found, "failing");
+    assert_eq!(failing.len(), 1, "{found:?}");
+    assert_eq!((failing[0].0["reason"].as_str(), failing[0].1.as_str()), (Some("HTTP 500"), "failing"));
+    assert_eq!(failing[0].0["companies"], json!([s.company]));
+    let disabled = of_kind(&found, "disabled");
+    assert_eq!(disabled.len(), 1, "{found:?}");
+    let (alert, reason, owner) = disabled[0];
     assert_eq!(alert["type"], "webhook.disabled");
     assert_eq!(alert["reason"], "failing");
     assert_eq!(alert["url"], receiver.url.as_str());
@@ -165,6 +177,7 @@ async fn a_dead_receiver_gets_exactly_five_attempts_then_is_deactivated_with_one
 #[tokio::test]
 async fn a_receiver_that_recovers_keeps_its_webhook_active() -> Result<()> {
     let s = setup().await?;
+    let alerts = s.stack.subscribe_to_alerts().await?;
     let (receiver, id, _) = s.webhook_answering(&[500, 502]).await?;
     s.publish(&[&unique("bumpy")]).await?;
 
@@ -176,6 +189,12 @@ async fn a_receiver_that_recovers_keeps_its_webhook_active() -> Result<()> {
     assert_eq!(w["parked"], 0);
     tokio::time::sleep(QUIET).await;
     assert_eq!(receiver.received().len(), 3);
+    // AND its owner heard once that it was failing, and once that it recovered
+    let found = alerts_for(&s.stack, &alerts, &id).await?;
+    let kinds: Vec<&str> = found.iter().map(|(a, _, _)| a["type"].as_str().unwrap_or_default()).collect();
+    assert_eq!(kinds, ["webhook.failing", "webhook.recovered"], "{found:?}");
+    assert_eq!(found[0].0["reason"], "HTTP 500");
+    assert_eq!((found[1].1.as_str(), found[1].0["owner_key_id"].as_str()), ("recovered", Some(found[1].2.as_str())));
     Ok(())
 }
 
@@ -193,8 +212,9 @@ async fn gone_deactivates_at_once_and_enable_replays_what_was_parked() -> Result
     assert_eq!(w["status"], "disabled");
     assert_eq!(receiver.received().len(), 1);
     let found = alerts_for(&s.stack, &alerts, &id).await?;
-    assert_eq!(found.len(), 1);
-    assert_eq!(found[0].1, "gone");
+    let disabled = of_kind(&found, "disabled");
+    assert_eq!(disabled.len(), 1, "{found:?}");
+    assert_eq!(disabled[0].1, "gone");
 
     // AND what arrives while it is disabled is parked too
     s.publish(&[&second]).await?;
@@ -221,6 +241,16 @@ async fn gone_deactivates_at_once_and_enable_replays_what_was_parked() -> Result
     assert_eq!(receiver.verified_event_ids(&secret)?.len(), 4);
     let w = s.wait_webhook(&id, "replay done", |w| w["parked"] == 0).await?;
     assert_eq!(w["health"]["consecutive_failures"], 0);
+    // AND the first delivery after the enable told its owner the webhook recovered, once
+    let recovered = eventually(WAIT, "webhook.recovered", || async {
+        let found = alerts_for(&s.stack, &alerts, &id).await?;
+        let recovered: Vec<Value> = of_kind(&found, "recovered").into_iter().map(|(a, _, _)| a.clone()).collect();
+        Ok((!recovered.is_empty()).then_some(recovered))
+    })
+    .await?;
+    assert_eq!(recovered.len(), 1);
+    tokio::time::sleep(QUIET).await;
+    assert!(of_kind(&alerts_for(&s.stack, &alerts, &id).await?, "recovered").is_empty(), "only once");
     Ok(())
 }
 
@@ -678,8 +708,17 @@ async fn an_alert_that_cannot_be_published_parks_deliveries_and_goes_out_later()
         Ok((!found.is_empty()).then_some(found))
     })
     .await?;
-    assert_eq!(found.len(), 1);
-    assert_eq!(found[0].1, "failing");
+    // (the streak's webhook.failing was kept too, and goes out with it)
+    let found = eventually(WAIT, "both alerts", || async {
+        let mut all = found.clone();
+        all.extend(alerts_for(&stack, &alerts, &id).await?);
+        Ok((all.len() >= 2).then_some(all))
+    })
+    .await?;
+    let disabled = of_kind(&found, "disabled");
+    assert_eq!(disabled.len(), 1, "{found:?}");
+    assert_eq!(disabled[0].1, "failing");
+    assert_eq!(of_kind(&found, "failing").len(), 1, "{found:?}");
     Ok(())
 }
 

@@ -303,6 +303,7 @@ impl HealthStore for MemoryDynamoDb {
         record.health.last_success_at = Some(at.to_owned());
         record.health.failing_since = None;
         record.probe = None;
+        record.recovering = false;
         Ok(before)
     }
 
@@ -357,6 +358,28 @@ impl HealthStore for MemoryDynamoDb {
             && record.probe.as_ref().is_some_and(|(holder, _)| holder == delivery_id)
         {
             record.probe = None;
+        }
+        Ok(())
+    }
+
+    async fn keep_alert(&self, id: &str, kind: &str, alert: &str) -> Result<(), PortError> {
+        self.failures.check("UpdateItem")?;
+        lock(&self.tables)
+            .health
+            .entry(id.to_owned())
+            .or_default()
+            .pending_alerts
+            .insert(kind.to_owned(), alert.to_owned());
+        Ok(())
+    }
+
+    async fn forget_alert(&self, id: &str, kind: &str, alert: &str) -> Result<(), PortError> {
+        self.failures.check("UpdateItem")?;
+        let mut tables = lock(&self.tables);
+        if let Some(record) = tables.health.get_mut(id)
+            && record.pending_alerts.get(kind).map(String::as_str) == Some(alert)
+        {
+            record.pending_alerts.remove(kind);
         }
         Ok(())
     }
@@ -458,7 +481,12 @@ impl ParkingStore for MemoryDynamoDb {
             if guard == ParkGuard::WebhookDisabled && !disabled {
                 return Ok(ParkOutcome::Send);
             }
-            if tables.parked.get(&d.webhook_id).is_some_and(|p| p.contains_key(&sort_key)) {
+            if let Some(item) = tables.parked.get_mut(&d.webhook_id).and_then(|p| p.get_mut(&sort_key)) {
+                // Taken: by this copy, a newer one, or the older generation it was made from,
+                // which it replaces (`DynamoDbParking::replace_older`).
+                if item.delivery.generation < d.generation {
+                    *item = ParkedItem { delivery: d.clone(), expires_at };
+                }
                 return Ok(ParkOutcome::Parked);
             }
             let record = tables.health.get(&d.webhook_id).cloned().unwrap_or_default();
@@ -501,12 +529,17 @@ impl ParkingStore for MemoryDynamoDb {
         webhook_id: &str,
         sort_key: &str,
         dropped: Option<DropReason>,
+        generation: Option<u32>,
     ) -> Result<bool, PortError> {
         self.transaction()?;
         let mut tables = lock(&self.tables);
-        if tables.parked.get_mut(webhook_id).and_then(|p| p.remove(sort_key)).is_none() {
+        let Some(parked) = tables.parked.get_mut(webhook_id) else { return Ok(false) };
+        // `attribute_exists(sk)`, and `generation = :g` when given.
+        let matches = parked.get(sort_key).is_some_and(|i| generation.is_none_or(|g| i.delivery.generation == g));
+        if !matches {
             return Ok(false);
         }
+        parked.remove(sort_key);
         let record = tables.health.entry(webhook_id.to_owned()).or_default();
         record.parked_count = record.parked_count.saturating_sub(1);
         if let Some(reason) = dropped {

@@ -58,6 +58,11 @@ pub struct HealthRecord {
     pub park_sweep_at: Option<i64>,
     /// A recovery asked for a replay at this time, and it is not known to be queued yet.
     pub replay_requested_at: Option<String>,
+    /// The webhook was enabled after a disable and has not succeeded since: its next success
+    /// is a recovery.
+    pub recovering: bool,
+    /// Operational alerts not yet published, by kind (`failing`, `recovered`): JSON.
+    pub pending_alerts: BTreeMap<String, String>,
 }
 
 /// What parking a delivery came to.
@@ -144,6 +149,12 @@ pub trait HealthStore {
     /// Frees the probe slot if `delivery_id` holds it.
     fn release_probe(&self, id: &str, delivery_id: &str) -> impl Future<Output = Result<(), PortError>> + Send;
 
+    /// Keeps an operational alert of `kind` that could not be published, to publish later.
+    fn keep_alert(&self, id: &str, kind: &str, alert: &str) -> impl Future<Output = Result<(), PortError>> + Send;
+
+    /// Forgets the kept alert of `kind` once published (only if it is still `alert`).
+    fn forget_alert(&self, id: &str, kind: &str, alert: &str) -> impl Future<Output = Result<(), PortError>> + Send;
+
     /// Clears the replay request made at `requested_at` (only that one) once it is queued.
     fn clear_replay_request(&self, id: &str, requested_at: &str) -> impl Future<Output = Result<(), PortError>> + Send;
 }
@@ -184,7 +195,8 @@ pub trait AttemptStore {
 /// Parked deliveries, counted on the webhook's health record in the same transaction.
 pub trait ParkingStore {
     /// Parks `d` if `guard` still holds and the webhook keeps fewer than `limit`, until
-    /// `now + ttl_seconds`; a replayed copy (`slot`) goes back to its place and expiry.
+    /// `now + ttl_seconds`; a replayed copy (`slot`) goes back to its place and expiry,
+    /// replacing the older generation it was made from if that is still there.
     fn park(
         &self,
         d: &Delivery,
@@ -204,13 +216,15 @@ pub trait ParkingStore {
         limit: i32,
     ) -> impl Future<Output = Result<u64, PortError>> + Send;
 
-    /// Removes one parked delivery and frees its slot; with `dropped`, counts it. `false` when
-    /// it was gone already.
+    /// Removes one parked delivery and frees its slot; with `dropped`, counts it; with
+    /// `generation`, only if the slot still holds that generation. `false` when it was gone
+    /// already (or holds another generation).
     fn remove_parked(
         &self,
         webhook_id: &str,
         sort_key: &str,
         dropped: Option<DropReason>,
+        generation: Option<u32>,
     ) -> impl Future<Output = Result<bool, PortError>> + Send;
 
     /// Up to `limit` parked deliveries oldest first, after `after` and before `until` (sort
