@@ -97,6 +97,27 @@ impl DynamoDbAttempts {
         }
     }
 
+    /// Defers claimed attempt `attempt` if fewer than `max` deferrals were counted: one more
+    /// deferral, and the claim freed (only this receive's), so the attempt is made again.
+    pub async fn defer(&self, delivery_id: &str, attempt: u32, receive: &str, max: u32) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(attempt_key(delivery_id)))
+            .update_expression("ADD deferrals :one REMOVE claimed_attempt, claim_until, claimed_by")
+            .condition_expression(
+                "(attribute_not_exists(deferrals) OR deferrals < :max) AND claimed_attempt = :n AND claimed_by = :by",
+            )
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":max", n(max))
+            .expression_attribute_values(":n", n(attempt))
+            .expression_attribute_values(":by", s(receive))
+            .send()
+            .await;
+        Ok(conditional(result, "UpdateItem")?.is_some())
+    }
+
     /// Marks a delivery delivered (a 2xx was received): a copy received later sends nothing.
     pub async fn record_delivered(&self, delivery_id: &str, now: i64) -> Result<(), StoreError> {
         self.client

@@ -168,6 +168,10 @@ impl AttemptStore for DynamoDbAttempts {
         Ok(DynamoDbAttempts::claim_attempt(self, delivery_id, attempt, now, until, receive).await?)
     }
 
+    async fn defer(&self, delivery_id: &str, attempt: u32, receive: &str, max: u32) -> Result<bool, PortError> {
+        Ok(DynamoDbAttempts::defer(self, delivery_id, attempt, receive, max).await?)
+    }
+
     async fn record_delivered(&self, delivery_id: &str, now: i64) -> Result<(), PortError> {
         Ok(DynamoDbAttempts::record_delivered(self, delivery_id, now).await?)
     }

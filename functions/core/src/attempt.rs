@@ -130,13 +130,18 @@ impl SendOutcome {
         }
     }
 
-    /// What the attempt means for the delivery (SPEC §6): a 2xx succeeded; a 410 says the
-    /// endpoint is gone; a 429 or 503 may say when to come back (`Retry-After`, seconds or an
-    /// HTTP date, read at `now`); anything else failed.
+    /// What the attempt means for the delivery (SPEC §6, §10): a 2xx succeeded; a 410 says
+    /// the endpoint is gone; a 429 with `Retry-After` (seconds or an HTTP date, read at `now`)
+    /// asks to slow down; a 429 or 503 may say when to come back; anything else failed.
     pub fn classify(&self, now: OffsetDateTime) -> AttemptResult {
         match &self.answer {
             Answer::Response { status: 200..=299, .. } => AttemptResult::Succeeded,
             Answer::Response { status: 410, .. } => AttemptResult::Gone,
+            Answer::Response { status: 429, retry_after: Some(value), .. }
+                if let Some(wait) = parse_retry_after(value, now) =>
+            {
+                AttemptResult::SlowDown { retry_after: wait }
+            }
             Answer::Response { status: 429 | 503, retry_after, .. } => {
                 AttemptResult::Failed { retry_after: retry_after.as_deref().and_then(|v| parse_retry_after(v, now)) }
             }
@@ -165,8 +170,10 @@ mod tests {
             (SendOutcome::response(410, "", None, 1), AttemptResult::Gone),
             (
                 SendOutcome::response(429, "", Some("7".into()), 1),
-                AttemptResult::Failed { retry_after: Some(Duration::from_secs(7)) },
+                AttemptResult::SlowDown { retry_after: Duration::from_secs(7) },
             ),
+            (SendOutcome::response(429, "", None, 1), AttemptResult::Failed { retry_after: None }),
+            (SendOutcome::response(429, "", Some("soon".into()), 1), AttemptResult::Failed { retry_after: None }),
             (
                 SendOutcome::response(503, "", Some("120".into()), 1),
                 AttemptResult::Failed { retry_after: Some(Duration::from_secs(120)) },

@@ -96,6 +96,10 @@ pub enum AttemptResult {
     Succeeded,
     /// `410 Gone`: the receiver says the endpoint is gone for good.
     Gone,
+    /// A `429` with `Retry-After`: the receiver asks to slow down (SPEC §10). Deferred, up to
+    /// [`MAX_DEFERRALS`] times per delivery, without counting as a failure; beyond that a
+    /// failed attempt like any other.
+    SlowDown { retry_after: Duration },
     /// Anything else: another status, a timeout, a refused address, a connection error.
     Failed {
         /// `Retry-After` of a 429 or 503, parsed.
@@ -137,9 +141,16 @@ pub fn after_attempt(a: Attempted, schedule: &RetrySchedule, jitter_unit: f64) -
     match a.result {
         AttemptResult::Succeeded => NextStep::Delivered,
         AttemptResult::Gone => NextStep::Park { deactivate: Some(DisabledReason::Gone), release_probe: a.probe },
-        AttemptResult::Failed { .. } if a.attempt >= a.max_attempts => NextStep::Park {
-            deactivate: (!a.success_since_first_attempt).then_some(DisabledReason::Failing),
-            release_probe: a.probe,
+        AttemptResult::Failed { .. } | AttemptResult::SlowDown { .. } if a.attempt >= a.max_attempts => {
+            NextStep::Park {
+                deactivate: (!a.success_since_first_attempt).then_some(DisabledReason::Failing),
+                release_probe: a.probe,
+            }
+        }
+        AttemptResult::SlowDown { retry_after } => NextStep::Retry {
+            delay: next_delay(schedule, a.attempt + 1, jitter_unit, Some(retry_after)),
+            next_attempt: a.attempt + 1,
+            renew_probe: a.probe,
         },
         AttemptResult::Failed { retry_after } => NextStep::Retry {
             delay: next_delay(schedule, a.attempt + 1, jitter_unit, retry_after),
@@ -148,6 +159,26 @@ pub fn after_attempt(a: Attempted, schedule: &RetrySchedule, jitter_unit: f64) -
         },
     }
 }
+
+/// A delivery's receiver may ask to slow down (`429` with `Retry-After`) this many times before
+/// the next such answer counts as a failed attempt (SPEC §10).
+pub const MAX_DEFERRALS: u32 = 3;
+
+/// How long an attempt answered "slow down" waits, if it may still be deferred: what the
+/// receiver asked, in whole seconds, at least 1 s and at most SQS's 12 h. `None` for any other
+/// result.
+pub fn deferral(result: AttemptResult) -> Option<Duration> {
+    match result {
+        AttemptResult::SlowDown { retry_after } => {
+            let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+            Some(Duration::from_secs(seconds.clamp(1, MAX_VISIBILITY_SECONDS)))
+        }
+        _ => None,
+    }
+}
+
+/// SQS's longest visibility timeout.
+const MAX_VISIBILITY_SECONDS: u64 = 12 * 3600;
 
 /// `last_success_at` is refreshed at most this often while a webhook is healthy: a
 /// first-attempt success then writes only its log entry. After any failure the next success
@@ -374,6 +405,21 @@ mod tests {
             after_attempt(probe(AttemptResult::Gone, 1), &schedule(), 0.5),
             NextStep::Park { deactivate: Some(DisabledReason::Gone), release_probe: true }
         );
+    }
+
+    #[test]
+    fn slow_down_waits_what_was_asked_within_sqs_limits_and_then_counts_as_a_failure() {
+        let slow = |s: u64, ms: u32| AttemptResult::SlowDown { retry_after: Duration::new(s, ms * 1_000_000) };
+        assert_eq!(deferral(slow(50, 0)), Some(Duration::from_secs(50)));
+        assert_eq!(deferral(slow(2, 300)), Some(Duration::from_secs(3)), "whole seconds, rounded up");
+        assert_eq!(deferral(slow(0, 0)), Some(Duration::from_secs(1)));
+        assert_eq!(deferral(slow(86_400, 0)), Some(Duration::from_secs(43_200)), "SQS's 12 h");
+        assert_eq!(deferral(AttemptResult::Failed { retry_after: Some(Duration::from_secs(9)) }), None);
+        // WHEN it may no longer be deferred THEN it is a failed attempt honouring Retry-After
+        let step = after_attempt(attempted(slow(45, 0), 1, 5, false), &schedule(), 0.5);
+        assert_eq!(step, NextStep::Retry { delay: Duration::from_secs(45), next_attempt: 2, renew_probe: false });
+        let last = after_attempt(attempted(slow(45, 0), 5, 5, false), &schedule(), 0.5);
+        assert_eq!(last, NextStep::Park { deactivate: Some(DisabledReason::Failing), release_probe: false });
     }
 
     #[test]

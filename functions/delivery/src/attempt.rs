@@ -15,8 +15,8 @@ use webhooks_core::ports::{
     WebhookSender,
 };
 use webhooks_core::reliability::{
-    Admission, AttemptResult, Attempted, ClaimRefused, NextStep, WebhookState, admit, after_attempt,
-    after_refused_claim, attempt_number, receive_limit_near, starts_a_streak,
+    Admission, AttemptResult, Attempted, ClaimRefused, MAX_DEFERRALS, NextStep, WebhookState, admit, after_attempt,
+    after_refused_claim, attempt_number, deferral, receive_limit_near, starts_a_streak,
 };
 use webhooks_core::resources::log_status;
 use webhooks_core::retry::visibility_within_cap;
@@ -199,6 +199,21 @@ impl<P: DeliveryPorts> Deliverer<P> {
             return Ok(Disposition::Done);
         }
 
+        if let Some(wait) = deferral(result)
+            && self.attempts.defer(&d.delivery_id, attempt, &receive_name, MAX_DEFERRALS).await?
+        {
+            // The receiver asked to slow down: the same attempt again after what it asked, no
+            // failure counted (SPEC §10).
+            info!(attempt, wait_seconds = wait.as_secs(), "the receiver asked to slow down; deferred");
+            let next_at = format_utc(self.clock.now() + wait);
+            self.log_attempt(d, attempt, log_status::PENDING, &outcome, &at, Some(next_at)).await?;
+            if probe {
+                let until = now_s + wait.as_secs() as i64 + PROBE_LEASE_MARGIN_SECONDS;
+                self.health.claim_probe(&d.webhook_id, &d.delivery_id, until, now_s).await?;
+            }
+            self.hand_back(receive, wait).await;
+            return Ok(Disposition::HandBack);
+        }
         warn!(
             attempt,
             status = outcome.status(),

@@ -332,19 +332,64 @@ async fn a_timeout_is_a_failed_attempt_recorded_by_its_code() -> Result {
 }
 
 #[tokio::test]
-async fn retry_after_of_a_429_or_503_is_honoured_within_twice_the_delay() -> Result {
-    // GIVEN receivers asking to come back in 50 s (429), in an hour (503), and a 500 that
-    // also says 50 s
-    for (code, asked, low, high) in [(429, "50", 50, 50), (503, "3600", 48, 72), (500, "50", 24, 36)] {
+async fn retry_after_of_a_503_is_honoured_within_twice_the_delay() -> Result {
+    // GIVEN receivers answering 503 asking to come back in an hour, and a 500 that also says
+    // 50 s
+    for (code, asked, low, high) in [(503, "3600", 48, 72), (503, "10", 24, 36), (500, "50", 24, 36)] {
         let w = World::new()?;
         w.receiver.answer(URL, [SendOutcome::response(code, "", Some(asked.to_owned()), 1)]);
         // WHEN the delivery fails
         w.handle(vec![first(&delivery("wh_1", "evt-1", NOW)?)]).await?;
         // THEN the wait honours Retry-After within [d, 2d] of the 30 s ± 20 % delay, and
-        // only for 429 and 503
+        // only for 503; the attempt counts as failed
         let seconds = w.retries.changes()[0].1;
         assert!((low..=high).contains(&seconds), "{code} with Retry-After {asked}: {seconds} s");
+        assert_eq!(w.db.health("wh_1").health.consecutive_failures, 1);
     }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_429_with_retry_after_slows_down_without_failing_three_times_then_counts() -> Result {
+    // GIVEN a receiver answering 429 with Retry-After: 50, four times, then 200
+    let w = World::new()?;
+    let slow = || SendOutcome::response(429, "slow down", Some("50".to_owned()), 1);
+    w.receiver.answer(URL, [slow(), slow(), slow(), slow()]);
+    let d = delivery("wh_1", "evt-1", NOW)?;
+    // WHEN the delivery is received three times
+    for receive in 1..=3 {
+        let response = w.handle(vec![record(&DeliveryQueueMessage::Delivery(d.clone()), receive)]).await?;
+        assert_eq!(failed_ids(&response).len(), 1);
+    }
+    // THEN each came back after exactly the 50 s asked, as attempt 1 again, with no failure,
+    // no trip, no alert
+    assert_eq!(w.retries.changes().iter().map(|c| c.1).collect::<Vec<_>>(), [50, 50, 50]);
+    assert_eq!(w.db.attempt_record(&d.delivery_id).attempts_made, 0);
+    assert_eq!(w.db.health("wh_1").health.consecutive_failures, 0);
+    assert!(w.alerts.published().is_empty());
+    let log = w.db.log("wh_1");
+    assert!(log.iter().all(|e| e.attempt == Some(1) && e.status == log_status::PENDING && e.status_code == Some(429)));
+    // WHEN it answers 429 a fourth time THEN that counts as failed attempt 1, honouring
+    // Retry-After within [d, 2d]
+    w.handle(vec![record(&DeliveryQueueMessage::Delivery(d.clone()), 4)]).await?;
+    assert_eq!(w.db.attempt_record(&d.delivery_id).attempts_made, 1);
+    assert_eq!(w.db.health("wh_1").health.consecutive_failures, 1);
+    assert!((48..=72).contains(&w.retries.changes()[3].1), "{:?}", w.retries.changes());
+    // AND the next receive is attempt 2, delivered
+    w.handle(vec![record(&DeliveryQueueMessage::Delivery(d.clone()), 5)]).await?;
+    assert!(w.db.attempt_record(&d.delivery_id).delivered);
+    assert_eq!(w.receiver.requests().len(), 5);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_429_asking_for_a_day_waits_at_most_what_sqs_allows() -> Result {
+    let w = World::new()?;
+    w.receiver.answer(URL, [SendOutcome::response(429, "", Some("86400".to_owned()), 1)]);
+    let response = w.handle(vec![first(&delivery("wh_1", "evt-1", NOW)?)]).await?;
+    assert_eq!(failed_ids(&response).len(), 1);
+    let seconds = w.retries.changes()[0].1;
+    assert!((43_000..=43_200).contains(&seconds), "{seconds}");
     Ok(())
 }
 

@@ -400,17 +400,45 @@ async fn test_sends_a_signed_health_check_and_redeliver_resends_an_event() -> Re
 
 #[tokio::test]
 async fn retry_after_is_honoured_within_twice_the_delay() -> Result<()> {
-    // GIVEN a receiver that answers 429 with Retry-After: 30 once
+    // GIVEN a receiver that answers 503 with Retry-After: 30 once
     let s = setup().await?;
-    let (receiver, _, _) = s.webhook().await?;
-    receiver.respond_with_retry_after(429, "30");
-    s.publish(&[&unique("slow-down")]).await?;
+    let (receiver, id, _) = s.webhook().await?;
+    receiver.respond_with_retry_after(503, "30");
+    s.publish(&[&unique("unavailable")]).await?;
     // THEN the retry waits longer than the 1 s delay, but the 30 s asked for is clamped to
     // twice the jittered delay (at most 2 x 2 s, as jitter rounds up; the emulator may add 1 s)
     let got = receiver.wait_for(2, WAIT).await?;
     let gap = got[1].at - got[0].at;
     assert!(gap >= Duration::from_millis(1800), "{gap:?}");
     assert!(gap < Duration::from_secs(10), "Retry-After: 30 was clamped: {gap:?}");
+    // AND it was a failed attempt
+    let log = s.log(&id, "").await?;
+    assert!(log.iter().any(|e| e["attempt"] == 1 && e["status"] == "pending" && e["status_code"] == 503), "{log:?}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_429_with_retry_after_slows_the_delivery_down_without_counting_a_failure() -> Result<()> {
+    // GIVEN a receiver that answers 429 with Retry-After: 4 once, then 200
+    let s = setup().await?;
+    let (receiver, id, _) = s.webhook().await?;
+    receiver.respond_with_retry_after(429, "4");
+    s.publish(&[&unique("slow-down")]).await?;
+    // THEN the same attempt comes again after the 4 s asked (not clamped to the 1 s schedule)
+    let got = receiver.wait_for(2, WAIT).await?;
+    let gap = got[1].at - got[0].at;
+    assert!(gap >= Duration::from_millis(3800), "Retry-After: 4 was honoured: {gap:?}");
+    assert_eq!(got[0].header("webhook-id"), got[1].header("webhook-id"));
+    // AND no failure was counted: the webhook never started a streak, and the log shows the
+    // deferral and the success as attempt 1
+    let w = s.wait_webhook(&id, "delivered", |w| w["health"]["last_success_at"].is_string()).await?;
+    assert_eq!(w["health"]["failing_since"], Value::Null);
+    assert_eq!(w["health"]["last_failure_at"], Value::Null);
+    let log = s.log(&id, "").await?;
+    let attempts: Vec<(Option<u64>, &str)> =
+        log.iter().map(|e| (e["attempt"].as_u64(), e["status"].as_str().unwrap_or_default())).collect();
+    assert_eq!(attempts, [(Some(1), "succeeded"), (Some(1), "pending")], "{log:?}");
+    assert_eq!(log[1]["status_code"], 429);
     Ok(())
 }
 

@@ -46,6 +46,8 @@ struct AttemptItem {
     delivered: bool,
     /// Claimed attempt, until when, by which receive.
     claim: Option<(u32, i64, String)>,
+    /// Times the receiver asked to slow down.
+    deferrals: u32,
 }
 
 #[derive(Debug, Default)]
@@ -424,6 +426,21 @@ impl AttemptStore for MemoryDynamoDb {
         }
         drop(tables);
         Ok(Err(self.attempt_record(delivery_id)))
+    }
+
+    async fn defer(&self, delivery_id: &str, attempt: u32, receive: &str, max: u32) -> Result<bool, PortError> {
+        self.failures.check("UpdateItem")?;
+        let mut tables = lock(&self.tables);
+        let item = tables.attempts.entry(delivery_id.to_owned()).or_default();
+        // `(attribute_not_exists(deferrals) OR deferrals < :max) AND claimed_attempt = :n AND
+        // claimed_by = :by`
+        let ours = item.claim.as_ref().is_some_and(|(n, _, by)| *n == attempt && by == receive);
+        if item.deferrals >= max || !ours {
+            return Ok(false);
+        }
+        item.deferrals += 1;
+        item.claim = None;
+        Ok(true)
     }
 
     async fn record_delivered(&self, delivery_id: &str, _now: i64) -> Result<(), PortError> {

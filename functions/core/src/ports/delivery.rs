@@ -178,6 +178,17 @@ pub trait AttemptStore {
         receive: &str,
     ) -> impl Future<Output = Result<Result<(), AttemptRecord>, PortError>> + Send;
 
+    /// Defers claimed attempt `attempt` (the receiver asked to slow down) if the delivery was
+    /// deferred fewer than `max` times: counts the deferral and frees the claim, so the same
+    /// attempt is made again later. `false` when it may not be deferred any more.
+    fn defer(
+        &self,
+        delivery_id: &str,
+        attempt: u32,
+        receive: &str,
+        max: u32,
+    ) -> impl Future<Output = Result<bool, PortError>> + Send;
+
     /// Marks a delivery delivered: a copy received later sends nothing.
     fn record_delivered(&self, delivery_id: &str, now: i64) -> impl Future<Output = Result<(), PortError>> + Send;
 
