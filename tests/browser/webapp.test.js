@@ -395,6 +395,57 @@ test("a person sets a webhook up and watches it deliver", async (t) => {
     await page.setViewportSize(DESKTOP);
   });
 
+  await t.test("a double submit of the form creates one webhook, shown once", async () => {
+    await page.getByRole("link", { name: "Back to webhooks" }).click();
+    await page.getByRole("link", { name: "New webhook" }).click();
+    await page.locator('input[type="checkbox"][value="TODO_CREATED"]').waitFor();
+    await page.getByLabel("Address (URL) that receives the events").fill(receiver.url);
+    await page.getByLabel(/^Name/).fill("Double click");
+    await page.getByRole("checkbox", { name: /A tag was created\. TAG_CREATED/ }).check();
+    const keys = [];
+    let sent;
+    const onRequest = (request) => {
+      if (request.method() === "POST" && new URL(request.url()).pathname === "/v1/webhooks") {
+        keys.push(request.headers()["idempotency-key"]);
+        sent = request.postData();
+      }
+    };
+    page.on("request", onRequest);
+    // Two submits before any answer (the button is busy after the first: submit the form itself).
+    await page.evaluate(() => {
+      const form = document.getElementById("editor-form");
+      form.requestSubmit();
+      form.requestSubmit();
+    });
+    const dialog = page.getByRole("dialog", { name: "Signing secret" });
+    await dialog.waitFor();
+    const secret = await dialog.getByLabel("Secret").inputValue();
+    await dialog.getByRole("button", { name: "I have saved it" }).click();
+    await dialog.waitFor({ state: "hidden" });
+    await card("Double click").waitFor();
+    page.off("request", onRequest);
+
+    assert.equal(keys.length, 2, "both submits reached the API");
+    assert.match(keys[0] ?? "", /^[0-9a-f]{32}$/);
+    assert.equal(keys[1], keys[0], "with one Idempotency-Key");
+    const listed = await call("GET", "/v1/webhooks?limit=100", key);
+    const doubles = listed.json.data.filter((w) => w.name === "Double click");
+    assert.equal(doubles.length, 1, "one webhook was created");
+    assert.equal(await card("Double click").count(), 1);
+    assert.equal(await dialog.isVisible(), false, "the secret was shown once");
+    // A repeat of that request gets the same webhook and secret back, marked as a replay.
+    const replay = await fetch(`${API}/v1/webhooks`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${key}`, "content-type": "application/json", "idempotency-key": keys[0] },
+      body: sent,
+    });
+    assert.equal(replay.status, 201);
+    assert.equal(replay.headers.get("idempotent-replayed"), "true");
+    const replayed = await replay.json();
+    assert.equal(replayed.id, doubles[0].id);
+    assert.equal(replayed.secret, secret);
+  });
+
   await t.test("signing out forgets the key", async () => {
     await page.getByRole("button", { name: "Sign out" }).click();
     await page.getByLabel("API key", { exact: true }).waitFor();

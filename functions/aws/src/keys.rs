@@ -6,6 +6,7 @@
 //! | | key lookup by secret | `KEYHASH#<sha256>` | `KEYHASH` |
 //! | | webhook | `WH#<id>` | `WH` |
 //! | | match index entry | `IDX#<partition>` | `<webhook id>` |
+//! | | idempotency record | `IDEM#<caller key id>#<sha256 of the Idempotency-Key>` | `IDEM` |
 //! | EventsTable | an event's de-duplication claim | `EVT#<webhook-id>` | |
 //! | HealthTable | a webhook's counters | `<webhook id>` | |
 //! | DeliveriesTable | attempts of a delivery | `ATT#<delivery id>` | `ATT` |
@@ -36,6 +37,7 @@ pub(crate) fn key(pk: String, sk: Option<&str>) -> HashMap<String, AttributeValu
 pub(crate) const KEY_SK: &str = "KEY";
 pub(crate) const KEY_HASH_SK: &str = "KEYHASH";
 pub(crate) const WEBHOOK_SK: &str = "WH";
+pub(crate) const IDEMPOTENCY_SK: &str = "IDEM";
 
 pub(crate) fn key_pk(id: &str) -> String {
     format!("KEY#{id}")
@@ -51,6 +53,11 @@ pub(crate) fn webhook_pk(id: &str) -> String {
 
 pub(crate) fn index_pk(partition: &str) -> String {
     format!("IDX#{partition}")
+}
+
+/// The idempotency record of a caller's `Idempotency-Key` (hashed: any visible ASCII, fixed length).
+pub(crate) fn idempotency_pk(caller_key_id: &str, header_sha256: &str) -> String {
+    format!("IDEM#{caller_key_id}#{header_sha256}")
 }
 
 /// The key of a webhook's item.

@@ -1,8 +1,9 @@
 //! Adapters of the webhook service: DynamoDB (one module per table or item kind: `dynamodb`
-//! for SubscriptionsTable, `health`, `attempts`, `delivery_log`, `parking`, `claims`), SQS,
-//! SNS, KMS and the HTTP sender, named by technology, plus configuration from the environment
-//! and telemetry set-up. `keys` holds every key format; `ports` implements the core's ports
-//! with these adapters, and `memory` implements them in memory for tests.
+//! for SubscriptionsTable, `idempotency` for its idempotency records, `health`, `attempts`,
+//! `delivery_log`, `parking`, `claims`), SQS, SNS, KMS and the HTTP sender, named by
+//! technology, plus configuration from the environment and telemetry set-up. `keys` holds
+//! every key format; `ports` implements the core's ports with these adapters, and `memory`
+//! implements them in memory for tests.
 //!
 //! Adapters only persist and transport; every decision lives in `webhooks-core`.
 
@@ -17,6 +18,7 @@ pub mod dynamodb;
 pub mod egress;
 pub mod health;
 pub mod http;
+pub mod idempotency;
 mod item;
 pub mod keys;
 pub mod kms;

@@ -19,6 +19,9 @@ pub enum ApiError {
     NotFound,
     #[error("{0}")]
     Conflict(String),
+    /// A 409 `conflict` whose `details.reason` says which (e.g. `idempotency_key_reused`).
+    #[error("{message}")]
+    ConflictBecause { message: String, reason: &'static str },
     #[error("{message}")]
     HealthCheckFailed { message: String, details: Value },
     #[error("{0}")]
@@ -68,7 +71,7 @@ impl IntoResponse for ApiError {
             Self::Unauthenticated => (StatusCode::UNAUTHORIZED, "unauthenticated"),
             Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             Self::NotFound => (StatusCode::NOT_FOUND, "not_found"),
-            Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            Self::Conflict(_) | Self::ConflictBecause { .. } => (StatusCode::CONFLICT, "conflict"),
             Self::HealthCheckFailed { .. } => (StatusCode::CONFLICT, "health_check_failed"),
             Self::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             Self::UnsupportedMediaType(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
@@ -79,6 +82,7 @@ impl IntoResponse for ApiError {
         match &self {
             Self::Validation(e) => error["field"] = json!(e.field),
             Self::HealthCheckFailed { details, .. } => error["details"] = details.clone(),
+            Self::ConflictBecause { reason, .. } => error["details"] = json!({"reason": reason}),
             Self::Unavailable(cause) => {
                 tracing::error!(error = %webhooks_aws::error_chain(cause.as_ref()), "request failed");
                 error["message"] = json!("the service is temporarily unavailable; retrying is safe");

@@ -6,6 +6,7 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
 use serde_json::Value;
 use time::OffsetDateTime;
 use webhooks_core::event::{Event, EventError, validate_event};
@@ -14,6 +15,7 @@ use webhooks_core::model::Permission;
 use crate::AppState;
 use crate::body::media_type;
 use crate::error::ApiError;
+use crate::idempotency::{Idempotency, IdempotencyKeyHeader, no_secret};
 use crate::requests::{CloudEvent, CloudEventBatch, MAX_BATCH_EVENTS};
 use crate::responses::Accepted;
 
@@ -32,13 +34,13 @@ fn invalid(e: EventError) -> ApiError {
         (CloudEvent = "application/cloudevents+json"),
         (CloudEventBatch = "application/cloudevents-batch+json"),
     )),
-    responses((status = 202, body = Accepted)))]
+    params(IdempotencyKeyHeader), responses((status = 202, body = Accepted)))]
 pub async fn publish(
     State(state): State<AppState>,
     caller: crate::auth::Caller,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<(StatusCode, Json<Accepted>), ApiError> {
+) -> Result<Response, ApiError> {
     let key = caller.require(Permission::Publish)?.key.clone();
     let batch = match media_type(&headers).as_deref() {
         Some("application/cloudevents+json") => false,
@@ -77,14 +79,19 @@ pub async fn publish(
         return Err(ApiError::Forbidden(format!("{field}: the key does not hold company `{}`", e.company_id)));
     }
 
-    // What is enqueued is the event as validated and authorised, re-serialised, never the
-    // caller's JSON: no attribute it carried can make the matcher read another event. The
-    // receipt time is already the event's time when it had none.
-    let bodies: Vec<String> = events.iter().map(Event::to_ingest_body).collect();
-    let unsent = state.ingest.send_all(&bodies).await;
-    if !unsent.is_empty() {
-        tracing::error!(unsent = unsent.len(), total = bodies.len(), "events could not all be enqueued");
-        return Err(ApiError::Unavailable("events could not all be enqueued".into()));
-    }
-    Ok((StatusCode::ACCEPTED, Json(Accepted { accepted: events.len() })))
+    let idempotency = Idempotency::of(&caller, "POST /v1/events", &headers, &body)?;
+    idempotency
+        .run(&state, no_secret, async {
+            // What is enqueued is the event as validated and authorised, re-serialised, never
+            // the caller's JSON: no attribute it carried can make the matcher read another
+            // event. The receipt time is already the event's time when it had none.
+            let bodies: Vec<String> = events.iter().map(Event::to_ingest_body).collect();
+            let unsent = state.ingest.send_all(&bodies).await;
+            if !unsent.is_empty() {
+                tracing::error!(unsent = unsent.len(), total = bodies.len(), "events could not all be enqueued");
+                return Err(ApiError::Unavailable("events could not all be enqueued".into()));
+            }
+            Ok((StatusCode::ACCEPTED, Json(Accepted { accepted: events.len() })))
+        })
+        .await
 }

@@ -5,18 +5,20 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
 use time::OffsetDateTime;
 use webhooks_aws::dynamodb::{StoreError, StoredKey, StoredWebhook};
 use webhooks_core::event::format_utc;
 use webhooks_core::ids::{new_api_key_secret, random_base62};
 use webhooks_core::resources::{ADMIN_KEY_ID, ApiKey};
 use webhooks_core::signing::sha256_hex;
-use webhooks_core::validation::{parse_key_create, parse_key_patch};
+use webhooks_core::validation::{KeyCreate, parse_key_create, parse_key_patch};
 
 use crate::AppState;
 use crate::auth::Caller;
 use crate::body;
 use crate::error::{ApiError, unavailable};
+use crate::idempotency::{Idempotency, IdempotencyKeyHeader};
 use crate::lists::{ListParams, list_limit};
 use crate::requests::{ApiKeyCreate, ApiKeyPatch, replace_if_given};
 use crate::responses::{ApiKeyList, ApiKeyWithSecret, Me};
@@ -43,17 +45,24 @@ fn with_secret(key: &ApiKey, secret: &str) -> ApiKeyWithSecret {
     ApiKeyWithSecret { api_key: key.clone(), key: secret.to_owned() }
 }
 
-/// Creates an API key (admin only). Its secret is in the answer, and only there.
+/// Creates an API key (admin only). Its secret is in the answer, and only there (and in the
+/// answer replayed to a repeat with the same `Idempotency-Key`).
 #[utoipa::path(post, path = "/v1/api-keys", tag = "keys", security(("bearer" = [])), request_body = ApiKeyCreate,
-    responses((status = 201, body = ApiKeyWithSecret)))]
+    params(IdempotencyKeyHeader), responses((status = 201, body = ApiKeyWithSecret)))]
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<(StatusCode, Json<ApiKeyWithSecret>), ApiError> {
+) -> Result<Response, ApiError> {
     caller.require_admin()?;
     let input = parse_key_create(&body::json(&headers, &body)?)?;
+    let idempotency = Idempotency::of(&caller, "POST /v1/api-keys", &headers, &body)?;
+    idempotency.run(&state, shown_key, create_key(&state, input)).await
+}
+
+/// Stores a new key for valid input, with a new secret.
+async fn create_key(state: &AppState, input: KeyCreate) -> Result<(StatusCode, Json<ApiKeyWithSecret>), ApiError> {
     let secret = new_api_key_secret().map_err(unavailable)?;
     let key = ApiKey {
         id: random_base62("key_", 20).map_err(unavailable)?,
@@ -69,6 +78,11 @@ pub async fn create(
         .await?;
     tracing::info!(key_id = %key.id, "api key created");
     Ok((StatusCode::CREATED, Json(with_secret(&key, &secret))))
+}
+
+/// The part of a created key's answer shown once.
+fn shown_key(created: &ApiKeyWithSecret) -> Option<&str> {
+    Some(created.key.as_str())
 }
 
 /// Every API key (admin only).

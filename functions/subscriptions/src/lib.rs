@@ -17,6 +17,7 @@ use webhooks_aws::delivery_log::DynamoDbDeliveryLog;
 use webhooks_aws::dynamodb::DynamoDbSubscriptions;
 use webhooks_aws::health::DynamoDbHealth;
 use webhooks_aws::http::HttpSender;
+use webhooks_aws::idempotency::DynamoDbIdempotency;
 use webhooks_aws::kms::KmsSecretBox;
 use webhooks_aws::parking::DynamoDbParking;
 use webhooks_aws::sqs::SqsBatchSender;
@@ -31,6 +32,7 @@ pub mod deliveries;
 pub mod error;
 pub mod events;
 pub mod extract;
+pub mod idempotency;
 pub mod keys;
 pub mod lists;
 pub mod openapi;
@@ -95,6 +97,8 @@ pub struct AppState {
     pub deliveries: SqsBatchSender,
     pub sender: HttpSender,
     pub secrets: KmsSecretBox,
+    /// Answers of creating POSTs with an `Idempotency-Key`.
+    pub idempotency: DynamoDbIdempotency,
     pub config: ApiConfig,
 }
 

@@ -6,6 +6,7 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
 use serde::Deserialize;
 use time::OffsetDateTime;
 use webhooks_aws::dynamodb::{StoredSecret, StoredWebhook};
@@ -25,6 +26,7 @@ use crate::AppState;
 use crate::auth::Caller;
 use crate::body;
 use crate::error::{ApiError, unavailable};
+use crate::idempotency::{Idempotency, IdempotencyKeyHeader};
 use crate::lists::list_limit;
 use crate::requests::{RotateSecret, WebhookCreate, WebhookPatch, replace_if_given};
 use crate::responses::{RotatedSecret, WebhookList, WebhookWithSecret};
@@ -179,18 +181,34 @@ pub async fn rotate_secret(
 }
 
 /// Creates a webhook owned by the calling key. Its signing secret is in the answer, and only
-/// there.
+/// there (and in the answer replayed to a repeat with the same `Idempotency-Key`).
 #[utoipa::path(post, path = "/v1/webhooks", tag = "webhooks", security(("bearer" = [])), request_body = WebhookCreate,
-    responses((status = 201, body = WebhookWithSecret)))]
+    params(IdempotencyKeyHeader), responses((status = 201, body = WebhookWithSecret)))]
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<(StatusCode, Json<WebhookWithSecret>), ApiError> {
+) -> Result<Response, ApiError> {
     let owner = caller.require(Permission::Manage)?.key.clone();
     let input = parse_webhook_create(&body::json(&headers, &body)?, state.config.url_policy)?;
-    check_reachable(&state, &input.url).await?;
+    let idempotency = Idempotency::of(&caller, "POST /v1/webhooks", &headers, &body)?;
+    idempotency.run(&state, shown_secret, create_checked(&state, owner, input)).await
+}
+
+/// The part of a created webhook's answer shown once.
+fn shown_secret(created: &WebhookWithSecret) -> Option<&str> {
+    Some(created.secret.as_str())
+}
+
+/// Creates a webhook from valid input, once its URL and scopes pass the checks that need the
+/// network or the owner's companies.
+async fn create_checked(
+    state: &AppState,
+    owner: ApiKey,
+    input: webhooks_core::validation::WebhookCreate,
+) -> Result<(StatusCode, Json<WebhookWithSecret>), ApiError> {
+    check_reachable(state, &input.url).await?;
     check_scope_companies(&input.scopes, &owner)?;
     let secret = SigningSecret::generate().map_err(unavailable)?;
     let now = format_utc(OffsetDateTime::now_utc());

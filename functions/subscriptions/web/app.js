@@ -52,6 +52,8 @@
     webhooks: new Map(),
     listCursor: null,
     editing: null,
+    /** The create being submitted from the editor: its body (JSON) and Idempotency-Key. */
+    pendingCreate: null,
     deliveries: { id: null, cursor: null },
   };
 
@@ -145,10 +147,10 @@
     }
   }
 
-  async function api(method, path, body) {
+  async function api(method, path, body, headers = {}) {
     const init = {
       method,
-      headers: { authorization: `Bearer ${state.key}` },
+      headers: { ...headers, authorization: `Bearer ${state.key}` },
       cache: "no-store",
       credentials: "omit",
     };
@@ -178,6 +180,23 @@
   }
 
   const webhookPath = (id, rest = "") => `/v1/webhooks/${encodeURIComponent(id)}${rest}`;
+
+  /** A new Idempotency-Key: 32 random hex characters. */
+  function newIdempotencyKey() {
+    const bytes = crypto.getRandomValues(new Uint8Array(16));
+    return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+  }
+
+  /**
+   * The create to send for this form content, with its Idempotency-Key (SPEC §10): the same key
+   * while the content stays the same, so a double submit, or sending again after an answer was
+   * lost, creates one webhook and gets its answer; changed content is a new create.
+   */
+  function pendingCreate(body) {
+    const json = JSON.stringify(body);
+    if (state.pendingCreate?.json !== json) state.pendingCreate = { json, key: newIdempotencyKey(), createdId: null };
+    return state.pendingCreate;
+  }
 
   // ------------------------------------------------------------------ views and messages
 
@@ -703,6 +722,7 @@
   }
 
   async function openEditor(id) {
+    state.pendingCreate = null;
     show("editor", id ? "Edit webhook" : "New webhook");
     const form = $("editor-form");
     clearErrors();
@@ -1093,7 +1113,12 @@
           flash(`Saved “${saved.name || saved.url}”.`);
           await navigate("#/");
         } else {
-          const created = await api("POST", "/v1/webhooks", body);
+          const create = pendingCreate(body);
+          const created = await api("POST", "/v1/webhooks", body, { "idempotency-key": create.key });
+          // A repeat of a submit already answered (the same webhook, replayed): shown once.
+          if (create.createdId === created.id) return;
+          create.createdId = created.id;
+          if (state.pendingCreate === create) state.pendingCreate = null;
           state.webhooks.set(created.id, created);
           const secret = created.secret;
           delete created.secret;
@@ -1105,6 +1130,8 @@
         }
       } catch (error) {
         if (error.status === 401) return;
+        // A repeat of a submit still being answered: that first submit shows the outcome.
+        if (error.status === 409 && error.details?.reason === "idempotency_key_in_progress") return;
         if (error.status === 400 || (error.status === 403 && fieldOf(error))) {
           showErrors([{ field: fieldOf(error), message: error.message }]);
         } else {

@@ -115,6 +115,8 @@ type Rule = (&'static [&'static str], &'static [&'static str], Option<&'static s
 const WEBHOOK_ITEMS_ONLY: &str = r#"{"ForAllValues:StringLike":{"dynamodb:LeadingKeys":["WH#*"]}}"#;
 /// Only with a webhook's id as encryption context: the signing key serves webhook secrets alone.
 const WEBHOOK_CONTEXT_ONLY: &str = r#"{"StringLike":{"kms:EncryptionContext:webhook_id":"wh_*"}}"#;
+/// Only with an idempotency record's key as encryption context: the secret of a kept answer.
+const IDEMPOTENCY_CONTEXT_ONLY: &str = r#"{"StringLike":{"kms:EncryptionContext:idempotency_record":"IDEM#*"}}"#;
 /// Reads and condition checks (parking re-checks the webhook's state) of delivery.
 const DYNAMODB_READ_AND_CHECK: &[&str] = &["dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:ConditionCheckItem"];
 
@@ -138,6 +140,7 @@ const PERMISSIONS: &[(&str, &[Rule])] = &[
             ),
             (&["sqs:SendMessage"], &["IngestQueue", "DeliveryQueue"], None),
             (&["kms:Encrypt", "kms:Decrypt"], &["SigningKey"], Some(WEBHOOK_CONTEXT_ONLY)),
+            (&["kms:Encrypt", "kms:Decrypt"], &["SigningKey"], Some(IDEMPOTENCY_CONTEXT_ONLY)),
         ],
     ),
     (
@@ -728,7 +731,7 @@ fn tables_are_on_demand_encrypted_and_recoverable() -> Result<()> {
         assert_eq!(p["SSESpecification"]["SSEEnabled"], true, "{table}");
         assert_eq!(p["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"], true, "{table}");
     }
-    for table in ["EventsTable", "DeliveriesTable"] {
+    for table in ["SubscriptionsTable", "EventsTable", "DeliveriesTable"] {
         let ttl = &template["Resources"][table]["Properties"]["TimeToLiveSpecification"];
         assert_eq!(ttl, &json!({"AttributeName": "expires_at", "Enabled": true}), "{table}");
     }
