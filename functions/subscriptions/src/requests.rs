@@ -158,8 +158,8 @@ pub struct RotateSecret {
     pub grace_seconds: u32,
 }
 
-/// `POST /v1/webhooks/{id}/test` (the body may be left out: a health check). Parsed by
-/// `webhooks_core::catalog::schemas::parse_test_request`.
+/// `POST /v1/webhooks/{id}/test` (the body may be left out: a health check).
+// Parsed by `webhooks_core::catalog::schemas::parse_test_request`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookTest {

@@ -125,7 +125,7 @@ pub fn parse_test_request(v: Option<&Value>) -> Result<Option<EventSchema>, Fiel
 struct Side {
     schema: Value,
     example: Value,
-    meaning: &'static str,
+    meaning: String,
     /// Null, and may be left out.
     absent: bool,
 }
@@ -222,14 +222,14 @@ fn change_of(name: &str) -> Option<Change> {
 fn created(schema: Value, example: Value) -> Change {
     Change {
         previous: nothing("null (it did not exist)"),
-        current: Side { schema, example, meaning: "what was created", absent: false },
+        current: Side { schema, example, meaning: "what was created".into(), absent: false },
     }
 }
 
 /// Something removed: `previousValue` the whole of it as it was, no `currentValue`.
 fn deleted(schema: Value, example: Value) -> Change {
     Change {
-        previous: Side { schema, example, meaning: "what was deleted, as it was", absent: false },
+        previous: Side { schema, example, meaning: "what was deleted, as it was".into(), absent: false },
         current: nothing("null (it no longer exists)"),
     }
 }
@@ -237,14 +237,14 @@ fn deleted(schema: Value, example: Value) -> Change {
 /// The whole of something, before and after a change.
 fn changed(schema: Value, before: Value, after: Value) -> Change {
     Change {
-        previous: Side { schema: schema.clone(), example: before, meaning: "as it was", absent: false },
-        current: Side { schema, example: after, meaning: "as it is now", absent: false },
+        previous: Side { schema: schema.clone(), example: before, meaning: "as it was".into(), absent: false },
+        current: Side { schema, example: after, meaning: "as it is now".into(), absent: false },
     }
 }
 
 /// One field of something (with its ids), before and after: `(schema, example)` of the field.
 fn field(ids: &[(&str, &str)], name: &str, before: (Value, Value), after: (Value, Value)) -> Change {
-    let side = |(schema, value): (Value, Value), meaning| {
+    let side = |(schema, value): (Value, Value), meaning: String| {
         let mut properties: Vec<(&str, Value)> = ids.iter().map(|(k, _)| (*k, id())).collect();
         properties.push((name, schema));
         let required: Vec<&str> = properties.iter().map(|(k, _)| *k).collect();
@@ -252,11 +252,15 @@ fn field(ids: &[(&str, &str)], name: &str, before: (Value, Value), after: (Value
         example.insert(name.to_owned(), value);
         Side { schema: object(&properties, &required), example: Value::Object(example), meaning, absent: false }
     };
-    Change { previous: side(before, "its ids and the field before"), current: side(after, "its ids and the field now") }
+    let ids_and = if ids.len() == 1 { "its id" } else { "its ids" };
+    Change {
+        previous: side(before, format!("{ids_and} and `{name}` before the change")),
+        current: side(after, format!("{ids_and} and `{name}` now")),
+    }
 }
 
-fn nothing(meaning: &'static str) -> Side {
-    Side { schema: null_only(), example: Value::Null, meaning, absent: true }
+fn nothing(meaning: &str) -> Side {
+    Side { schema: null_only(), example: Value::Null, meaning: meaning.to_owned(), absent: true }
 }
 
 // ---------------------------------------------------------------------------------------------
