@@ -217,8 +217,26 @@ test("a person sets a webhook up and watches it deliver", async (t) => {
     await page.getByLabel("Address (URL) that receives the events").fill(receiver.url);
     await page.getByLabel(/^Name/).fill("Orders");
     await page.getByLabel(/^Description/).fill("New records of project p1");
+
+    // Picking a type shows, under its group, the body a receiver gets for it (the API's example).
+    const example = page.locator("#event-example");
+    const tag = page.getByRole("checkbox", { name: /A tag was created\. TAG_CREATED/ });
+    await tag.check();
+    await example.getByRole("heading", { name: "Example: TAG_CREATED" }).waitFor();
+    assert.equal(await page.locator('fieldset.event-group[data-group="tag"] #event-example').count(), 1);
+    await tag.uncheck();
     await page.getByRole("checkbox", { name: /A record was created\. TODO_CREATED/ }).check();
     assert.equal(await created.isChecked(), true);
+    await example.getByRole("heading", { name: "Example: TODO_CREATED" }).waitFor();
+    assert.equal(await page.locator('fieldset.event-group[data-group="record"] #event-example').count(), 1);
+    const body = example.locator("pre.example-body");
+    await body.filter({ hasText: '"type": "TODO_CREATED"' }).waitFor();
+    const described = await call("GET", "/v1/event-types/TODO_CREATED", key);
+    assert.equal(described.status, 200, described.text);
+    assert.deepEqual(JSON.parse(await body.textContent()), described.json.example);
+    await example.locator("summary").click();
+    assert.deepEqual(JSON.parse(await example.locator("pre.example-schema").textContent()), described.json.schema);
+    await shot("desktop-2a-event-example");
     await page.getByLabel("Only the companies and projects I choose").check();
     const company = page.locator(`fieldset.company[data-company="${acme}"]`);
     await company.getByRole("checkbox", { name: `Company ${acme}` }).check();
@@ -316,6 +334,34 @@ test("a person sets a webhook up and watches it deliver", async (t) => {
 
     await orders.getByRole("button", { name: "Send test", exact: true }).click();
     await orders.locator(".result").getByText(/Test delivered: your system answered HTTP 200/).waitFor();
+  });
+
+  await t.test("sends a test event of a chosen type, signed, with that type's example", async () => {
+    const orders = card("Orders");
+    const webhookId = (await orders.getAttribute("id")).replace(/^webhook-/, "");
+    // Orders receives TODO_CREATED only: the health check, or that type.
+    const choice = orders.getByLabel("Test event to send");
+    assert.deepEqual(await choice.locator("option").evaluateAll((options) => options.map((o) => o.value)), ["", "TODO_CREATED"]);
+    const before = receiver.requests.length;
+    await choice.selectOption("TODO_CREATED");
+    await orders.getByRole("button", { name: "Send test", exact: true }).click();
+    await orders.locator(".result").getByText(/Test event TODO_CREATED delivered: your system answered HTTP 200/).waitFor();
+    await shot("desktop-5a-typed-test");
+
+    // The API answered once the receiver had answered: the request is there.
+    const described = await call("GET", "/v1/event-types/TODO_CREATED", key);
+    const sent = receiver.requests.slice(before).filter((r) => r.body.includes(described.json.example.event_id));
+    assert.equal(sent.length, 1);
+    assert.ok(verifySignature(secret, sent[0]), "signed with the webhook's secret");
+    assert.match(sent[0].headers["webhook-id"], /^msg_[0-9a-z]{26}$/);
+    assert.deepEqual(JSON.parse(sent[0].body), { ...described.json.example, webhook_id: webhookId });
+
+    // In the log it is a test: not kept, so not offered for sending again.
+    await orders.getByRole("link", { name: "Deliveries" }).click();
+    const row = page.locator("#deliveries-rows tr", { hasText: described.json.example.event_id });
+    await row.getByText("(test)").waitFor();
+    assert.equal(await row.getByRole("button").count(), 0);
+    await page.getByRole("link", { name: "Back to webhooks" }).click();
   });
 
   await t.test("a failed health check's response body shows as text in the log", async () => {

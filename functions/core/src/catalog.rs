@@ -1,7 +1,10 @@
 //! The event catalog: the one place that lists which event types exist, their group, and
-//! whether a webhook may subscribe to them.
+//! whether a webhook may subscribe to them; [`schemas`] holds, beside it, what each type's
+//! `data` is (a JSON Schema and an example).
 
 use serde::Serialize;
+
+pub mod schemas;
 
 /// One entry of the catalog, as `GET /v1/event-types` returns it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -1,10 +1,12 @@
-//! A webhook's operations (SPEC §6, §7): disable, enable (signed health check, then replay of
-//! what was parked), test, the delivery log, and redelivery of one event.
+//! A webhook's operations (SPEC §6, §7, §10): disable, enable (signed health check, then replay
+//! of what was parked), test (a health check or an event type's example), the delivery log, and
+//! redelivery of one event.
 
 use crate::extract::{Path, Query};
 use axum::Json;
+use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 use time::OffsetDateTime;
 use webhooks_aws::delivery_log::LOGGED_RESPONSE_BYTES;
@@ -12,6 +14,7 @@ use webhooks_aws::dynamodb::StoredWebhook;
 use webhooks_aws::http::SendOutcome;
 use webhooks_aws::keys::{now_ms, replay_bound};
 use webhooks_core::catalog::HEALTH_CHECK;
+use webhooks_core::catalog::schemas::{EventSchema, parse_test_request};
 use webhooks_core::event::format_utc;
 use webhooks_core::ids::{random_base62, random_unit};
 use webhooks_core::message::{Delivery, DeliveryQueueMessage, Replay};
@@ -22,22 +25,45 @@ use webhooks_core::resources::{LogEntry, WebhookView, log_status};
 
 use crate::AppState;
 use crate::auth::Caller;
+use crate::body;
 use crate::error::{ApiError, unavailable};
 use crate::lists::list_limit;
-use crate::requests::LogStatus;
+use crate::requests::{LogStatus, WebhookTest};
 use crate::responses::{DeliveryLog, Enabled, HealthCheckOutcome, Redelivery};
 use crate::webhooks::{Revision, next_revision, view, visible};
+
+/// What a check sends: a `WEBHOOK_HEALTH_CHECK`, or an event type's example (`test`).
+#[derive(Debug)]
+enum Probe {
+    HealthCheck,
+    Example(Box<EventSchema>),
+}
 
 /// Sends a signed `WEBHOOK_HEALTH_CHECK` with a fresh `webhook-id` and logs it. Changes no
 /// counter or status.
 async fn health_check(state: &AppState, stored: &StoredWebhook) -> Result<SendOutcome, ApiError> {
+    send_now(state, stored, Probe::HealthCheck).await
+}
+
+/// Sends `probe` now, signed, with a fresh `webhook-id`, and logs it (with no payload kept: it
+/// cannot be redelivered). Changes no counter or status.
+async fn send_now(state: &AppState, stored: &StoredWebhook, probe: Probe) -> Result<SendOutcome, ApiError> {
     let now = OffsetDateTime::now_utc();
     let at = format_utc(now);
-    let event_id = random_base62("hc_", 24).map_err(unavailable)?;
     // A fresh webhook-id of the documented shape: msg_ + 26 of [0-9a-z].
     let message_id = random_base62("", 26).map_err(unavailable)?.to_ascii_lowercase();
     let message_id = format!("msg_{message_id}");
-    let body = health_check_body(&event_id, &at, &stored.webhook.id);
+    let (event_id, event_type, body) = match probe {
+        Probe::HealthCheck => {
+            let event_id = random_base62("hc_", 24).map_err(unavailable)?;
+            let body = health_check_body(&event_id, &at, &stored.webhook.id);
+            (event_id, HEALTH_CHECK, body)
+        }
+        Probe::Example(described) => {
+            let body = described.example_body(&stored.webhook.id);
+            (described.example.id, described.event_type.name, body)
+        }
+    };
     let secrets = state
         .secrets
         .signing_secrets(&stored.webhook.id, &stored.secrets, now.unix_timestamp())
@@ -60,7 +86,7 @@ async fn health_check(state: &AppState, stored: &StoredWebhook) -> Result<SendOu
             event_id,
             source: None,
             webhook_message_id: message_id.clone(),
-            event_type: HEALTH_CHECK.into(),
+            event_type: event_type.into(),
             attempt: Some(1),
             status: if succeeded { log_status::SUCCEEDED } else { log_status::FAILED }.into(),
             status_code: outcome.status(),
@@ -72,7 +98,7 @@ async fn health_check(state: &AppState, stored: &StoredWebhook) -> Result<SendOu
         };
         let expires = now.unix_timestamp() + state.config.log_ttl_seconds;
         if let Err(e) = state.log.log(&stored.webhook.id, &message_id, &entry, None, expires).await {
-            tracing::warn!(error = %webhooks_aws::error_chain(&e), "could not log a health check");
+            tracing::warn!(error = %webhooks_aws::error_chain(&e), event_type, "could not log a check");
         }
     }
     Ok(outcome)
@@ -154,17 +180,26 @@ pub async fn enable(
     Ok(Json(Enabled { webhook, replayed }))
 }
 
-/// Sends a signed `WEBHOOK_HEALTH_CHECK` now and tells what the receiver answered, whatever it
-/// was. Changes no counter or status.
+/// Sends a signed `WEBHOOK_HEALTH_CHECK` now, or with `event_type` that type's example (as
+/// `GET /v1/event-types/{type}` shows it, `webhook_id` set to this webhook), with a fresh
+/// `webhook-id`, and tells what the receiver answered, whatever it was. Changes no counter or
+/// status.
 #[utoipa::path(post, path = "/v1/webhooks/{id}/test", tag = "webhooks", security(("bearer" = [])), params(("id" = String, Path)),
+    request_body(content = Option<WebhookTest>, description = "May be left out: a health check"),
     responses((status = 200, body = HealthCheckOutcome)))]
 pub async fn test(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
 ) -> Result<Json<HealthCheckOutcome>, ApiError> {
     let stored = visible(&state, &caller, &id).await?;
-    let outcome = health_check(&state, &stored).await?;
+    let probe = match parse_test_request(body::optional_json(&headers, &body)?.as_ref())? {
+        None => Probe::HealthCheck,
+        Some(described) => Probe::Example(Box::new(described)),
+    };
+    let outcome = send_now(&state, &stored, probe).await?;
     Ok(Json(outcome_of(&outcome)))
 }
 

@@ -110,6 +110,7 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(openapi_json))
         .routes(routes!(keys::me))
         .routes(routes!(event_types))
+        .routes(routes!(event_type))
         .routes(routes!(keys::create, keys::list))
         .routes(routes!(keys::update, keys::delete))
         .routes(routes!(keys::rotate))
@@ -159,4 +160,17 @@ async fn not_found() -> error::ApiError {
     responses((status = 200, body = responses::EventTypeList)))]
 async fn event_types(_caller: auth::Caller) -> Json<responses::EventTypeList> {
     Json(responses::EventTypeList { data: catalog::SUBSCRIBABLE.as_slice() })
+}
+
+/// One event type: a JSON Schema (2020-12) of its `data`, and an example delivery body that
+/// validates against it (what `POST /v1/webhooks/{id}/test` sends for this type).
+#[utoipa::path(get, path = "/v1/event-types/{type}", tag = "events", security(("bearer" = [])),
+    params(("type" = requests::EventTypeName, Path, description = "A subscribable type, as `GET /v1/event-types` lists them")),
+    responses((status = 200, body = responses::EventTypeDetail)))]
+async fn event_type(
+    _caller: auth::Caller,
+    extract::Path(name): extract::Path<String>,
+) -> Result<Json<responses::EventTypeDetail>, error::ApiError> {
+    let described = catalog::schemas::describe(&name).ok_or(error::ApiError::NotFound)?;
+    responses::EventTypeDetail::of(&described).map(Json).map_err(error::unavailable)
 }

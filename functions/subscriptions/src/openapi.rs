@@ -159,6 +159,7 @@ mod tests {
             "GET /v1/openapi.json",
             "GET /v1/me",
             "GET /v1/event-types",
+            "GET /v1/event-types/{type}",
             "POST /v1/api-keys",
             "GET /v1/api-keys",
             "PATCH /v1/api-keys/{id}",
@@ -250,6 +251,41 @@ mod tests {
         let names: Vec<&str> = catalog::SUBSCRIBABLE.iter().map(|t| t.name).collect();
         assert_eq!(schema(&doc, "EventTypeName")["enum"], serde_json::json!(names));
         assert_eq!(names.len(), 37);
+    }
+
+    #[test]
+    fn event_schemas_and_typed_tests_are_documented() {
+        let doc = doc();
+        // GIVEN the operation that describes one type
+        let get = &doc["paths"]["/v1/event-types/{type}"]["get"];
+        assert_eq!(get["parameters"][0]["name"], "type");
+        assert_eq!(get["parameters"][0]["schema"]["$ref"], "#/components/schemas/EventTypeName");
+        assert_eq!(
+            get["responses"]["200"]["content"]["application/json"]["schema"]["$ref"],
+            "#/components/schemas/EventTypeDetail"
+        );
+        let detail = schema(&doc, "EventTypeDetail");
+        let fields: BTreeSet<String> = detail["allOf"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|part| match part["$ref"].as_str() {
+                Some(r) => property_names(schema(&doc, r.trim_start_matches("#/components/schemas/"))),
+                None => property_names(part),
+            })
+            .collect();
+        assert_eq!(fields, set(&["type", "group", "description", "schema", "example"]));
+        assert_eq!(
+            property_names(schema(&doc, "DeliveryBody")),
+            set(&["type", "timestamp", "event_id", "company_id", "project_id", "webhook_id", "data"])
+        );
+        // AND the test's body, which may be left out
+        let test = &doc["paths"]["/v1/webhooks/{id}/test"]["post"];
+        assert_ne!(test["requestBody"]["required"], true);
+        let body = schema(&doc, "WebhookTest");
+        assert_eq!(property_names(body), set(&webhooks_core::catalog::schemas::TEST_FIELDS));
+        assert_eq!(body["additionalProperties"], false);
+        assert!(body.get("required").is_none());
     }
 
     #[test]

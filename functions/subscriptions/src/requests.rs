@@ -158,6 +158,16 @@ pub struct RotateSecret {
     pub grace_seconds: u32,
 }
 
+/// `POST /v1/webhooks/{id}/test` (the body may be left out: a health check).
+// Parsed by `webhooks_core::catalog::schemas::parse_test_request`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookTest {
+    /// Send this type's example (`GET /v1/event-types/{type}`, `webhook_id` set to this webhook)
+    /// instead of a `WEBHOOK_HEALTH_CHECK`; left out or `null`: the health check.
+    pub event_type: Option<EventTypeName>,
+}
+
 /// A CloudEvents 1.0 event in structured JSON (SPEC §2). Other attributes and extensions are
 /// allowed and ignored.
 #[derive(Debug)]

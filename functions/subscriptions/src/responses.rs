@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 use webhooks_core::catalog;
+use webhooks_core::catalog::schemas::{self, EventSchema};
 use webhooks_core::model::Permission;
 use webhooks_core::resources::{ApiKey, LogEntry, WebhookView};
 
@@ -31,6 +32,50 @@ pub struct Me {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct EventTypeList {
     pub data: &'static [catalog::EventType],
+}
+
+/// One event type with what its deliveries hold (`GET /v1/event-types/{type}`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventTypeDetail {
+    #[serde(flatten)]
+    pub event_type: catalog::EventType,
+    /// A JSON Schema (2020-12) of the event's `data`.
+    #[schema(value_type = Object)]
+    pub schema: Value,
+    /// A complete delivery body of this type, as a webhook receives it (`webhook_id` a
+    /// placeholder); its `data` validates against `schema`. `POST /v1/webhooks/{id}/test` with
+    /// this `event_type` sends it.
+    pub example: DeliveryBody,
+}
+
+impl EventTypeDetail {
+    /// The detail of a described type. The example is read back from the very body
+    /// `webhooks_core::payload` writes for deliveries, so it has their shape; an error only if
+    /// that shape and [`DeliveryBody`] disagree (a test checks they agree).
+    pub fn of(described: &EventSchema) -> Result<Self, serde_json::Error> {
+        let example = serde_json::from_str(&described.example_body(schemas::EXAMPLE_WEBHOOK_ID))?;
+        Ok(Self { event_type: *described.event_type, schema: described.data_schema.clone(), example })
+    }
+}
+
+/// The body of a delivery request (SPEC §5), in its documented field order.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeliveryBody {
+    #[serde(rename = "type")]
+    pub event_type: String,
+    /// The event's time (RFC 3339, UTC).
+    #[schema(format = DateTime)]
+    pub timestamp: String,
+    pub event_id: String,
+    /// `null` for a health check only.
+    pub company_id: Option<String>,
+    /// `null` for a health check only.
+    pub project_id: Option<String>,
+    pub webhook_id: String,
+    /// The event's `data`: an object, or `null`.
+    #[schema(value_type = Option<Object>)]
+    pub data: Value,
 }
 
 /// A page of API keys, newest first.
@@ -76,7 +121,7 @@ pub struct RotatedSecret {
     pub secret: String,
 }
 
-/// What the receiver answered a signed `WEBHOOK_HEALTH_CHECK`.
+/// What the receiver answered a signed `WEBHOOK_HEALTH_CHECK` (or test event).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct HealthCheckOutcome {
     /// `null` when no HTTP answer came (refused, timed out, blocked address).
@@ -135,4 +180,27 @@ pub struct ErrorDetail {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Object)]
     pub details: Option<Value>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_event_type_has_a_detail_whose_example_is_the_delivery_body() {
+        for t in &catalog::SUBSCRIBABLE {
+            // GIVEN a described type
+            let Some(described) = schemas::describe(t.name) else { panic!("{} is not described", t.name) };
+            // WHEN its detail is made
+            let detail = EventTypeDetail::of(&described).unwrap_or_else(|e| panic!("{}: {e}", t.name));
+            // THEN the example is the delivery body, field for field and in the same order
+            let answered = serde_json::to_string(&detail.example).unwrap_or_default();
+            assert_eq!(answered, described.example_body(schemas::EXAMPLE_WEBHOOK_ID), "{}", t.name);
+            assert_eq!(detail.schema, described.data_schema);
+            let json = serde_json::to_value(&detail).unwrap_or_default();
+            let keys: Vec<&str> = json.as_object().map(|o| o.keys().map(String::as_str).collect()).unwrap_or_default();
+            assert_eq!(keys.len(), 5, "{keys:?}");
+            assert_eq!((&json["type"], &json["group"]), (&Value::from(t.name), &Value::from(t.group)));
+        }
+    }
 }

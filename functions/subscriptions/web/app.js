@@ -49,6 +49,8 @@
     key: null,
     me: null,
     eventTypes: null,
+    /** Event type -> its detail (`GET /v1/event-types/{type}`: schema and example). */
+    eventTypeDetails: new Map(),
     webhooks: new Map(),
     listCursor: null,
     editing: null,
@@ -349,7 +351,8 @@
     list.setAttribute("aria-busy", "true");
     let page;
     try {
-      page = await api("GET", `/v1/webhooks?${params}`);
+      // The event types too (once), for each card's choice of test event.
+      [page] = await Promise.all([api("GET", `/v1/webhooks?${params}`), loadEventTypes().catch(() => null)]);
     } catch (error) {
       list.removeAttribute("aria-busy");
       if (error.status !== 401) flash(`The webhooks could not be loaded: ${error.message}`, "error");
@@ -457,7 +460,7 @@
       { class: "card-actions" },
       h("a", { class: "button", href: `#/webhooks/${encodeURIComponent(webhook.id)}/deliveries`, "data-action": "deliveries", "aria-describedby": titleId }, "Deliveries"),
       h("a", { class: "button", href: `#/webhooks/${encodeURIComponent(webhook.id)}/edit`, "data-action": "edit", "aria-describedby": titleId }, "Edit"),
-      h("button", { type: "button", "data-action": "test", "aria-describedby": titleId, onclick: () => sendTest(webhook.id, item) }, "Send test"),
+      testControl(webhook, titleId, item),
       webhook.status === "disabled" || (health.consecutive_failures ?? 0) >= TRIP_THRESHOLD
         ? h("button", { type: "button", class: "button-primary", "data-action": "toggle", "aria-describedby": titleId, onclick: () => enable(webhook.id, item) }, "Enable")
         : null,
@@ -556,14 +559,47 @@
     return parts.join("; ");
   }
 
+  /**
+   * "Send test" and what it sends: the health check, or the example of one of the event types
+   * the webhook receives (all of them when it receives every type).
+   */
+  function testControl(webhook, titleId, item) {
+    const types = state.eventTypes ?? [];
+    const receives = webhook.events?.length ? types.filter((t) => webhook.events.includes(t.type)) : types;
+    const groups = new Map();
+    for (const type of receives) {
+      if (!groups.has(type.group)) groups.set(type.group, []);
+      groups.get(type.group).push(type);
+    }
+    const selectId = nextId("test-type");
+    const select = h(
+      "select",
+      { id: selectId, "data-test-type": "", "aria-describedby": titleId },
+      h("option", { value: "" }, "Health check"),
+      [...groups].map(([group, members]) =>
+        h("optgroup", { label: GROUP_TITLES[group] ?? group }, members.map((t) => h("option", { value: t.type, title: t.type }, t.description || t.type))),
+      ),
+    );
+    return h(
+      "div",
+      { class: "test-control" },
+      h("label", { for: selectId, class: "visually-hidden" }, "Test event to send"),
+      select,
+      h("button", { type: "button", "data-action": "test", "aria-describedby": titleId, onclick: () => sendTest(webhook.id, item) }, "Send test"),
+    );
+  }
+
   async function sendTest(id, item) {
+    // No body sends the health check; a type sends its example (`GET /v1/event-types/{type}`).
+    const type = item.querySelector("[data-test-type]")?.value || "";
+    const what = type ? `Test event ${type}` : "Test";
     await busy(buttonOf(item, "test"), async () => {
-      setResult(item, "muted", "Sending a test event…");
+      setResult(item, "muted", type ? `Sending the example of ${type}…` : "Sending a test event…");
       try {
-        const outcome = await api("POST", webhookPath(id, "/test"));
+        const outcome = await api("POST", webhookPath(id, "/test"), type ? { event_type: type } : undefined);
         item = liveCard(id, item);
         const ok = outcome.status_code >= 200 && outcome.status_code < 300;
-        setResult(item, ok ? "ok" : "error", ok ? "Test delivered: " : "Test failed: ", outcomeText(outcome), ".");
+        setResult(item, ok ? "ok" : "error", `${what} ${ok ? "delivered" : "failed"}: `, outcomeText(outcome), ".");
       } catch (error) {
         setResult(liveCard(id, item), "error", "The test could not be sent: ", error.message);
       }
@@ -721,6 +757,64 @@
     return state.eventTypes;
   }
 
+  /** `{type, group, description, schema, example}` of one type, fetched once. */
+  async function loadEventTypeDetail(type) {
+    if (!state.eventTypeDetails.has(type)) {
+      state.eventTypeDetails.set(type, await api("GET", `/v1/event-types/${encodeURIComponent(type)}`));
+    }
+    return state.eventTypeDetails.get(type);
+  }
+
+  /** Counts example requests: only the latest one draws. */
+  let examplesShown = 0;
+
+  /** Shows, under the group of the box just checked, the body a receiver gets for its type. */
+  async function showExample(box) {
+    const type = box.value;
+    const panel =
+      $("event-example") ??
+      h(
+        "section",
+        { id: "event-example", class: "event-example", "aria-labelledby": "event-example-title" },
+        h("h3", { id: "event-example-title" }),
+        h("p", { id: "event-example-help", class: "help" }),
+        h("pre", { id: "event-example-body", class: "example-body", tabindex: "0" }),
+        h(
+          "details",
+          { id: "event-example-schema" },
+          h("summary", {}, "The schema of ", h("code", {}, "data"), " (JSON Schema)"),
+          h("pre", { class: "example-schema", tabindex: "0" }),
+        ),
+      );
+    box.closest(".event-group").append(panel);
+    setText($("event-example-title"), "Example: ", typeCode(type, ""));
+    const help = $("event-example-help");
+    const body = $("event-example-body");
+    const schema = $("event-example-schema");
+    setText(help, "Loading the example…");
+    body.hidden = true;
+    schema.hidden = true;
+    const shown = ++examplesShown;
+    let detail;
+    try {
+      detail = await loadEventTypeDetail(type);
+    } catch (error) {
+      if (shown === examplesShown) setText(help, `The example could not be loaded: ${error.message}`);
+      return;
+    }
+    if (shown !== examplesShown) return;
+    setText(
+      help,
+      "The body your system receives for this event, signed like every delivery. Ids and values are made up; ",
+      h("code", {}, "webhook_id"),
+      " is your webhook's id. “Send test” sends this example.",
+    );
+    setText(body, JSON.stringify(detail.example, null, 2));
+    setText(schema.querySelector("pre"), JSON.stringify(detail.schema, null, 2));
+    body.hidden = false;
+    schema.hidden = false;
+  }
+
   async function openEditor(id) {
     state.pendingCreate = null;
     show("editor", id ? "Edit webhook" : "New webhook");
@@ -783,7 +877,10 @@
             checked: all || (selected ?? []).includes(type.type),
             "data-group": group,
             "aria-describedby": errorId,
-            onchange: syncEventBoxes,
+            onchange: (event) => {
+              syncEventBoxes();
+              if (event.target.checked) showExample(event.target);
+            },
           }),
           h("label", { for: boxId }, h("span", {}, type.description || type.type), " ", typeCode(type.type)),
         );
@@ -1194,6 +1291,8 @@
   function deliveryRow(id, entry) {
     const status = LOG_STATUSES[entry.status] ?? { label: entry.status, kind: "muted" };
     const isHealthCheck = entry.type === "WEBHOOK_HEALTH_CHECK";
+    // Sent by "Send test" (or enable): logged without a source, and not kept for sending again.
+    const isCheck = isHealthCheck || entry.source == null;
     const result = h("span", { class: "row-result", role: "status", "aria-live": "polite" });
     const details = [];
     if (extraError(entry.error, entry.status_code)) details.push(h("p", { class: "error-text" }, entry.error));
@@ -1201,7 +1300,7 @@
     if (entry.response_body) {
       details.push(h("details", {}, h("summary", {}, "Response from your system"), h("pre", { class: "response-body" }, entry.response_body)));
     }
-    const redeliver = isHealthCheck || !entry.webhook_message_id
+    const redeliver = isCheck || !entry.webhook_message_id
       ? null
       : h(
           "button",
@@ -1229,7 +1328,13 @@
       "tr",
       { class: `delivery delivery-${entry.status}` },
       cell("When", when(entry.attempted_at) ?? "—"),
-      cell("Event", isHealthCheck ? h("span", { class: "type-code" }, "Health check") : typeCode(entry.type), h("br"), h("span", { class: "muted small event-id" }, entry.event_id)),
+      cell(
+        "Event",
+        isHealthCheck ? h("span", { class: "type-code" }, "Health check") : typeCode(entry.type),
+        isCheck && !isHealthCheck ? h("span", { class: "muted small" }, " (test)") : null,
+        h("br"),
+        h("span", { class: "muted small event-id" }, entry.event_id),
+      ),
       cell("Attempt", entry.attempt ?? "—"),
       cell(
         "Result",

@@ -5,6 +5,7 @@
 //! Filter by module: `cargo nextest run -p webhooks-tests -E 'test(/^ledger::/)'`.
 
 mod api;
+mod event_types;
 mod idempotency;
 mod ledger;
 mod local_stack;
