@@ -229,7 +229,9 @@ async fn count_messages(stack: &Stack, queue: &str) -> Result<usize> {
     }
 }
 
-/// The alerts that reached `queue`, by type (`webhook.disabled`, `webhook.failing`, ...).
+/// The alerts that reached `queue`, by type (`webhook.disabled`, `webhook.failing`, ...). Each is
+/// deleted once counted: there can be thousands, more than one visibility timeout lets a
+/// receive loop see once.
 async fn count_alerts(stack: &Stack, queue: &str) -> Result<BTreeMap<String, usize>> {
     let sqs = stack.sqs().await;
     let mut by_type = BTreeMap::new();
@@ -238,10 +240,17 @@ async fn count_alerts(stack: &Stack, queue: &str) -> Result<BTreeMap<String, usi
         if out.messages().is_empty() {
             return Ok(by_type);
         }
-        for m in out.messages() {
+        let mut batch = sqs.delete_message_batch().queue_url(queue);
+        for (i, m) in out.messages().iter().enumerate() {
             let alert: Value = serde_json::from_str(m.body().unwrap_or_default()).unwrap_or(Value::Null);
             *by_type.entry(alert["type"].as_str().unwrap_or("?").to_owned()).or_insert(0) += 1;
+            let entry = aws_sdk_sqs::types::DeleteMessageBatchRequestEntry::builder()
+                .id(i.to_string())
+                .receipt_handle(m.receipt_handle().unwrap_or_default())
+                .build()?;
+            batch = batch.entries(entry);
         }
+        batch.send().await?;
     }
 }
 
