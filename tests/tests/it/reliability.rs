@@ -699,6 +699,12 @@ async fn an_alert_that_cannot_be_published_parks_deliveries_and_goes_out_later()
         (0..3).map(|i| cloud_event(&unique(&format!("e{i}")), "TODO_CREATED", &company, "p1")).collect();
     api.publish(&key, &events[..1]).await?;
     receiver.wait_for(1, WAIT).await?;
+    // (the others once it is disabled: before, they would be sent like any delivery)
+    eventually(WAIT, "disabled", || async {
+        let w = api.call("GET", &format!("/v1/webhooks/{id}"), Some(&key), None).await?.body;
+        Ok((w["status"] == "disabled").then_some(()))
+    })
+    .await?;
     api.publish(&key, &events[1..]).await?;
 
     // THEN it is disabled and every delivery is parked, none left for the DLQ
