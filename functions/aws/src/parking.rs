@@ -36,6 +36,20 @@ fn park_expiry(item: &HashMap<String, AttributeValue>) -> i64 {
     get_n(item, "park_expires_at").or_else(|| get_n(item, "expires_at")).unwrap_or(0)
 }
 
+/// The item of a parked delivery in its slot: the delivery, its generation, its keeping time
+/// and DynamoDB's (later) TTL.
+fn parked_item(d: &Delivery, sort_key: &str, expires_at: i64) -> Result<HashMap<String, AttributeValue>, StoreError> {
+    let body = serde_json::to_string(d).map_err(unavailable("serialize"))?;
+    Ok(HashMap::from([
+        ("pk".to_owned(), s(park_pk(&d.webhook_id))),
+        ("sk".to_owned(), s(sort_key)),
+        ("delivery".to_owned(), s(body)),
+        ("generation".to_owned(), n(d.generation)),
+        ("park_expires_at".to_owned(), n(expires_at)),
+        ("expires_at".to_owned(), n(expires_at + PARK_STORAGE_GRACE_SECONDS)),
+    ]))
+}
+
 /// How a cancelled transaction was cancelled, when it was one.
 fn cancellation<R>(
     e: &aws_sdk_dynamodb::error::SdkError<
@@ -168,17 +182,11 @@ impl DynamoDbParking {
     /// Puts `d` in its slot in place of an older generation: `Some(true)` replaced, `Some(false)`
     /// the slot holds this generation or a newer one, `None` the slot is empty.
     async fn replace_older(&self, d: &Delivery, sort_key: &str, expires_at: i64) -> Result<Option<bool>, StoreError> {
-        let body = serde_json::to_string(d).map_err(unavailable("serialize"))?;
         let result = self
             .client
             .put_item()
             .table_name(&self.table)
-            .item("pk", s(park_pk(&d.webhook_id)))
-            .item("sk", s(sort_key))
-            .item("delivery", s(body))
-            .item("generation", n(d.generation))
-            .item("park_expires_at", n(expires_at))
-            .item("expires_at", n(expires_at + PARK_STORAGE_GRACE_SECONDS))
+            .set_item(Some(parked_item(d, sort_key, expires_at)?))
             .condition_expression("attribute_exists(sk) AND (attribute_not_exists(generation) OR generation < :g)")
             .expression_attribute_values(":g", n(d.generation))
             .send()
@@ -208,15 +216,9 @@ impl DynamoDbParking {
         sort_key: &str,
         expires_at: i64,
     ) -> Result<Option<ParkCancelled>, StoreError> {
-        let body = serde_json::to_string(d).map_err(unavailable("serialize"))?;
         let put = Put::builder()
             .table_name(&self.table)
-            .item("pk", s(park_pk(&d.webhook_id)))
-            .item("sk", s(sort_key))
-            .item("delivery", s(body))
-            .item("generation", n(d.generation))
-            .item("park_expires_at", n(expires_at))
-            .item("expires_at", n(expires_at + PARK_STORAGE_GRACE_SECONDS))
+            .set_item(Some(parked_item(d, sort_key, expires_at)?))
             .condition_expression("attribute_not_exists(sk)")
             .build()
             .map_err(unavailable("build"))?;
