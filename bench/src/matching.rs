@@ -136,6 +136,7 @@ pub fn scan_loop(candidates: &Candidates, event: &Event, queued_at: i64) -> Vec<
                     event: event.clone(),
                     generation: 0,
                     queued_at,
+                    send_at_ms: None,
                 }));
             }
         }

@@ -253,6 +253,7 @@ pub async fn worker(mode: Mode, receiver: &str, webhooks: &[String], seconds: f6
                     event: event.clone(),
                     generation: 0,
                     queued_at: 0,
+                    send_at_ms: None,
                 })
                 .collect::<Vec<_>>(),
         )

@@ -147,6 +147,8 @@ after(async () => {
 
 const shot = (name) => page.screenshot({ path: join(ARTIFACTS, `${name}.png`), fullPage: true });
 const card = (name) => page.locator("li.webhook", { has: page.getByRole("heading", { name, exact: true }) });
+/** The id of the webhook whose card is named `name`. */
+const webhookId = async (name) => (await card(name).getAttribute("id")).replace(/^webhook-/, "");
 
 // ------------------------------------------------------------------ tests
 
@@ -417,6 +419,33 @@ test("a person sets a webhook up and watches it deliver", async (t) => {
     await confirm.getByRole("button", { name: "Delete webhook" }).click();
     await hostile.waitFor({ state: "detached" });
     assert.equal((await call("GET", `/v1/webhooks/${created.json.id}`, key)).status, 404);
+  });
+
+  await t.test("sets a pace in requests per second, refuses one out of range, and removes it", async () => {
+    // The key's own publish limit is shown with its permissions.
+    await page.locator("#key-permissions").getByText(/publish events \(up to \d+ per second, bursts of \d+\)/).waitFor();
+    await card("Orders").getByText("No limit").waitFor();
+    const ordersPath = `/v1/webhooks/${await webhookId("Orders")}`;
+    await card("Orders").getByRole("link", { name: "Edit" }).click();
+    await page.getByRole("heading", { name: "Edit webhook" }).waitFor();
+    const pace = page.getByLabel(/^At most this many requests per second/);
+    assert.equal(await pace.inputValue(), "");
+    await pace.fill("1001");
+    await page.getByRole("button", { name: "Save changes" }).click();
+    await page.locator("#wh-rate-limit-error").getByText("from 1 to 1000").waitFor();
+    assert.equal(await pace.getAttribute("aria-invalid"), "true");
+    assert.equal((await call("GET", ordersPath, key)).json.rate_limit, null, "nothing saved");
+    await pace.fill("5");
+    await page.getByRole("button", { name: "Save changes" }).click();
+    await card("Orders").getByText("At most 5 requests per second; more wait their turn").waitFor();
+    assert.equal((await call("GET", ordersPath, key)).json.rate_limit, 5);
+    await card("Orders").getByRole("link", { name: "Edit" }).click();
+    await page.getByRole("heading", { name: "Edit webhook" }).waitFor();
+    assert.equal(await pace.inputValue(), "5");
+    await pace.fill("");
+    await page.getByRole("button", { name: "Save changes" }).click();
+    await card("Orders").getByText("No limit").waitFor();
+    assert.equal((await call("GET", ordersPath, key)).json.rate_limit, null);
   });
 
   await t.test("fits a phone's width", async () => {

@@ -97,6 +97,23 @@ impl DynamoDbAttempts {
         }
     }
 
+    /// Frees this receive's claim of attempt `attempt`, unsent: a later receive makes it.
+    pub async fn release_claim(&self, delivery_id: &str, attempt: u32, receive: &str) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(attempt_key(delivery_id)))
+            .update_expression("REMOVE claimed_attempt, claim_until, claimed_by")
+            .condition_expression("claimed_attempt = :n AND claimed_by = :by")
+            .expression_attribute_values(":n", n(attempt))
+            .expression_attribute_values(":by", s(receive))
+            .send()
+            .await;
+        conditional(result, "UpdateItem")?;
+        Ok(())
+    }
+
     /// Defers claimed attempt `attempt` if fewer than `max` deferrals were counted: one more
     /// deferral, and the claim freed (only this receive's), so the attempt is made again.
     pub async fn defer(&self, delivery_id: &str, attempt: u32, receive: &str, max: u32) -> Result<bool, StoreError> {

@@ -35,6 +35,7 @@ pub(crate) fn health_from_item(item: &HashMap<String, AttributeValue>) -> Health
         parked_count: get_n(item, "parked_count").unwrap_or(0),
         park_sweep_at: get_n(item, "park_sweep_at"),
         replay_requested_at: get_s(item, "replay_requested_at"),
+        next_send_ms: get_n(item, "next_send_ms"),
         recovering: item.get("recovering").and_then(|v| v.as_bool().ok()).copied().unwrap_or(false),
         pending_alerts: ALERT_KINDS
             .iter()
@@ -185,6 +186,25 @@ impl DynamoDbHealth {
             .send()
             .await;
         Ok(conditional(result, "UpdateItem")?.is_some())
+    }
+
+    /// Moves the next free send slot from `seen` to `next` if no one moved it since it was
+    /// read: `false` otherwise.
+    pub async fn move_next_send(&self, id: &str, seen: Option<i64>, next: i64) -> Result<bool, StoreError> {
+        let request = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(health_key(id)))
+            .update_expression("SET next_send_ms = :next")
+            .expression_attribute_values(":next", n(next));
+        let request = match seen {
+            Some(seen) => {
+                request.condition_expression("next_send_ms = :seen").expression_attribute_values(":seen", n(seen))
+            }
+            None => request.condition_expression("attribute_not_exists(next_send_ms)"),
+        };
+        Ok(conditional(request.send().await, "UpdateItem")?.is_some())
     }
 
     /// Frees the probe slot if `delivery_id` holds it.

@@ -9,6 +9,7 @@
 //! | | idempotency record | `IDEM#<caller key id>#<sha256 of the Idempotency-Key>` | `IDEM` |
 //! | EventsTable | an event's de-duplication claim | `EVT#<webhook-id>` | |
 //! | HealthTable | a webhook's counters | `<webhook id>` | |
+//! | | an API key's publishing pace | `PUB#<key id>` | |
 //! | DeliveriesTable | attempts of a delivery | `ATT#<delivery id>` | `ATT` |
 //! | | log entry | `LOG#<webhook>` | `<attempted at>#<delivery id>#<attempt>` |
 //! | | parked delivery | `PARK#<webhook>` | `<parked at>#<delivery id>` |
@@ -73,6 +74,11 @@ pub(crate) fn event_pk(event_key: &str) -> String {
 }
 
 // ---------------------------------------------------------------------- HealthTable
+
+/// The key of an API key's publishing pace (the publish limit).
+pub(crate) fn publish_pace_key(key_id: &str) -> HashMap<String, AttributeValue> {
+    key(format!("PUB#{key_id}"), None)
+}
 
 /// The key of a webhook's counters.
 pub(crate) fn health_key(webhook_id: &str) -> HashMap<String, AttributeValue> {

@@ -26,6 +26,7 @@ pub mod memory;
 pub mod metrics;
 pub mod parking;
 pub mod ports;
+pub mod publish_pace;
 pub mod sns;
 pub mod sqs;
 pub mod telemetry;

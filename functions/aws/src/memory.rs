@@ -35,6 +35,8 @@ pub use delivery::{
 /// SQS refuses a message (body and attributes) over the queues' `MaximumMessageSize`
 /// (template.yaml: 1 MiB), and a `SendMessageBatch` whose bodies add up to more.
 pub const SQS_MAX_MESSAGE_BYTES: usize = 1024 * 1024;
+/// SQS refuses a delay longer than 15 minutes.
+pub const SQS_MAX_DELAY_SECONDS: u32 = 900;
 /// SQS refuses a `SendMessageBatch` of more than 10 entries.
 pub const SQS_MAX_BATCH_ENTRIES: usize = 10;
 /// DynamoDB refuses a partition key value longer than this.
@@ -56,6 +58,9 @@ pub enum MemoryError {
     /// Over the queue's maximum message size (or a batch over it in all).
     #[error("{bytes} bytes is over SQS's limit of {SQS_MAX_MESSAGE_BYTES}")]
     MessageTooLong { bytes: usize },
+    /// SQS delays a message by at most 15 minutes.
+    #[error("a delay of {seconds} s is over SQS's limit of {SQS_MAX_DELAY_SECONDS}")]
+    DelayTooLong { seconds: u32 },
     /// A key value DynamoDB refuses.
     #[error("a key value of {bytes} bytes is over DynamoDB's limit of {DYNAMODB_MAX_PARTITION_KEY_BYTES}")]
     KeyTooLong { bytes: usize },
@@ -289,6 +294,8 @@ impl EventClaims for MemoryEventClaims {
 #[derive(Debug, Default)]
 struct QueueState {
     messages: Vec<String>,
+    /// The delay of each message, in seconds (0 for those sent without).
+    delays: Vec<u32>,
     /// The number of entries of every SendMessageBatch, in order (failed ones included).
     batch_calls: Vec<usize>,
 }
@@ -307,6 +314,12 @@ impl MemoryQueue {
         lock(&self.state).messages.clone()
     }
 
+    /// Every body the queue accepted with its delay in seconds, in order.
+    pub fn delayed_messages(&self) -> Vec<(String, u32)> {
+        let state = lock(&self.state);
+        state.messages.iter().cloned().zip(state.delays.iter().copied()).collect()
+    }
+
     /// The number of entries of every SendMessageBatch call, in order.
     pub fn batch_calls(&self) -> Vec<usize> {
         lock(&self.state).batch_calls.clone()
@@ -319,7 +332,7 @@ impl MemoryQueue {
 
     /// One SendMessageBatch: SQS refuses the whole call when one body holds a character it
     /// refuses or is too long, or when the bodies are too long in all.
-    fn send_batch(&self, bodies: &[&String]) -> Result<(), MemoryError> {
+    fn send_batch(&self, bodies: &[&String], delays: &[u32]) -> Result<(), MemoryError> {
         assert!(bodies.len() <= SQS_MAX_BATCH_ENTRIES, "SQS refuses a batch of {} entries", bodies.len());
         let mut state = lock(&self.state);
         state.batch_calls.push(bodies.len());
@@ -333,20 +346,36 @@ impl MemoryQueue {
         if bytes > SQS_MAX_MESSAGE_BYTES {
             return Err(MemoryError::MessageTooLong { bytes });
         }
+        if let Some(delay) = delays.iter().find(|d| **d > SQS_MAX_DELAY_SECONDS) {
+            return Err(MemoryError::DelayTooLong { seconds: *delay });
+        }
         state.messages.extend(bodies.iter().map(|body| (*body).clone()));
+        state.delays.extend((0..bodies.len()).map(|i| delays.get(i).copied().unwrap_or(0)));
         Ok(())
     }
 }
 
 impl DeliveryQueue for MemoryQueue {
     async fn send_all(&self, bodies: &[String]) -> Vec<usize> {
+        self.send(bodies, &[])
+    }
+
+    async fn send_later(&self, messages: &[(String, u32)]) -> Vec<usize> {
+        let (bodies, delays): (Vec<String>, Vec<u32>) = messages.iter().cloned().unzip();
+        self.send(&bodies, &delays)
+    }
+}
+
+impl MemoryQueue {
+    fn send(&self, bodies: &[String], delays: &[u32]) -> Vec<usize> {
         if self.failures.take() {
             return (0..bodies.len()).collect();
         }
         let mut unsent = Vec::new();
         for chunk in batches(bodies) {
             let entries: Vec<&String> = chunk.iter().map(|i| &bodies[*i]).collect();
-            if let Err(e) = self.send_batch(&entries) {
+            let entry_delays: Vec<u32> = chunk.iter().map(|i| delays.get(*i).copied().unwrap_or(0)).collect();
+            if let Err(e) = self.send_batch(&entries, &entry_delays) {
                 tracing::warn!(error = %e, entries = chunk.len(), "SendMessageBatch refused");
                 unsent.extend(chunk);
             }

@@ -70,6 +70,11 @@ impl DeliveryQueue for SqsBatchSender {
     async fn send_all(&self, bodies: &[String]) -> Vec<usize> {
         SqsBatchSender::send_all(self, bodies).await
     }
+
+    async fn send_later(&self, messages: &[(String, u32)]) -> Vec<usize> {
+        let (bodies, delays): (Vec<String>, Vec<u32>) = messages.iter().cloned().unzip();
+        SqsBatchSender::send_all_delayed(self, &bodies, &delays).await
+    }
 }
 
 impl IngestDeadLetters for SqsIngestDeadLetters {
@@ -139,6 +144,10 @@ impl HealthStore for DynamoDbHealth {
         Ok(DynamoDbHealth::release_probe(self, id, delivery_id).await?)
     }
 
+    async fn move_next_send(&self, id: &str, seen: Option<i64>, next: i64) -> Result<bool, PortError> {
+        Ok(DynamoDbHealth::move_next_send(self, id, seen, next).await?)
+    }
+
     async fn keep_alert(&self, id: &str, kind: &str, alert: &str) -> Result<(), PortError> {
         Ok(DynamoDbHealth::keep_alert(self, id, kind, alert).await?)
     }
@@ -166,6 +175,10 @@ impl AttemptStore for DynamoDbAttempts {
         receive: &str,
     ) -> Result<Result<(), AttemptRecord>, PortError> {
         Ok(DynamoDbAttempts::claim_attempt(self, delivery_id, attempt, now, until, receive).await?)
+    }
+
+    async fn release_claim(&self, delivery_id: &str, attempt: u32, receive: &str) -> Result<(), PortError> {
+        Ok(DynamoDbAttempts::release_claim(self, delivery_id, attempt, receive).await?)
     }
 
     async fn defer(&self, delivery_id: &str, attempt: u32, receive: &str, max: u32) -> Result<bool, PortError> {

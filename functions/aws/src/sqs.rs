@@ -90,6 +90,8 @@ impl SqsRetryScheduler {
 const MAX_BATCH_ENTRIES: usize = 10;
 /// ...and at most 1 MiB of bodies in all (SQS's message size limit applies to the batch).
 const MAX_BATCH_BYTES: usize = 1024 * 1024;
+/// SQS delays a message by at most 15 minutes.
+const MAX_DELAY_SECONDS: u32 = 900;
 /// Entries SQS refused for a passing reason are sent again this many times in the same call.
 const SEND_ATTEMPTS: usize = 3;
 
@@ -109,11 +111,17 @@ impl SqsBatchSender {
     /// Sends every body, in as few `SendMessageBatch` calls as the limits allow. Returns the
     /// indexes (into `bodies`) that could not be sent; empty means all were.
     pub async fn send_all(&self, bodies: &[String]) -> Vec<usize> {
+        self.send_all_delayed(bodies, &[]).await
+    }
+
+    /// As [`send_all`](Self::send_all), each body `i` delayed by `delays[i]` seconds (none
+    /// when `delays` is shorter; SQS takes at most 900).
+    pub async fn send_all_delayed(&self, bodies: &[String], delays: &[u32]) -> Vec<usize> {
         let mut failed = Vec::new();
         for chunk in chunks(bodies) {
             let mut pending = chunk;
             for attempt in 1..=SEND_ATTEMPTS {
-                pending = self.send_chunk(bodies, &pending).await;
+                pending = self.send_chunk(bodies, delays, &pending).await;
                 if pending.is_empty() {
                     break;
                 }
@@ -124,13 +132,14 @@ impl SqsBatchSender {
         failed
     }
 
-    async fn send_chunk(&self, bodies: &[String], indexes: &[usize]) -> Vec<usize> {
+    async fn send_chunk(&self, bodies: &[String], delays: &[u32], indexes: &[usize]) -> Vec<usize> {
         let entries: Result<Vec<_>, _> = indexes
             .iter()
             .map(|i| {
                 aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder()
                     .id(i.to_string())
                     .message_body(&bodies[*i])
+                    .set_delay_seconds(delays.get(*i).map(|d| i32::try_from(*d.min(&MAX_DELAY_SECONDS)).unwrap_or(0)))
                     .build()
             })
             .collect();

@@ -14,6 +14,7 @@ pub mod message;
 pub mod model;
 pub mod payload;
 pub mod ports;
+pub mod rate_limit;
 pub mod reliability;
 pub mod resources;
 pub mod retry;

@@ -79,6 +79,10 @@ pub struct Delivery {
     /// before it and drops those matched after.
     #[serde(default)]
     pub queued_at: i64,
+    /// The send slot this delivery holds under its webhook's `rate_limit` (Unix milliseconds),
+    /// when it was queued again to wait for it (`crate::rate_limit`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub send_at_ms: Option<i64>,
 }
 
 impl Delivery {
@@ -88,6 +92,7 @@ impl Delivery {
             delivery_id: crate::signing::delivery_id(&self.webhook_message_id, &self.webhook_id, generation),
             generation,
             queued_at,
+            send_at_ms: None,
             ..self.clone()
         }
     }
@@ -145,6 +150,7 @@ mod tests {
             event,
             generation: 0,
             queued_at: 7,
+            send_at_ms: None,
         };
         // GIVEN one parked delivery read by two replays THEN both copies are one delivery
         assert_eq!(parked.replayed(), parked.replayed());
@@ -183,6 +189,7 @@ mod tests {
             event,
             generation: 0,
             queued_at: 1,
+            send_at_ms: None,
         });
         // WHEN it is written for the queue THEN SQS accepts it, and it reads back the same
         let body = message.to_json();

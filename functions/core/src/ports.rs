@@ -117,6 +117,10 @@ pub trait DeliveryQueue {
     /// Sends every body. Returns the indexes (into `bodies`) that could not be sent; empty
     /// means all were.
     fn send_all(&self, bodies: &[String]) -> impl Future<Output = Vec<usize>> + Send;
+
+    /// Sends every `(body, delay in seconds)`, each invisible until its delay passed (at most
+    /// 900 s). Returns the indexes that could not be sent.
+    fn send_later(&self, messages: &[(String, u32)]) -> impl Future<Output = Vec<usize>> + Send;
 }
 
 /// The ingest dead-letter queue, where refused events go at once with their reason.

@@ -46,6 +46,10 @@ pub struct Webhook {
     pub events: Vec<String>,
     pub scopes: Vec<Scope>,
     pub headers: BTreeMap<String, String>,
+    /// Requests per second at most, across every execution environment (SPEC §10); `null`:
+    /// none.
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 1000))]
+    pub rate_limit: Option<u32>,
     pub status: WebhookStatus,
     pub disabled_reason: Option<DisabledReason>,
     pub created_at: String,

@@ -17,6 +17,7 @@ use url::Url;
 use crate::catalog;
 use crate::event::is_identifier;
 use crate::model::{Permission, Scope};
+use crate::rate_limit::MAX_RATE_LIMIT;
 
 /// Longest accepted webhook URL, before and after normalisation.
 pub const MAX_URL_CHARS: usize = 2048;
@@ -47,7 +48,7 @@ const FORBIDDEN_HEADER_NAMES: [&str; 9] =
 /// Header name prefixes reserved for the body's framing, the signature and proxies.
 const FORBIDDEN_HEADER_PREFIXES: [&str; 3] = ["content-", "webhook-", "proxy-"];
 
-pub const WEBHOOK_FIELDS: [&str; 6] = ["url", "name", "description", "events", "scopes", "headers"];
+pub const WEBHOOK_FIELDS: [&str; 7] = ["url", "name", "description", "events", "scopes", "headers", "rate_limit"];
 pub const SCOPE_FIELDS: [&str; 2] = ["company_id", "project_id"];
 pub const KEY_FIELDS: [&str; 3] = ["name", "companies", "permissions"];
 pub const ROTATE_FIELDS: [&str; 1] = ["grace_seconds"];
@@ -86,6 +87,8 @@ pub struct WebhookCreate {
     pub scopes: Vec<Scope>,
     /// Names as given; unique case-insensitively.
     pub headers: BTreeMap<String, String>,
+    /// Requests per second at most (SPEC §10); `None`: no limit.
+    pub rate_limit: Option<u32>,
 }
 
 /// A valid `PATCH /v1/webhooks/{id}` body: `None` leaves a field unchanged; lists and `headers`
@@ -98,6 +101,8 @@ pub struct WebhookPatch {
     pub events: Option<Vec<String>>,
     pub scopes: Option<Vec<Scope>>,
     pub headers: Option<BTreeMap<String, String>>,
+    /// `Some(None)` removes the limit.
+    pub rate_limit: Option<Option<u32>>,
 }
 
 impl WebhookPatch {
@@ -161,7 +166,8 @@ pub fn validate_url(s: &str, p: UrlPolicy) -> Result<Url, FieldError> {
     Ok(url)
 }
 
-/// Parses a `POST /v1/webhooks` body: `{url, name?, description?, events?, scopes?, headers?}`.
+/// Parses a `POST /v1/webhooks` body: `{url, name?, description?, events?, scopes?, headers?,
+/// rate_limit?}`.
 ///
 /// `name` and `description` may be `null` (= none); the lists and `headers` may be omitted but
 /// not `null`.
@@ -182,11 +188,12 @@ pub fn parse_webhook_create(v: &Value, p: UrlPolicy) -> Result<WebhookCreate, Fi
         events: body.get("events").map(events).transpose()?.unwrap_or_default(),
         scopes: body.get("scopes").map(scopes).transpose()?.unwrap_or_default(),
         headers: body.get("headers").map(headers).transpose()?.unwrap_or_default(),
+        rate_limit: body.get("rate_limit").map(|v| nullable(v, rate_limit)).transpose()?.flatten(),
     })
 }
 
-/// Parses a `PATCH /v1/webhooks/{id}` body: every field optional; `null` clears `name` or
-/// `description` and is refused for `url`, `events`, `scopes` and `headers`.
+/// Parses a `PATCH /v1/webhooks/{id}` body: every field optional; `null` clears `name`,
+/// `description` or `rate_limit` and is refused for `url`, `events`, `scopes` and `headers`.
 pub fn parse_webhook_patch(v: &Value, p: UrlPolicy) -> Result<WebhookPatch, FieldError> {
     let body = body_object(v, &WEBHOOK_FIELDS)?;
     Ok(WebhookPatch {
@@ -199,6 +206,7 @@ pub fn parse_webhook_patch(v: &Value, p: UrlPolicy) -> Result<WebhookPatch, Fiel
         events: body.get("events").map(|v| not_null(v, "events").and_then(events)).transpose()?,
         scopes: body.get("scopes").map(|v| not_null(v, "scopes").and_then(scopes)).transpose()?,
         headers: body.get("headers").map(|v| not_null(v, "headers").and_then(headers)).transpose()?,
+        rate_limit: body.get("rate_limit").map(|v| nullable(v, rate_limit)).transpose()?,
     })
 }
 
@@ -332,6 +340,20 @@ fn push_unique<T: PartialEq>(items: &mut Vec<T>, item: T) {
 }
 
 /// `events`: subscribable types from the catalog.
+/// `rate_limit`: a whole number of requests per second, 1 to 1000.
+fn rate_limit(v: &Value) -> Result<u32, FieldError> {
+    v.as_u64().filter(|n| (1..=u64::from(MAX_RATE_LIMIT)).contains(n)).and_then(|n| u32::try_from(n).ok()).ok_or_else(
+        || {
+            FieldError::new(
+                "rate_limit",
+                format!(
+                    "`rate_limit` must be a whole number of requests per second from 1 to {MAX_RATE_LIMIT}, or null"
+                ),
+            )
+        },
+    )
+}
+
 fn events(v: &Value) -> Result<Vec<String>, FieldError> {
     let mut out = Vec::new();
     for (i, item) in array(v, "events")?.iter().enumerate() {
@@ -676,6 +698,15 @@ mod tests {
             ("header value number", create_with("headers", json!({"X-Foo": 1})), err("headers.X-Foo")),
             ("header value null", create_with("headers", json!({"X-Foo": null})), err("headers.X-Foo")),
             ("header names ignore case", create_with("headers", json!({"X-Foo": "a", "x-foo": "b"})), err("headers.x-foo")),
+            // rate_limit.
+            ("rate limit 1", create_with("rate_limit", json!(1)), Ok(())),
+            ("rate limit 1000", create_with("rate_limit", json!(1000)), Ok(())),
+            ("rate limit null", create_with("rate_limit", Value::Null), Ok(())),
+            ("rate limit 0", create_with("rate_limit", json!(0)), err("rate_limit")),
+            ("rate limit 1001", create_with("rate_limit", json!(1001)), err("rate_limit")),
+            ("rate limit negative", create_with("rate_limit", json!(-5)), err("rate_limit")),
+            ("rate limit fraction", create_with("rate_limit", json!(2.5)), err("rate_limit")),
+            ("rate limit string", create_with("rate_limit", json!("5")), err("rate_limit")),
         ];
         for (case, body, expected) in cases {
             // GIVEN a create body WHEN parsed THEN accepted, or refused naming the field
@@ -749,6 +780,9 @@ mod tests {
                 json!({"events": ["TAG_CREATED", "TAG_CREATED"]}),
                 Ok(WebhookPatch { events: Some(vec!["TAG_CREATED".to_owned()]), ..WebhookPatch::default() }),
             ),
+            ("rate limit set", json!({"rate_limit": 5}), Ok(WebhookPatch { rate_limit: Some(Some(5)), ..WebhookPatch::default() })),
+            ("rate limit removed", json!({"rate_limit": null}), Ok(WebhookPatch { rate_limit: Some(None), ..WebhookPatch::default() })),
+            ("rate limit 0", json!({"rate_limit": 0}), Err("rate_limit")),
             ("url null", json!({"url": null}), Err("url")),
             ("events null", json!({"events": null}), Err("events")),
             ("scopes null", json!({"scopes": null}), Err("scopes")),

@@ -14,6 +14,7 @@ use webhooks_core::ports::{
     AttemptStore, Clock, HealthRecord, HealthStore, ParkGuard, RetryScheduler, SecretStore, SignedRequest,
     WebhookSender,
 };
+use webhooks_core::rate_limit::{SlotUse, use_slot};
 use webhooks_core::reliability::{
     Admission, AttemptResult, Attempted, ClaimRefused, MAX_DEFERRALS, NextStep, WebhookState, admit, after_attempt,
     after_refused_claim, attempt_number, deferral, receive_limit_near, starts_a_streak,
@@ -23,12 +24,13 @@ use webhooks_core::retry::visibility_within_cap;
 use webhooks_core::signing::sha256_hex;
 
 use crate::health::operational_alert;
+use crate::pace::{Pace, now_ms};
 use crate::parking::Parked;
 use crate::{Deliverer, DeliveryError, DeliveryPorts, Disposition, Loaded, Receive};
 
 /// A record whose step failed (nothing sent, or its outcome not yet recorded) comes back after
 /// this long.
-const STEP_RETRY: Duration = Duration::from_secs(2);
+pub(crate) const STEP_RETRY: Duration = Duration::from_secs(2);
 /// Time kept, after an attempt's timeout, for recording its outcome before the invocation's
 /// deadline.
 const RECORDING_RESERVE: Duration = Duration::from_secs(6);
@@ -55,6 +57,7 @@ impl<P: DeliveryPorts> Deliverer<P> {
         slot: Option<&ParkSlot>,
         loaded: &Loaded,
         unalerted: bool,
+        pace: Pace,
     ) -> Disposition {
         let parked_unalerted = if unalerted {
             self.park(d, ParkGuard::WebhookDisabled, slot).await.map(|p| p == Parked::Kept)
@@ -63,7 +66,7 @@ impl<P: DeliveryPorts> Deliverer<P> {
         };
         let result = match parked_unalerted {
             Ok(true) => Ok(Disposition::Done),
-            Ok(false) => self.try_deliver(&receive, d, slot, loaded).await,
+            Ok(false) => self.try_deliver(&receive, d, slot, loaded, pace).await,
             Err(e) => Err(e),
         };
         match result {
@@ -84,6 +87,7 @@ impl<P: DeliveryPorts> Deliverer<P> {
         d: &Delivery,
         slot: Option<&ParkSlot>,
         loaded: &Loaded,
+        pace: Pace,
     ) -> Result<Disposition, DeliveryError> {
         let stored = loaded.webhooks.get(&d.webhook_id);
         let owner_companies: &[String] =
@@ -122,16 +126,35 @@ impl<P: DeliveryPorts> Deliverer<P> {
         }
         // Admission let it through, so the webhook exists.
         let Some(stored) = stored else { return Ok(Disposition::Done) };
+        let send_at_ms = match pace {
+            Pace::At(slot) => Some(slot),
+            Pace::Free | Pace::Unavailable => None,
+        };
+        match pace.now(now_ms(&self.clock)) {
+            None | Some(SlotUse::SendIn(_)) => {}
+            Some(SlotUse::QueueFor(delay_seconds)) => {
+                info!(delay_seconds, "held back by the webhook's rate limit; queued for its send slot");
+                return Ok(Disposition::Wait { send_at_ms, delay_seconds: u32::try_from(delay_seconds).unwrap_or(0) });
+            }
+            Some(SlotUse::Missed) if pace == Pace::Unavailable => {
+                self.hand_back(receive, STEP_RETRY).await;
+                return Ok(Disposition::HandBack);
+            }
+            // Its slot passed while the batch was read: it takes a new one at once.
+            Some(SlotUse::Missed) => return Ok(Disposition::Wait { send_at_ms: None, delay_seconds: 0 }),
+        };
 
+        // A delivery queued again for its send slot was received before, as another message.
         let receive_count = receive_count(receive.record);
+        let earlier_receives = if d.send_at_ms.is_some() { receive_count.max(2) } else { receive_count };
         if receive_limit_near(receive_count, self.config.max_receive_count) {
             // Receives that made no attempt (throttles, crashes) used up the queue's redrive
             // budget: keep the delivery rather than let it reach the DLQ.
             self.park(d, ParkGuard::Always, slot).await?;
             return Ok(Disposition::Done);
         }
-        let recorded = if receive_count > 1 { self.attempts.attempts(&d.delivery_id).await? } else { None };
-        let attempt = attempt_number(receive_count, recorded.map(|(n, _)| n));
+        let recorded = if earlier_receives > 1 { self.attempts.attempts(&d.delivery_id).await? } else { None };
+        let attempt = attempt_number(earlier_receives, recorded.map(|(n, _)| n));
         let first_attempt_at = recorded.map_or(now_s, |(_, first)| first);
         if attempt > self.config.max_attempts {
             // Its last attempt was counted but the parking did not happen (a crash).
@@ -140,7 +163,9 @@ impl<P: DeliveryPorts> Deliverer<P> {
         }
 
         let secrets = self.secrets.signing_secrets(&d.webhook_id, &stored.secrets, now_s).await?;
-        if !self.time_for_an_attempt(receive.deadline) {
+        let slot_wait =
+            Duration::from_millis(send_at_ms.map_or(0, |slot| u64::try_from(slot - now_ms(&self.clock)).unwrap_or(0)));
+        if !self.time_for_an_attempt(receive.deadline, slot_wait) {
             // Sent now, its outcome might not be recorded before the runtime stops the
             // invocation, and a 2xx not recorded is sent again: it waits for a receive with
             // time enough. No attempt is used.
@@ -166,6 +191,18 @@ impl<P: DeliveryPorts> Deliverer<P> {
                     Ok(Disposition::HandBack)
                 }
             };
+        }
+        if let Some(slot) = send_at_ms {
+            // Waited for here, after every read and the claim, so that the request leaves at
+            // its slot; if the wait itself ran late (a starved process), the slot is given up
+            // rather than crowd the next ones.
+            let ahead = u64::try_from(slot - now_ms(&self.clock)).unwrap_or(0);
+            tokio::time::sleep(Duration::from_millis(ahead)).await;
+            if use_slot(slot, now_ms(&self.clock)) == SlotUse::Missed {
+                info!(attempt, "send slot missed while waiting for it; queued for a new one, nothing sent");
+                self.attempts.release_claim(&d.delivery_id, attempt, &receive_name).await?;
+                return Ok(Disposition::Wait { send_at_ms: None, delay_seconds: 0 });
+            }
         }
 
         let outcome = self
@@ -272,10 +309,10 @@ impl<P: DeliveryPorts> Deliverer<P> {
         }
     }
 
-    /// Whether an attempt started now ends, and its outcome is recorded, before `deadline`:
-    /// the request's whole timeout and a reserve for the writes after it.
-    fn time_for_an_attempt(&self, deadline: Option<OffsetDateTime>) -> bool {
-        deadline.is_none_or(|deadline| deadline - self.clock.now() >= self.config.timeout + RECORDING_RESERVE)
+    /// Whether an attempt started after `wait` ends, and its outcome is recorded, before
+    /// `deadline`: the wait, the request's whole timeout and a reserve for the writes after it.
+    fn time_for_an_attempt(&self, deadline: Option<OffsetDateTime>, wait: Duration) -> bool {
+        deadline.is_none_or(|deadline| deadline - self.clock.now() >= wait + self.config.timeout + RECORDING_RESERVE)
     }
 
     /// Makes the received record visible again after `wait`, within SQS's cap of 12 h from

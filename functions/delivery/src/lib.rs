@@ -15,6 +15,7 @@
 //! |---|---|
 //! | `lib.rs` | the batch: decode, purge and replay pages, load, alerts owed, deliveries |
 //! | [`attempt`] | one delivery: admission, the attempt's number and claim, the signed POST, what follows |
+//! | [`pace`] | send slots under a webhook's `rate_limit`, and deliveries queued again to wait for theirs |
 //! | [`parking`] | parking (one turn per webhook) and counted drops |
 //! | [`health`] | a success's bookkeeping, deactivation and its alert |
 //! | [`replay`] | replay and purge pages, owed replays and sweeps |
@@ -43,6 +44,7 @@ pub mod attempt;
 pub mod config;
 pub mod health;
 pub mod log;
+pub mod pace;
 pub mod parking;
 pub mod replay;
 pub mod wiring;
@@ -116,6 +118,10 @@ pub enum Disposition {
     Done,
     /// SQS hands it back later (its visibility says when).
     HandBack,
+    /// Held back by its webhook's `rate_limit`: queued again as a new message, delayed by
+    /// `delay_seconds`, holding the send slot `send_at_ms` (none: it takes one when it comes
+    /// back). No attempt, receive or failure is used; the received record is then done.
+    Wait { send_at_ms: Option<i64>, delay_seconds: u32 },
 }
 
 /// What one batch read about its webhooks.
@@ -194,22 +200,35 @@ impl<P: DeliveryPorts> Deliverer<P> {
         };
         self.housekeeping(&loaded).await;
         let unalerted = self.alerts_owed(&loaded).await;
+        let paces = self.send_slots(deliveries.iter().map(|r| &r.delivery), &loaded).await;
 
-        let dispositions = join_all(deliveries.iter().map(|r| {
+        let dispositions = join_all(deliveries.iter().zip(paces).map(|(r, pace)| {
             let d = &r.delivery;
             let span = info_span!("delivery", webhook_id = %d.webhook_id, event_id = %d.event.id, delivery_id = %d.delivery_id);
             let unalerted = unalerted.contains(&d.webhook_id);
             let receive = Receive { record: r.record, started, deadline };
-            self.deliver(receive, d, r.slot.as_ref(), &loaded, unalerted).instrument(span)
+            self.deliver(receive, d, r.slot.as_ref(), &loaded, unalerted, pace).instrument(span)
         }))
         .await;
-        failed.extend(
-            deliveries
-                .iter()
-                .zip(dispositions)
-                .filter(|(_, d)| *d == Disposition::HandBack)
-                .map(|(r, _)| message_id(r.record)),
-        );
+        let mut waiting = Vec::new();
+        for (r, disposition) in deliveries.iter().zip(dispositions) {
+            match disposition {
+                Disposition::Done => {}
+                Disposition::HandBack => failed.push(message_id(r.record)),
+                Disposition::Wait { send_at_ms, delay_seconds } => {
+                    let delivery = Delivery { send_at_ms, ..r.delivery.clone() };
+                    let message = match &r.slot {
+                        Some(slot) => DeliveryQueueMessage::Replayed(webhooks_core::message::Replayed {
+                            delivery,
+                            slot: slot.clone(),
+                        }),
+                        None => DeliveryQueueMessage::Delivery(delivery),
+                    };
+                    waiting.push((Receive { record: r.record, started, deadline }, message.to_json(), delay_seconds));
+                }
+            }
+        }
+        failed.extend(self.queue_waiting(&waiting).await);
         Ok(webhooks_aws::batch::retry_only(failed))
     }
 

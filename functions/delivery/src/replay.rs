@@ -173,6 +173,7 @@ mod tests {
             event,
             generation: 0,
             queued_at,
+            send_at_ms: None,
         };
         Ok(ParkedDelivery { sort_key: "k".into(), delivery, expires_at: i64::MAX })
     }

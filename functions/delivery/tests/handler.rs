@@ -112,6 +112,7 @@ impl World {
                 events: Vec::new(),
                 scopes: vec![Scope { company_id: "acme".to_owned(), project_id: None }],
                 headers: [("x-tenant".to_owned(), "acme".to_owned())].into(),
+                rate_limit: None,
                 status,
                 disabled_reason: disabled.map(|(reason, _)| reason),
                 created_at: "2026-11-01T00:00:00Z".to_owned(),
@@ -190,6 +191,7 @@ fn delivery(webhook_id: &str, event_id: &str, queued_at: OffsetDateTime) -> Resu
         event,
         generation: 0,
         queued_at: ms(queued_at),
+        send_at_ms: None,
     })
 }
 
@@ -965,5 +967,117 @@ async fn a_retry_after_beyond_the_visibility_cap_is_clamped_to_what_sqs_takes() 
     assert_eq!(failed_ids(&response).len(), 1);
     let seconds = w.retries.changes().first().map(|c| c.1).ok_or("a visibility change")?;
     assert!((43_000..=43_200).contains(&seconds), "{seconds}");
+    Ok(())
+}
+
+// ---------------------------------------------------------------------- rate limit
+
+impl World {
+    /// Limits webhook `id` to `rate` requests per second.
+    fn limit(&self, id: &str, rate: u32) {
+        if let Some(mut stored) = self.db.webhook(id) {
+            stored.webhook.rate_limit = Some(rate);
+            self.db.put_webhook(stored);
+        }
+    }
+
+    /// The deliveries queued again to wait for their send slots: (delivery, delay in seconds).
+    fn waiting(&self) -> Vec<(Delivery, u32)> {
+        self.queue
+            .delayed_messages()
+            .into_iter()
+            .filter_map(|(body, delay)| match DeliveryQueueMessage::from_json(&body).ok()? {
+                DeliveryQueueMessage::Delivery(d) => Some((d, delay)),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+#[tokio::test]
+async fn a_rate_limited_webhook_sends_what_its_pace_allows_now_and_queues_the_rest_holding_their_slots() -> Result {
+    // GIVEN a webhook limited to 2 requests per second, and a batch of 10 of its deliveries
+    let w = World::new()?;
+    w.limit("wh_1", 2);
+    let deliveries: Vec<Delivery> =
+        (0..10).map(|i| delivery("wh_1", &format!("evt-{i}"), NOW)).collect::<Result<_>>()?;
+    // WHEN the batch is handled
+    let response = w.handle(deliveries.iter().map(first).collect()).await?;
+    // THEN the slots within the next 2 s (every 550 ms: 4 of them) are sent, and every record
+    // is done: none handed back, none counted, nothing failed
+    assert!(failed_ids(&response).is_empty(), "{:?}", failed_ids(&response));
+    assert_eq!(w.receiver.requests().len(), 4);
+    assert!(w.retries.changes().is_empty(), "no receive is used: {:?}", w.retries.changes());
+    assert_eq!(w.db.health("wh_1").health.consecutive_failures, 0);
+    // AND the other 6 are queued again, delayed to come back 1 to 2 s before their slots,
+    // holding them
+    let start = ms(NOW);
+    let mut waiting: Vec<(i64, u32)> =
+        w.waiting().iter().filter_map(|(d, delay)| d.send_at_ms.map(|s| (s - start, *delay))).collect();
+    waiting.sort_unstable();
+    assert_eq!(waiting, [(2200, 1), (2750, 1), (3300, 2), (3850, 2), (4400, 3), (4950, 3)]);
+    // AND the webhook's next free slot follows the batch's
+    assert_eq!(w.db.health("wh_1").next_send_ms, Some(start + 5500));
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_delivery_back_for_its_slot_is_sent_as_the_attempt_it_was_at() -> Result {
+    // GIVEN a limited webhook whose delivery failed its first attempt
+    let w = World::new()?;
+    w.limit("wh_1", 5);
+    w.receiver.answer(URL, [status(500)]);
+    let d = delivery("wh_1", "evt-1", NOW)?;
+    w.handle(vec![first(&d)]).await?;
+    assert_eq!(w.db.attempt_record(&d.delivery_id).attempts_made, 1);
+    // WHEN its retry, held back by the limit, comes back as a new message (first receive)
+    // holding a slot that is now
+    w.clock.advance(time::Duration::seconds(40));
+    let held = Delivery { send_at_ms: Some(ms(NOW + time::Duration::seconds(40))), ..d.clone() };
+    let response = w.handle(vec![first(&held)]).await?;
+    // THEN it is sent as attempt 2, not as a new first attempt
+    assert!(failed_ids(&response).is_empty());
+    assert_eq!(w.receiver.requests().len(), 2);
+    assert!(w.db.attempt_record(&d.delivery_id).delivered);
+    assert_eq!(w.db.log("wh_1").iter().filter_map(|e| e.attempt).collect::<Vec<_>>(), [1, 2]);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_slot_missed_by_more_than_its_lateness_is_given_up_for_a_new_one() -> Result {
+    // GIVEN a limited webhook whose next free slot is 3 s away, and a delivery back far
+    // later than the slot it held
+    let w = World::new()?;
+    w.limit("wh_1", 5);
+    w.db.put_health("wh_1", HealthRecord { next_send_ms: Some(ms(NOW) + 3000), ..HealthRecord::default() });
+    let held = Delivery { send_at_ms: Some(ms(NOW) - 5000), ..delivery("wh_1", "evt-1", NOW)? };
+    // WHEN it is received
+    w.handle(vec![first(&held)]).await?;
+    // THEN it is not sent on the old slot: it takes the next free one, and waits for it
+    assert!(w.receiver.requests().is_empty());
+    let waiting = w.waiting();
+    assert_eq!(
+        waiting.iter().map(|(d, delay)| (d.send_at_ms, *delay)).collect::<Vec<_>>(),
+        [(Some(ms(NOW) + 3000), 2)]
+    );
+    assert_eq!(w.db.health("wh_1").next_send_ms, Some(ms(NOW) + 3220));
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_delivery_that_cannot_be_queued_for_its_slot_is_handed_back_not_lost() -> Result {
+    // GIVEN a limited webhook with its next slot 5 s away, and a queue that refuses the next send
+    let w = World::new()?;
+    w.limit("wh_1", 5);
+    w.db.put_health("wh_1", HealthRecord { next_send_ms: Some(ms(NOW) + 5000), ..HealthRecord::default() });
+    w.queue.fail_next(1);
+    let d = delivery("wh_1", "evt-1", NOW)?;
+    // WHEN it is received
+    let response = w.handle(vec![first(&d)]).await?;
+    // THEN the record is handed back soon (nothing sent, nothing counted)
+    assert_eq!(failed_ids(&response).len(), 1);
+    assert!(w.receiver.requests().is_empty());
+    assert_eq!(w.retries.changes().iter().map(|c| c.1).collect::<Vec<_>>(), [2]);
+    assert_eq!(w.db.attempt_record(&d.delivery_id).attempts_made, 0);
     Ok(())
 }

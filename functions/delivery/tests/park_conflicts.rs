@@ -115,6 +115,7 @@ fn delivery() -> Result<Delivery> {
         event,
         generation: 0,
         queued_at: 0,
+        send_at_ms: None,
     })
 }
 

@@ -251,6 +251,7 @@ pub fn first_deliveries(
                 event: event.clone(),
                 generation: 0,
                 queued_at,
+                send_at_ms: None,
             })
         })
         .collect()

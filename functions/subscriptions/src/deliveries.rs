@@ -272,6 +272,7 @@ pub async fn redeliver(
         event,
         generation: 0,
         queued_at: 0,
+        send_at_ms: None,
     }
     .next_generation(generation, now_ms());
     if !state.deliveries.send_all(&[DeliveryQueueMessage::Delivery(delivery).to_json()]).await.is_empty() {

@@ -30,6 +30,9 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     #[error("{}", .0.message)]
     Validation(FieldError),
+    /// Over a rate limit: retry after this many seconds (`Retry-After`).
+    #[error("{message}")]
+    RateLimited { message: String, retry_after_seconds: u64 },
     /// A dependency failed; the cause is logged, never shown.
     #[error("service unavailable")]
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -76,6 +79,7 @@ impl IntoResponse for ApiError {
             Self::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             Self::UnsupportedMediaType(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
             Self::Validation(_) => (StatusCode::BAD_REQUEST, "validation_failed"),
+            Self::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
         };
         let mut error = json!({"code": code, "message": self.to_string()});
@@ -90,6 +94,11 @@ impl IntoResponse for ApiError {
             _ => {}
         }
         let mut response = (status, Json(json!({"error": error}))).into_response();
+        if let Self::RateLimited { retry_after_seconds, .. } = &self {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(*retry_after_seconds));
+        }
         if status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert("www-authenticate", axum::http::HeaderValue::from_static("Bearer"));
         }

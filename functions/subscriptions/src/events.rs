@@ -11,6 +11,7 @@ use serde_json::Value;
 use time::OffsetDateTime;
 use webhooks_core::event::{Event, EventError, validate_event};
 use webhooks_core::model::Permission;
+use webhooks_core::rate_limit::PublishPace;
 
 use crate::AppState;
 use crate::body::media_type;
@@ -21,6 +22,27 @@ use crate::responses::Accepted;
 
 /// Largest request (SPEC §7).
 const MAX_REQUEST_BYTES: usize = 1024 * 1024;
+
+/// The publish limit (SPEC §10): counts `events` against the key's pace, or refuses them all
+/// with 429 `rate_limited` and `Retry-After`. Checked last, after validation and the key's
+/// rights, so that a refused request costs the key nothing.
+async fn admit(state: &AppState, key_id: &str, events: usize) -> Result<(), ApiError> {
+    let pace = PublishPace::new(state.config.publish_rate);
+    let now_us = i64::try_from(OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000).unwrap_or(i64::MAX);
+    match state.publish_pace.admit(key_id, pace, events, now_us).await? {
+        None => Ok(()),
+        Some(retry_after_seconds) => {
+            tracing::info!(key_id, events, retry_after_seconds, "publish limit reached");
+            Err(ApiError::RateLimited {
+                message: format!(
+                    "this key publishes at most {} events per second (bursts of twice that); retry after {retry_after_seconds} s",
+                    state.config.publish_rate
+                ),
+                retry_after_seconds,
+            })
+        }
+    }
+}
 
 fn invalid(e: EventError) -> ApiError {
     ApiError::validation(e.field, e.message)
@@ -82,6 +104,7 @@ pub async fn publish(
     let idempotency = Idempotency::of(&caller, "POST /v1/events", &headers, &body)?;
     idempotency
         .run(&state, no_secret, async {
+            admit(&state, &key.id, events.len()).await?;
             // What is enqueued is the event as validated and authorised, re-serialised, never
             // the caller's JSON: no attribute it carried can make the matcher read another
             // event. The receipt time is already the event's time when it had none.

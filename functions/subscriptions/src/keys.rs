@@ -10,6 +10,7 @@ use time::OffsetDateTime;
 use webhooks_aws::dynamodb::{StoreError, StoredKey, StoredWebhook};
 use webhooks_core::event::format_utc;
 use webhooks_core::ids::{new_api_key_secret, random_base62};
+use webhooks_core::model::Permission;
 use webhooks_core::resources::{ADMIN_KEY_ID, ApiKey};
 use webhooks_core::signing::sha256_hex;
 use webhooks_core::validation::{KeyCreate, parse_key_create, parse_key_patch};
@@ -26,17 +27,23 @@ use crate::webhooks::{Revision, next_revision};
 
 /// The calling key.
 #[utoipa::path(get, path = "/v1/me", tag = "keys", security(("bearer" = [])), responses((status = 200, body = Me)))]
-pub async fn me(caller: Caller) -> Json<Me> {
+pub async fn me(State(state): State<AppState>, caller: Caller) -> Json<Me> {
     Json(match caller {
-        Caller::Admin => {
-            Me { id: ADMIN_KEY_ID.into(), name: "admin".into(), companies: vec![], permissions: vec![], is_admin: true }
-        }
+        Caller::Admin => Me {
+            id: ADMIN_KEY_ID.into(),
+            name: "admin".into(),
+            companies: vec![],
+            permissions: vec![],
+            is_admin: true,
+            publish_rate: None,
+        },
         Caller::Key(k) => Me {
             id: k.key.id.clone(),
             name: k.key.name.clone(),
             companies: k.key.companies.clone(),
             permissions: k.key.permissions.clone(),
             is_admin: false,
+            publish_rate: k.key.permissions.contains(&Permission::Publish).then_some(state.config.publish_rate),
         },
     })
 }

@@ -52,6 +52,8 @@ pub struct ApiConfig {
     pub log_successes: bool,
     pub delivery_timeout: std::time::Duration,
     pub allowed_targets: AllowedTargets,
+    /// Events per second one key may publish (`WEBHOOKS_PUBLISH_RATE`), bursts of twice that.
+    pub publish_rate: u32,
 }
 
 /// The default of `WEBHOOKS_MAX_WEBHOOKS_PER_KEY` (SPEC §7).
@@ -81,6 +83,12 @@ impl ApiConfig {
             allowed_targets: parsed("WEBHOOKS_ALLOWED_TARGETS", AllowedTargets::none(), |v| {
                 AllowedTargets::parse(v).map_err(|e| e.to_string())
             })?,
+            publish_rate: parsed("WEBHOOKS_PUBLISH_RATE", webhooks_core::rate_limit::DEFAULT_PUBLISH_RATE, |v| {
+                v.parse()
+                    .ok()
+                    .filter(|r| *r >= 1)
+                    .ok_or_else(|| "expected a whole number of events per second, at least 1".to_owned())
+            })?,
         })
     }
 }
@@ -91,6 +99,8 @@ impl ApiConfig {
 pub struct AppState {
     pub store: DynamoDbSubscriptions,
     pub health: DynamoDbHealth,
+    /// The publish limit's pace per key.
+    pub publish_pace: webhooks_aws::publish_pace::DynamoDbPublishPace,
     pub log: DynamoDbDeliveryLog,
     pub parking: DynamoDbParking,
     pub ingest: SqsBatchSender,

@@ -10,6 +10,7 @@ use webhooks_aws::http::HttpSender;
 use webhooks_aws::idempotency::DynamoDbIdempotency;
 use webhooks_aws::kms::KmsSecretBox;
 use webhooks_aws::parking::DynamoDbParking;
+use webhooks_aws::publish_pace::DynamoDbPublishPace;
 use webhooks_aws::sqs::SqsBatchSender;
 
 #[tokio::main]
@@ -21,7 +22,8 @@ async fn main() -> Result<(), lambda_http::Error> {
     let sqs = aws_sdk_sqs::Client::new(&sdk);
     let subscriptions_table = required("SUBSCRIPTIONS_TABLE")?;
     let deliveries_table = required("DELIVERIES_TABLE")?;
-    let health = DynamoDbHealth::new(dynamodb.clone(), required("HEALTH_TABLE")?);
+    let health_table = required("HEALTH_TABLE")?;
+    let health = DynamoDbHealth::new(dynamodb.clone(), health_table.clone());
     let kms = aws_sdk_kms::Client::new(&sdk);
     let signing_key = required("SIGNING_KEY_ID")?;
     let state = AppState {
@@ -34,6 +36,7 @@ async fn main() -> Result<(), lambda_http::Error> {
         ),
         parking: DynamoDbParking::new(dynamodb.clone(), deliveries_table.clone(), health.clone(), subscriptions_table),
         health,
+        publish_pace: DynamoDbPublishPace::new(dynamodb.clone(), health_table),
         log: DynamoDbDeliveryLog::new(dynamodb, deliveries_table),
         ingest: SqsBatchSender::new(sqs.clone(), required("INGEST_QUEUE_URL")?),
         deliveries: SqsBatchSender::new(sqs, required("DELIVERY_QUEUE_URL")?),

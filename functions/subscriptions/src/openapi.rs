@@ -91,17 +91,34 @@ fn add_errors(path: &str, writes: bool, operation: &mut Operation) {
         errors.push((413, "The body is too large."));
         errors.push((415, "The body's media type is not the one documented."));
     }
+    if path == "/v1/events" {
+        errors.push((
+            429,
+            "`rate_limited`: the key published more than its limit (`WEBHOOKS_PUBLISH_RATE` events per second, bursts of twice that); nothing was enqueued. `Retry-After` says when to retry.",
+        ));
+    }
     for (status, description) in errors {
         operation.responses.responses.entry(status.to_string()).or_insert_with(|| {
-            RefOr::T(
-                ResponseBuilder::new()
-                    .description(description)
-                    .content(
-                        "application/json",
-                        ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorBody"))).build(),
-                    )
-                    .build(),
-            )
+            let response = ResponseBuilder::new().description(description).content(
+                "application/json",
+                ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorBody"))).build(),
+            );
+            let response = if status == 429 {
+                response.header(
+                    "Retry-After",
+                    utoipa::openapi::header::HeaderBuilder::new()
+                        .schema(
+                            utoipa::openapi::ObjectBuilder::new()
+                                .schema_type(utoipa::openapi::schema::Type::Integer)
+                                .minimum(Some(1)),
+                        )
+                        .description(Some("Seconds to wait before publishing again."))
+                        .build(),
+                )
+            } else {
+                response
+            };
+            RefOr::T(response.build())
         });
     }
 }

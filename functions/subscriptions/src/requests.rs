@@ -91,10 +91,14 @@ pub struct WebhookCreate {
     pub scopes: Vec<Scope>,
     #[serde(default)]
     pub headers: Headers,
+    /// Requests per second at most, across every execution environment; deliveries held back
+    /// by it wait. Left out or `null`: no limit.
+    #[schema(minimum = 1, maximum = 1000)]
+    pub rate_limit: Option<u32>,
 }
 
 /// `PATCH /v1/webhooks/{id}`: only what is given changes; lists and `headers` are replaced
-/// whole; `null` clears `name` or `description`.
+/// whole; `null` clears `name`, `description` or `rate_limit`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookPatch {
@@ -112,6 +116,9 @@ pub struct WebhookPatch {
     pub scopes: Vec<Scope>,
     #[serde(default)]
     pub headers: Headers,
+    /// `null` removes the limit.
+    #[schema(minimum = 1, maximum = 1000)]
+    pub rate_limit: Option<u32>,
 }
 
 /// A PATCH changes only what it gives: `field` takes `given` when there is one.

@@ -26,6 +26,9 @@ pub struct Me {
     pub companies: Vec<String>,
     pub permissions: Vec<Permission>,
     pub is_admin: bool,
+    /// Events per second this key may publish (`POST /v1/events`), bursts of twice that;
+    /// `null` for a key without the `publish` permission.
+    pub publish_rate: Option<u32>,
 }
 
 /// The event catalog (`GET /v1/event-types`).
@@ -169,7 +172,8 @@ pub struct ErrorBody {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ErrorDetail {
     /// `validation_failed`, `unauthenticated`, `forbidden`, `not_found`, `conflict`,
-    /// `health_check_failed`, `payload_too_large`, `unsupported_media_type` or `unavailable`.
+    /// `health_check_failed`, `payload_too_large`, `unsupported_media_type`, `rate_limited` or
+    /// `unavailable`.
     pub code: String,
     pub message: String,
     /// Where in the request (`validation_failed` only): a path like `scopes[1].company_id`;

@@ -310,7 +310,10 @@
       $("key-companies"),
       companies.length ? companies.map((c, i) => [i ? " " : "", h("code", { class: "chip" }, c)]) : "—",
     );
-    const can = { manage: "manage webhooks", publish: "publish events" };
+    const can = {
+      manage: "manage webhooks",
+      publish: me.publish_rate ? `publish events (up to ${me.publish_rate} per second, bursts of ${me.publish_rate * 2})` : "publish events",
+    };
     setText($("key-permissions"), (me.permissions ?? []).map((p) => can[p] ?? p).join(", ") || (me.is_admin ? "administer keys and webhooks" : "—"));
     const note = $("key-note");
     if (me.is_admin) {
@@ -488,6 +491,7 @@
         { class: "facts" },
         fact("Events", describeEvents(webhook.events)),
         fact("Sends for", describeScopes(webhook.scopes)),
+        fact("Pace", webhook.rate_limit ? `At most ${plural(webhook.rate_limit, "request", "requests")} per second; more wait their turn` : "No limit"),
         fact("Last success", when(health.last_success_at) ?? "Never"),
         fact("Last error", lastError),
         fact("Held back", webhook.parked ? `${plural(webhook.parked, "delivery", "deliveries")}, sent when it is enabled again` : "None"),
@@ -842,6 +846,7 @@
     $("wh-url").value = webhook?.url ?? "";
     $("wh-name").value = webhook?.name ?? "";
     $("wh-description").value = webhook?.description ?? "";
+    $("wh-rate-limit").value = webhook?.rate_limit ?? "";
     buildScopes(webhook?.scopes ?? []);
     $("header-rows").replaceChildren();
     for (const [name, value] of Object.entries(webhook?.headers ?? {})) addHeaderRow(name, value);
@@ -1094,6 +1099,7 @@
     target("url", url, $("wh-url-error"));
     target("name", $("wh-name"), $("wh-name-error"));
     target("description", $("wh-description"), $("wh-description-error"));
+    target("rate_limit", $("wh-rate-limit"), $("wh-rate-limit-error"));
     target("", null, null);
     if (!url.value.trim()) errors.push({ field: "url", message: "Enter the address that should receive the events." });
 
@@ -1172,7 +1178,18 @@
       target(`headers.${name}`, nameInput, error);
     }
 
+    // Pace: empty = no limit; otherwise a whole number the API checks (1 to 1000).
+    const rateText = $("wh-rate-limit").value.trim();
+    let rateLimit = null;
+    if (rateText) {
+      rateLimit = Number(rateText);
+      if (!Number.isInteger(rateLimit) || rateLimit < 1 || rateLimit > 1000) {
+        errors.push({ field: "rate_limit", message: "Enter a whole number of requests per second from 1 to 1000, or leave it empty for no limit." });
+      }
+    }
+
     const body = { url: url.value.trim(), events, scopes, headers };
+    if (state.editing || rateLimit !== null) body.rate_limit = rateLimit;
     const name = $("wh-name").value.trim();
     const description = $("wh-description").value.trim();
     if (state.editing) {

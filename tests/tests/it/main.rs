@@ -10,6 +10,7 @@ mod idempotency;
 mod ledger;
 mod local_stack;
 mod pipeline;
+mod rate_limits;
 mod reliability;
 mod security;
 mod ssrf;

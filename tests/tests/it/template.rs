@@ -54,6 +54,7 @@ const ENVIRONMENT: &[(&str, &[(&str, &str)])] = &[
             ("WEBHOOKS_ALLOWED_TARGETS", "AllowedTargets"),
             ("WEBHOOKS_DELIVERY_TIMEOUT", "DeliveryTimeout"),
             ("WEBHOOKS_MAX_WEBHOOKS_PER_KEY", "MaxWebhooksPerKey"),
+            ("WEBHOOKS_PUBLISH_RATE", "PublishRate"),
             ("WEBHOOKS_MAX_ATTEMPTS", "MaxAttempts"),
             ("WEBHOOKS_PARK_TTL", "ParkTtl"),
             ("WEBHOOKS_LOG_TTL", "LogTtl"),
@@ -731,7 +732,7 @@ fn tables_are_on_demand_encrypted_and_recoverable() -> Result<()> {
         assert_eq!(p["SSESpecification"]["SSEEnabled"], true, "{table}");
         assert_eq!(p["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"], true, "{table}");
     }
-    for table in ["SubscriptionsTable", "EventsTable", "DeliveriesTable"] {
+    for table in ["SubscriptionsTable", "HealthTable", "EventsTable", "DeliveriesTable"] {
         let ttl = &template["Resources"][table]["Properties"]["TimeToLiveSpecification"];
         assert_eq!(ttl, &json!({"AttributeName": "expires_at", "Enabled": true}), "{table}");
     }

@@ -364,6 +364,16 @@ impl HealthStore for MemoryDynamoDb {
         Ok(())
     }
 
+    async fn move_next_send(&self, id: &str, seen: Option<i64>, next: i64) -> Result<bool, PortError> {
+        self.failures.check("UpdateItem")?;
+        let mut tables = lock(&self.tables);
+        if tables.health.get(id).and_then(|r| r.next_send_ms) != seen {
+            return Ok(false);
+        }
+        tables.health.entry(id.to_owned()).or_default().next_send_ms = Some(next);
+        Ok(true)
+    }
+
     async fn keep_alert(&self, id: &str, kind: &str, alert: &str) -> Result<(), PortError> {
         self.failures.check("UpdateItem")?;
         lock(&self.tables)
@@ -426,6 +436,18 @@ impl AttemptStore for MemoryDynamoDb {
         }
         drop(tables);
         Ok(Err(self.attempt_record(delivery_id)))
+    }
+
+    async fn release_claim(&self, delivery_id: &str, attempt: u32, receive: &str) -> Result<(), PortError> {
+        self.failures.check("UpdateItem")?;
+        let mut tables = lock(&self.tables);
+        // `claimed_attempt = :n AND claimed_by = :by`
+        if let Some(item) = tables.attempts.get_mut(delivery_id)
+            && item.claim.as_ref().is_some_and(|(n, _, by)| *n == attempt && by == receive)
+        {
+            item.claim = None;
+        }
+        Ok(())
     }
 
     async fn defer(&self, delivery_id: &str, attempt: u32, receive: &str, max: u32) -> Result<bool, PortError> {

@@ -63,6 +63,9 @@ pub struct HealthRecord {
     pub recovering: bool,
     /// Operational alerts not yet published, by kind (`failing`, `recovered`): JSON.
     pub pending_alerts: BTreeMap<String, String>,
+    /// The webhook's next free send slot under its `rate_limit` (Unix milliseconds; see
+    /// `rate_limit`).
+    pub next_send_ms: Option<i64>,
 }
 
 /// What parking a delivery came to.
@@ -149,6 +152,16 @@ pub trait HealthStore {
     /// Frees the probe slot if `delivery_id` holds it.
     fn release_probe(&self, id: &str, delivery_id: &str) -> impl Future<Output = Result<(), PortError>> + Send;
 
+    /// Moves the webhook's next free send slot from `seen` (as read; `None`: never set) to
+    /// `next` (Unix milliseconds). `false` when it is no longer `seen`: another execution
+    /// environment took slots first.
+    fn move_next_send(
+        &self,
+        id: &str,
+        seen: Option<i64>,
+        next: i64,
+    ) -> impl Future<Output = Result<bool, PortError>> + Send;
+
     /// Keeps an operational alert of `kind` that could not be published, to publish later.
     fn keep_alert(&self, id: &str, kind: &str, alert: &str) -> impl Future<Output = Result<(), PortError>> + Send;
 
@@ -177,6 +190,15 @@ pub trait AttemptStore {
         until: i64,
         receive: &str,
     ) -> impl Future<Output = Result<Result<(), AttemptRecord>, PortError>> + Send;
+
+    /// Frees this receive's claim of attempt `attempt`, unsent (its send slot passed while it
+    /// waited): the attempt is made by a later receive, counting nothing.
+    fn release_claim(
+        &self,
+        delivery_id: &str,
+        attempt: u32,
+        receive: &str,
+    ) -> impl Future<Output = Result<(), PortError>> + Send;
 
     /// Defers claimed attempt `attempt` (the receiver asked to slow down) if the delivery was
     /// deferred fewer than `max` times: counts the deferral and frees the claim, so the same
