@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::filters::Filter;
 use crate::model::{DisabledReason, Permission, Scope, Selection, WebhookStatus};
 
 /// The admin key's id: it is configured, not stored.
@@ -46,6 +47,10 @@ pub struct Webhook {
     pub events: Vec<String>,
     pub scopes: Vec<Scope>,
     pub headers: BTreeMap<String, String>,
+    /// Conditions on the delivery body that must all hold (SPEC §10); empty = none. Stored as
+    /// JSON text (`filters::stored`), shown as a list.
+    #[serde(default, deserialize_with = "crate::filters::stored::deserialize")]
+    pub filters: Vec<Filter>,
     pub status: WebhookStatus,
     pub disabled_reason: Option<DisabledReason>,
     pub created_at: String,
