@@ -10,6 +10,7 @@ use serde::Deserialize;
 use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
 use utoipa::openapi::{Ref, RefOr};
 use utoipa::{PartialSchema, ToSchema};
+use webhooks_core::filters::Filter;
 use webhooks_core::model::{Permission, Scope};
 use webhooks_core::{catalog, event, validation};
 
@@ -91,6 +92,11 @@ pub struct WebhookCreate {
     pub scopes: Vec<Scope>,
     #[serde(default)]
     pub headers: Headers,
+    /// Conditions on the delivery body that must all hold for an event to be sent. Empty or
+    /// left out: none.
+    #[serde(default)]
+    #[schema(max_items = 10)]
+    pub filters: Vec<Filter>,
 }
 
 /// `PATCH /v1/webhooks/{id}`: only what is given changes; lists and `headers` are replaced
@@ -112,6 +118,9 @@ pub struct WebhookPatch {
     pub scopes: Vec<Scope>,
     #[serde(default)]
     pub headers: Headers,
+    #[serde(default)]
+    #[schema(max_items = 10)]
+    pub filters: Vec<Filter>,
 }
 
 /// A PATCH changes only what it gives: `field` takes `given` when there is one.

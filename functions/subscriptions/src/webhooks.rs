@@ -223,6 +223,7 @@ async fn create_checked(
         events: input.events,
         scopes: input.scopes,
         headers: input.headers,
+        filters: input.filters,
         status: WebhookStatus::Active,
         disabled_reason: None,
         created_at: now.clone(),
@@ -345,6 +346,7 @@ pub async fn update(
         replace_if_given(&mut w.events, patch.events);
         replace_if_given(&mut w.scopes, patch.scopes);
         replace_if_given(&mut w.headers, patch.headers);
+        replace_if_given(&mut w.filters, patch.filters);
     });
     state.store.update_webhook(&previous, &next).await?;
     tracing::info!(webhook_id = %id, "webhook updated");
@@ -388,6 +390,7 @@ mod tests {
                 events: vec![],
                 scopes: vec![],
                 headers: Default::default(),
+                filters: Vec::new(),
                 status: WebhookStatus::Active,
                 disabled_reason: None,
                 created_at: at.into(),
