@@ -64,6 +64,7 @@ pub fn candidates(n: usize) -> Candidates {
                 owner_key_id: owner_id(i / WEBHOOKS_PER_KEY),
                 events,
                 scopes: vec![Scope::project(COMPANY, PROJECT)],
+                filters: Vec::new(),
             }
         })
         .collect();

@@ -528,6 +528,93 @@ test("a person sets a webhook up and watches it deliver", async (t) => {
   });
 });
 
+test("a person sends a webhook only the events that meet conditions on the body", async (t) => {
+  const narrow = await startReceiver();
+  const todo = (id, status) => ({
+    specversion: "1.0", id, source: `app/companies/${acme}/projects/p1`, type: "TODO_CREATED",
+    companyid: acme, projectid: "p1", data: { currentValue: { id, status } },
+  });
+  const publish = async (...events) => {
+    const r = await call("POST", "/v1/events", key, events, "application/cloudevents-batch+json");
+    assert.equal(r.status, 202, r.text);
+  };
+  const card = page.locator("li.webhook", { has: page.getByRole("heading", { name: "Open records", exact: true }) });
+  t.after(() => narrow.close());
+
+  await t.test("adds conditions in the form; a wrong field is marked where it was typed", async () => {
+    await page.goto(`${API}/`);
+    const keyInput = page.getByLabel("API key", { exact: true });
+    if (await keyInput.isVisible()) {
+      await keyInput.fill(key);
+      await keyInput.press("Enter");
+    }
+    await page.getByRole("link", { name: "New webhook" }).click();
+    await page.getByRole("checkbox", { name: /A record was created\. TODO_CREATED/ }).check();
+    await page.getByLabel("Address (URL) that receives the events").fill(narrow.url);
+    await page.getByLabel(/^Name/).fill("Open records");
+
+    // "status is one of open, in_progress", and a field no body has a path like.
+    await page.getByRole("button", { name: "Add a condition" }).click();
+    const rows = page.locator(".filter-row");
+    await rows.nth(0).getByLabel("Field", { exact: true }).fill("data.currentValue.status");
+    await rows.nth(0).getByLabel("Condition", { exact: true }).selectOption({ label: "is one of" });
+    await rows.nth(0).getByText("Separate several with commas.").waitFor();
+    await rows.nth(0).getByLabel("Compared with", { exact: true }).fill("open, in_progress");
+    await page.getByRole("button", { name: "Add a condition" }).click();
+    await rows.nth(1).getByLabel("Field", { exact: true }).fill("data..status");
+    await rows.nth(1).getByLabel("Condition", { exact: true }).selectOption({ label: "is present" });
+    assert.equal(await rows.nth(1).getByLabel("Compared with", { exact: true }).isVisible(), false, "“is present” takes no value");
+    await shot("desktop-7-conditions");
+    await page.getByRole("button", { name: "Create webhook" }).click();
+    await rows.nth(1).locator(".field-error").getByText("path").waitFor();
+    assert.equal(await rows.nth(1).getByLabel("Field", { exact: true }).getAttribute("aria-invalid"), "true");
+    assert.equal(await rows.nth(0).getByLabel("Field", { exact: true }).getAttribute("aria-invalid"), null);
+
+    await rows.nth(1).getByRole("button", { name: "Remove this condition" }).click();
+    await page.getByRole("button", { name: "Create webhook" }).click();
+    const dialog = page.getByRole("dialog", { name: "Signing secret" });
+    await dialog.getByRole("button", { name: "I have saved it" }).click();
+    await card.waitFor();
+    // Shown in plain words.
+    await card.getByText("Only when").waitFor();
+    assert.equal(
+      await card.locator("dd", { hasText: "is one of" }).textContent(),
+      "data.currentValue.status is one of “open”, “in_progress”",
+    );
+  });
+
+  await t.test("only the events that meet them are sent", async () => {
+    const [done, open] = [`evt-done-${suffix}`, `evt-open-${suffix}`];
+    await publish(todo(done, "done"), todo(open, "open"));
+    await eventually("the open record at the receiver", () => narrow.requests.some((r) => r.body.includes(open)));
+    await new Promise((r) => setTimeout(r, 1500));
+    assert.equal(narrow.requests.filter((r) => r.body.includes(done)).length, 0, "the done record is not sent");
+  });
+
+  await t.test("edits a condition: the form shows it as saved, the card and the next events follow", async () => {
+    await card.getByRole("link", { name: "Edit" }).click();
+    await page.getByRole("heading", { name: "Edit webhook" }).waitFor();
+    const row = page.locator(".filter-row");
+    assert.equal(await row.count(), 1);
+    assert.equal(await row.getByLabel("Field", { exact: true }).inputValue(), "data.currentValue.status");
+    assert.equal(await row.getByLabel("Condition", { exact: true }).inputValue(), "in");
+    assert.equal(await row.getByLabel("Compared with", { exact: true }).inputValue(), "open, in_progress");
+    await row.getByLabel("Condition", { exact: true }).selectOption({ label: "is" });
+    await row.getByLabel("Compared with", { exact: true }).fill("done");
+    await page.getByRole("button", { name: "Save changes" }).click();
+    await card.locator("dd", { hasText: "data.currentValue.status is “done”" }).waitFor();
+    const listed = await call("GET", "/v1/webhooks?limit=100", key);
+    const saved = listed.json.data.find((w) => w.name === "Open records");
+    assert.deepEqual(saved.filters, [{ path: "data.currentValue.status", op: "eq", value: "done" }]);
+
+    const [done, open] = [`evt-done2-${suffix}`, `evt-open2-${suffix}`];
+    await publish(todo(open, "open"), todo(done, "done"));
+    await eventually("the done record at the receiver", () => narrow.requests.some((r) => r.body.includes(done)));
+    await new Promise((r) => setTimeout(r, 1500));
+    assert.equal(narrow.requests.filter((r) => r.body.includes(open)).length, 0, "the open record is not sent any more");
+  });
+});
+
 test("no script ran from data and nothing broke the policy", () => {
   assert.deepEqual(dialogs, [], "no alert, confirm or prompt fired");
   assert.deepEqual(problems, []);

@@ -9,6 +9,9 @@
 //! | webhook | `WH#<id>` | `WH` | `OWNER#<key>` / `<created>#<id>` | `WEBHOOKS` / `<created>#<id>` |
 //! | match index entry | `IDX#<partition>` | `<webhook id>` | | |
 //!
+//! Payload filters are stored as JSON text on both (a JSON number may not fit a DynamoDB
+//! number), and travel in the index entries so the matcher checks them without another read.
+//!
 //! A webhook and its index entries are written in one transaction, so the matcher (which
 //! reads only the index, never the webhook) sees a change whole, from the moment the API call
 //! returns.
@@ -389,6 +392,9 @@ impl DynamoDbSubscriptions {
                 ("gsi1sk", order.clone()),
                 ("gsi2pk", "WEBHOOKS".to_owned()),
                 ("gsi2sk", order),
+                // As JSON text, like the index entries: a filter's value may be a JSON number
+                // DynamoDB cannot hold (`filters::stored`).
+                ("filters", webhooks_core::filters::stored::to_text(&w.filters)),
             ],
         )
     }
@@ -399,6 +405,7 @@ impl DynamoDbSubscriptions {
             owner_key_id: webhook.owner_key_id.clone(),
             events: webhook.events.clone(),
             scopes: webhook.scopes.clone(),
+            filters: webhook.filters.clone(),
         };
         to_item(&entry, &[("pk", index_pk(partition)), ("sk", webhook.id.clone())])
     }
@@ -676,5 +683,79 @@ impl DynamoDbSubscriptions {
                 _ => return Ok(entries),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+    use webhooks_core::filters::{Filter, parse_filters};
+    use webhooks_core::model::Scope;
+
+    use super::*;
+
+    /// Filters with what a DynamoDB number cannot hold (1e300, 1e-200) and a null.
+    fn awkward_filters() -> Vec<Filter> {
+        parse_filters(&json!([
+            {"path": "data.n", "op": "eq", "value": 1e300},
+            {"path": "data.m", "op": "in", "value": [1e-200, null, "x"]},
+            {"path": "type", "op": "exists"},
+        ]))
+        .unwrap_or_default()
+    }
+
+    #[test]
+    fn an_index_entry_keeps_its_filters_as_text_and_reads_them_back() -> Result<(), StoreError> {
+        // GIVEN an index entry with filters
+        let entry = IndexEntry {
+            webhook_id: "wh_1".into(),
+            owner_key_id: "key_1".into(),
+            events: vec!["TODO_CREATED".into()],
+            scopes: vec![Scope::project("acme", "p1")],
+            filters: awkward_filters(),
+        };
+        assert_eq!(entry.filters.len(), 3);
+        // WHEN it becomes an item THEN its filters are one string attribute
+        let item = to_item(&entry, &[])?;
+        assert!(matches!(item.get("filters"), Some(AttributeValue::S(_))), "{item:?}");
+        // AND it reads back the same
+        assert_eq!(from_item::<IndexEntry>(item)?, entry);
+        // AND an entry without filters has no such attribute, and reads back with none
+        let plain = IndexEntry { filters: Vec::new(), ..entry };
+        let item = to_item(&plain, &[])?;
+        assert!(!item.contains_key("filters"));
+        assert_eq!(from_item::<IndexEntry>(item)?, plain);
+        Ok(())
+    }
+
+    #[test]
+    fn a_webhook_item_keeps_its_filters_as_text_and_reads_them_back() -> Result<(), StoreError> {
+        // GIVEN a stored webhook with filters, made an item as `webhook_item` makes it
+        let webhook: Webhook = serde_json::from_value(json!({
+            "id": "wh_1", "owner_key_id": "key_1", "name": null, "description": null,
+            "url": "https://example.com/h", "events": [], "scopes": [], "headers": {},
+            "status": "active", "disabled_reason": null,
+            "created_at": "2026-11-28T10:00:00Z", "updated_at": "2026-11-28T10:00:00Z"
+        }))
+        .map_err(unavailable("fixture"))?;
+        assert!(webhook.filters.is_empty(), "a webhook stored before filters existed has none");
+        let stored = StoredWebhook {
+            webhook: Webhook { filters: awkward_filters(), ..webhook },
+            secrets: Vec::new(),
+            version: 1,
+            partitions: BTreeSet::from(["C#acme".to_owned()]),
+            alert_pending: None,
+            disabled_at_ms: None,
+        };
+        let config = aws_sdk_dynamodb::Config::builder()
+            .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
+            .build();
+        let store = DynamoDbSubscriptions::new(Client::from_conf(config), "table".into());
+        let item = store.webhook_item(&stored)?;
+        // THEN the filters are one string, and the webhook reads back the same
+        assert!(matches!(item.get("filters"), Some(AttributeValue::S(_))), "{item:?}");
+        let read: StoredWebhook = from_item(item)?;
+        assert_eq!(read.webhook, stored.webhook);
+        Ok(())
     }
 }

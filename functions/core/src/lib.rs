@@ -8,6 +8,7 @@
 pub mod attempt;
 pub mod catalog;
 pub mod event;
+pub mod filters;
 pub mod ids;
 pub mod matching;
 pub mod message;

@@ -15,6 +15,7 @@
 use std::collections::{BTreeSet, HashMap};
 
 use crate::event::Event;
+use crate::filters::{self, Filter};
 use crate::model::{DisabledReason, DropReason, Scope, Selection, WebhookStatus};
 
 /// Prefix of the partition of one project: `P#<company>#<project>`.
@@ -110,13 +111,18 @@ pub struct Subscriber<'a> {
     /// companies).
     pub events: &'a [String],
     pub scopes: &'a [Scope],
+    /// The webhook's payload filters (rule 4), all of which must hold.
+    pub filters: &'a [Filter],
     pub owner: OwnerView<'a>,
 }
 
 impl Subscriber<'_> {
-    /// [`matches`] for this entry.
+    /// [`matches`] for this entry, then rule 4: its filters, last, as they are the dearest
+    /// check and only the entries that passed the others need it.
     pub fn matches(&self, event: &Event) -> bool {
-        selects_parts(self.events, self.scopes, self.owner.companies, event) && self.owner.permits(&event.company_id)
+        selects_parts(self.events, self.scopes, self.owner.companies, event)
+            && self.owner.permits(&event.company_id)
+            && filters::all_hold(self.filters, event)
     }
 }
 
@@ -141,7 +147,7 @@ impl<'a> MatchIndex<'a> {
         }
     }
 
-    /// The webhooks `event` is for (rules 1–3), each once: first those of its project's
+    /// The webhooks `event` is for (rules 1–4), each once: first those of its project's
     /// partition, then those of its company's, in the order they were inserted.
     pub fn matching(&self, event: &Event) -> Vec<&'a str> {
         let mut found: Vec<&'a str> = Vec::new();
@@ -400,7 +406,10 @@ mod tests {
         for ((id, sel, owner, active, _), parts) in webhooks.iter().zip(&partitions) {
             for partition in parts {
                 let owner = OwnerView { active: *active, companies: owner };
-                index.insert(partition, Subscriber { webhook_id: id, events: &sel.events, scopes: &sel.scopes, owner });
+                index.insert(
+                    partition,
+                    Subscriber { webhook_id: id, events: &sel.events, scopes: &sel.scopes, filters: &[], owner },
+                );
             }
         }
         let mut matched = 0usize;
@@ -437,12 +446,52 @@ mod tests {
         let company = [Scope::company("acme")];
         let project = [Scope::project("acme", "p1")];
         let mut index = MatchIndex::default();
-        index.insert("C#acme", Subscriber { webhook_id: "wh_company", events: &[], scopes: &company, owner: view });
-        index.insert("P#acme#p1", Subscriber { webhook_id: "wh_project", events: &[], scopes: &project, owner: view });
+        index.insert(
+            "C#acme",
+            Subscriber { webhook_id: "wh_company", events: &[], scopes: &company, filters: &[], owner: view },
+        );
+        index.insert(
+            "P#acme#p1",
+            Subscriber { webhook_id: "wh_project", events: &[], scopes: &project, filters: &[], owner: view },
+        );
         // WHEN an event of the project is matched THEN the project's partition comes first
         assert_eq!(index.matching(&event("TODO_CREATED", "acme", "p1")), ["wh_project", "wh_company"]);
         // AND an event of another project meets only the company's webhook
         assert_eq!(index.matching(&event("TODO_CREATED", "acme", "p2")), ["wh_company"]);
+    }
+
+    #[test]
+    fn the_match_index_applies_filters_after_the_other_rules() {
+        // GIVEN three webhooks on a project for TODO_CREATED: one without filters, one for
+        // open records only, one for open records of another company's events (never selected)
+        let owner = strings(&["acme"]);
+        let view = OwnerView { active: true, companies: &owner };
+        let project = [Scope::project("acme", "p1")];
+        let events = strings(&["TODO_CREATED"]);
+        let open = crate::filters::parse_filters(&serde_json::json!([
+            {"path": "data.status", "op": "eq", "value": "open"}
+        ]))
+        .unwrap_or_default();
+        assert_eq!(open.len(), 1);
+        let mut index = MatchIndex::default();
+        for (id, filters) in [("wh_all", &[][..]), ("wh_open", &open[..])] {
+            index.insert(
+                "P#acme#p1",
+                Subscriber { webhook_id: id, events: &events, scopes: &project, filters, owner: view },
+            );
+        }
+        let with_status =
+            |t: &str, status: &str| Event { data: serde_json::json!({"status": status}), ..event(t, "acme", "p1") };
+        // WHEN events are matched THEN the filtered webhook gets only those its filters pass
+        assert_eq!(index.matching(&with_status("TODO_CREATED", "open")), ["wh_all", "wh_open"]);
+        assert_eq!(index.matching(&with_status("TODO_CREATED", "closed")), ["wh_all"]);
+        assert_eq!(index.matching(&event("TODO_CREATED", "acme", "p1")), ["wh_all"], "absent path");
+        // AND filters never widen what rules 1-3 select
+        assert!(index.matching(&with_status("TODO_DELETED", "open")).is_empty());
+        let inactive = OwnerView { active: false, companies: &owner };
+        let s =
+            Subscriber { webhook_id: "wh_open", events: &events, scopes: &project, filters: &open, owner: inactive };
+        assert!(!s.matches(&with_status("TODO_CREATED", "open")));
     }
 
     #[test]

@@ -12,6 +12,7 @@ use std::future::Future;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+use crate::filters::Filter;
 use crate::model::Scope;
 use crate::resources::ApiKey;
 
@@ -50,6 +51,10 @@ pub struct IndexEntry {
     pub owner_key_id: String,
     pub events: Vec<String>,
     pub scopes: Vec<Scope>,
+    /// The webhook's payload filters, checked after rules 1–3 (so the matcher reads nothing
+    /// else); stored as JSON text, left out when there are none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty", with = "crate::filters::stored")]
+    pub filters: Vec<Filter>,
 }
 
 impl IndexEntry {
@@ -154,6 +159,7 @@ mod tests {
             owner_key_id: "key_1".into(),
             events: events.iter().map(|e| (*e).to_owned()).collect(),
             scopes: Vec::new(),
+            filters: Vec::new(),
         }
     }
 

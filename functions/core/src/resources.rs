@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::filters::Filter;
 use crate::model::{DisabledReason, Permission, Scope, Selection, WebhookStatus};
 
 /// The admin key's id: it is configured, not stored.
@@ -50,6 +51,10 @@ pub struct Webhook {
     /// none.
     #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 1000))]
     pub rate_limit: Option<u32>,
+    /// Conditions on the delivery body that must all hold (SPEC §10); empty = none. Stored as
+    /// JSON text (`filters::stored`), shown as a list.
+    #[serde(default, deserialize_with = "crate::filters::stored::deserialize")]
+    pub filters: Vec<Filter>,
     pub status: WebhookStatus,
     pub disabled_reason: Option<DisabledReason>,
     pub created_at: String,

@@ -16,6 +16,7 @@ use url::Url;
 
 use crate::catalog;
 use crate::event::is_identifier;
+use crate::filters::{Filter, parse_filters};
 use crate::model::{Permission, Scope};
 use crate::rate_limit::MAX_RATE_LIMIT;
 
@@ -48,7 +49,8 @@ const FORBIDDEN_HEADER_NAMES: [&str; 9] =
 /// Header name prefixes reserved for the body's framing, the signature and proxies.
 const FORBIDDEN_HEADER_PREFIXES: [&str; 3] = ["content-", "webhook-", "proxy-"];
 
-pub const WEBHOOK_FIELDS: [&str; 7] = ["url", "name", "description", "events", "scopes", "headers", "rate_limit"];
+pub const WEBHOOK_FIELDS: [&str; 8] =
+    ["url", "name", "description", "events", "scopes", "headers", "rate_limit", "filters"];
 pub const SCOPE_FIELDS: [&str; 2] = ["company_id", "project_id"];
 pub const KEY_FIELDS: [&str; 3] = ["name", "companies", "permissions"];
 pub const ROTATE_FIELDS: [&str; 1] = ["grace_seconds"];
@@ -89,6 +91,8 @@ pub struct WebhookCreate {
     pub headers: BTreeMap<String, String>,
     /// Requests per second at most (SPEC §10); `None`: no limit.
     pub rate_limit: Option<u32>,
+    /// Empty = every event the selection picks (`filters`).
+    pub filters: Vec<Filter>,
 }
 
 /// A valid `PATCH /v1/webhooks/{id}` body: `None` leaves a field unchanged; lists and `headers`
@@ -103,6 +107,7 @@ pub struct WebhookPatch {
     pub headers: Option<BTreeMap<String, String>>,
     /// `Some(None)` removes the limit.
     pub rate_limit: Option<Option<u32>>,
+    pub filters: Option<Vec<Filter>>,
 }
 
 impl WebhookPatch {
@@ -167,7 +172,7 @@ pub fn validate_url(s: &str, p: UrlPolicy) -> Result<Url, FieldError> {
 }
 
 /// Parses a `POST /v1/webhooks` body: `{url, name?, description?, events?, scopes?, headers?,
-/// rate_limit?}`.
+/// rate_limit?, filters?}` (`filters`: `filters::parse_filters`).
 ///
 /// `name` and `description` may be `null` (= none); the lists and `headers` may be omitted but
 /// not `null`.
@@ -189,11 +194,13 @@ pub fn parse_webhook_create(v: &Value, p: UrlPolicy) -> Result<WebhookCreate, Fi
         scopes: body.get("scopes").map(scopes).transpose()?.unwrap_or_default(),
         headers: body.get("headers").map(headers).transpose()?.unwrap_or_default(),
         rate_limit: body.get("rate_limit").map(|v| nullable(v, rate_limit)).transpose()?.flatten(),
+        filters: body.get("filters").map(parse_filters).transpose()?.unwrap_or_default(),
     })
 }
 
 /// Parses a `PATCH /v1/webhooks/{id}` body: every field optional; `null` clears `name`,
-/// `description` or `rate_limit` and is refused for `url`, `events`, `scopes` and `headers`.
+/// `description` or `rate_limit` and is refused for `url`, `events`, `scopes`, `headers` and
+/// `filters`.
 pub fn parse_webhook_patch(v: &Value, p: UrlPolicy) -> Result<WebhookPatch, FieldError> {
     let body = body_object(v, &WEBHOOK_FIELDS)?;
     Ok(WebhookPatch {
@@ -207,6 +214,7 @@ pub fn parse_webhook_patch(v: &Value, p: UrlPolicy) -> Result<WebhookPatch, Fiel
         scopes: body.get("scopes").map(|v| not_null(v, "scopes").and_then(scopes)).transpose()?,
         headers: body.get("headers").map(|v| not_null(v, "headers").and_then(headers)).transpose()?,
         rate_limit: body.get("rate_limit").map(|v| nullable(v, rate_limit)).transpose()?,
+        filters: body.get("filters").map(|v| not_null(v, "filters").and_then(parse_filters)).transpose()?,
     })
 }
 
@@ -637,6 +645,12 @@ mod tests {
             ("url not a string", json!({"url": 5}), err("url")),
             ("url null", json!({"url": null}), err("url")),
             ("url http refused", json!({"url": "http://example.com"}), err("url")),
+            // filters (their own rules: `filters`' tests).
+            ("filters", create_with("filters", json!([{"path": "data.status", "op": "eq", "value": "open"}])), Ok(())),
+            ("filters empty", create_with("filters", json!([])), Ok(())),
+            ("filters null", create_with("filters", Value::Null), err("filters")),
+            ("filters object", create_with("filters", json!({"path": "type"})), err("filters")),
+            ("filter op", create_with("filters", json!([{"path": "type", "op": "exists"}, {"path": "type", "op": "is"}])), err("filters[1].op")),
             // name and description.
             ("name 100", create_with("name", json!("n".repeat(100))), Ok(())),
             ("name 100 multibyte", create_with("name", json!("é".repeat(100))), Ok(())),
@@ -785,6 +799,9 @@ mod tests {
             ("rate limit 0", json!({"rate_limit": 0}), Err("rate_limit")),
             ("url null", json!({"url": null}), Err("url")),
             ("events null", json!({"events": null}), Err("events")),
+            ("filters null", json!({"filters": null}), Err("filters")),
+            ("filters emptied", json!({"filters": []}), Ok(WebhookPatch { filters: Some(vec![]), ..WebhookPatch::default() })),
+            ("filter path", json!({"filters": [{"path": "data..x", "op": "exists"}]}), Err("filters[0].path")),
             ("scopes null", json!({"scopes": null}), Err("scopes")),
             ("headers null", json!({"headers": null}), Err("headers")),
             ("url invalid", json!({"url": "https://u:p@example.com/"}), Err("url")),

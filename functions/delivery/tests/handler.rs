@@ -113,6 +113,7 @@ impl World {
                 scopes: vec![Scope { company_id: "acme".to_owned(), project_id: None }],
                 headers: [("x-tenant".to_owned(), "acme".to_owned())].into(),
                 rate_limit: None,
+                filters: Vec::new(),
                 status,
                 disabled_reason: disabled.map(|(reason, _)| reason),
                 created_at: "2026-11-01T00:00:00Z".to_owned(),

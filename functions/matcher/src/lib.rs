@@ -225,7 +225,13 @@ pub fn match_index<'a>(
             };
             index.insert(
                 partition,
-                Subscriber { webhook_id: &entry.webhook_id, events: &entry.events, scopes: &entry.scopes, owner },
+                Subscriber {
+                    webhook_id: &entry.webhook_id,
+                    events: &entry.events,
+                    scopes: &entry.scopes,
+                    filters: &entry.filters,
+                    owner,
+                },
             );
         }
     }
@@ -233,7 +239,8 @@ pub fn match_index<'a>(
 }
 
 /// The first delivery of `event` (whose Standard Webhooks id is `message_id`) to each webhook
-/// of `index` it matches.
+/// of `index` it matches, payload filters included: an event a webhook's filters exclude is no
+/// delivery at all (nothing queued, logged or counted).
 pub fn first_deliveries(
     index: &MatchIndex<'_>,
     event: &Event,

@@ -61,9 +61,23 @@ impl World {
             owner_key_id: owner.to_owned(),
             events: events.iter().map(|e| (*e).to_owned()).collect(),
             scopes,
+            filters: Vec::new(),
         };
         let companies: Vec<String> = owner_companies.iter().map(|c| (*c).to_owned()).collect();
         self.subscriptions.put_webhook(entry, &companies);
+    }
+
+    /// A webhook of acme's `key_a` on every event of acme, with payload `filters` (API form).
+    fn filtered_webhook(&self, id: &str, filters: serde_json::Value) {
+        let filters = webhooks_core::filters::parse_filters(&filters).unwrap_or_else(|e| panic!("{e}"));
+        let entry = IndexEntry {
+            webhook_id: id.to_owned(),
+            owner_key_id: "key_a".to_owned(),
+            events: Vec::new(),
+            scopes: Vec::new(),
+            filters,
+        };
+        self.subscriptions.put_webhook(entry, &["acme".to_owned()]);
     }
 
     /// Handles one batch; returns the ids of the records handed back to SQS.
@@ -182,6 +196,25 @@ async fn an_eventbridge_envelope_is_read_for_its_detail() {
     assert_eq!(deliveries.len(), 1);
     assert_eq!(deliveries[0].event.id, "e1");
     assert_eq!(deliveries[0].event.company_id, "acme");
+}
+
+// ---------------------------------------------------------------------- payload filters
+
+#[tokio::test]
+async fn payload_filters_decide_last_and_an_excluded_event_is_no_delivery() {
+    // GIVEN acme's webhook without filters, one for titles starting "Ship", one for another title
+    // and one on a path the events do not have
+    let world = world_with_one_webhook();
+    world.filtered_webhook("wh_ship", json!([{"path": "data.currentValue.title", "op": "prefix", "value": "Ship"}]));
+    world.filtered_webhook("wh_other", json!([{"path": "data.currentValue.title", "op": "eq", "value": "Other"}]));
+    world.filtered_webhook("wh_absent", json!([{"path": "data.currentValue.status", "op": "in", "value": ["open"]}]));
+    // WHEN an event is handled
+    let failed = world.handle(vec![record("r1", created("acme", "e1"))]).await;
+    // THEN only the webhooks whose filters all hold get a delivery; the others get nothing queued
+    assert!(failed.is_empty());
+    assert_eq!(world.delivered_webhooks(), ["wh_a", "wh_ship"]);
+    // AND the filters needed no read beyond the event's two partitions
+    assert_eq!(world.subscriptions.queries().len(), 2);
 }
 
 // ---------------------------------------------------------------------- de-duplication

@@ -271,6 +271,37 @@ mod tests {
     }
 
     #[test]
+    fn filters_are_documented_as_the_parser_takes_them() {
+        use webhooks_core::filters::{FILTER_FIELDS, MAX_FILTERS, MAX_IN_VALUES, OPS, PATH_PATTERN};
+        let doc = doc();
+        // GIVEN the request bodies and the webhook object WHEN read THEN each has its filters
+        for name in ["WebhookCreate", "WebhookPatch"] {
+            let filters = &schema(&doc, name)["properties"]["filters"];
+            assert_eq!(filters["maxItems"], MAX_FILTERS, "{name}");
+            assert_eq!(filters["items"]["$ref"], "#/components/schemas/Filter", "{name}");
+        }
+        assert_eq!(schema(&doc, "Webhook")["properties"]["filters"]["items"]["$ref"], "#/components/schemas/Filter");
+        // AND a filter is one of four shapes, one per op, refusing other fields
+        let variants = schema(&doc, "Filter")["oneOf"].as_array().cloned().unwrap_or_default();
+        let ops: Vec<&str> = variants.iter().filter_map(|v| v["properties"]["op"]["enum"][0].as_str()).collect();
+        assert_eq!(ops, OPS);
+        for v in &variants {
+            let op = v["properties"]["op"]["enum"][0].as_str().unwrap_or_default();
+            assert!(property_names(v).is_subset(&set(&FILTER_FIELDS)), "{op}");
+            assert_eq!(v["additionalProperties"], false, "{op}");
+            assert_eq!(v["properties"]["path"]["pattern"], PATH_PATTERN, "{op}");
+            let required: BTreeSet<String> =
+                v["required"].as_array().into_iter().flatten().filter_map(|r| r.as_str().map(str::to_owned)).collect();
+            let expected = if op == "exists" { set(&["path", "op"]) } else { set(&FILTER_FIELDS) };
+            assert_eq!(required, expected, "{op}");
+            assert_eq!(property_names(v), expected, "{op}");
+        }
+        assert_eq!(variants[1]["properties"]["value"]["maxItems"], MAX_IN_VALUES);
+        assert_eq!(variants[1]["properties"]["value"]["minItems"], 1);
+        assert_eq!(variants[2]["properties"]["value"]["type"], "string");
+    }
+
+    #[test]
     fn event_schemas_and_typed_tests_are_documented() {
         let doc = doc();
         // GIVEN the operation that describes one type

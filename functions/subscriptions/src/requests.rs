@@ -10,6 +10,7 @@ use serde::Deserialize;
 use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
 use utoipa::openapi::{Ref, RefOr};
 use utoipa::{PartialSchema, ToSchema};
+use webhooks_core::filters::Filter;
 use webhooks_core::model::{Permission, Scope};
 use webhooks_core::{catalog, event, validation};
 
@@ -95,6 +96,11 @@ pub struct WebhookCreate {
     /// by it wait. Left out or `null`: no limit.
     #[schema(minimum = 1, maximum = 1000)]
     pub rate_limit: Option<u32>,
+    /// Conditions on the delivery body that must all hold for an event to be sent. Empty or
+    /// left out: none.
+    #[serde(default)]
+    #[schema(max_items = 10)]
+    pub filters: Vec<Filter>,
 }
 
 /// `PATCH /v1/webhooks/{id}`: only what is given changes; lists and `headers` are replaced
@@ -119,6 +125,9 @@ pub struct WebhookPatch {
     /// `null` removes the limit.
     #[schema(minimum = 1, maximum = 1000)]
     pub rate_limit: Option<u32>,
+    #[serde(default)]
+    #[schema(max_items = 10)]
+    pub filters: Vec<Filter>,
 }
 
 /// A PATCH changes only what it gives: `field` takes `given` when there is one.

@@ -224,6 +224,7 @@ async fn create_checked(
         scopes: input.scopes,
         headers: input.headers,
         rate_limit: input.rate_limit,
+        filters: input.filters,
         status: WebhookStatus::Active,
         disabled_reason: None,
         created_at: now.clone(),
@@ -347,6 +348,7 @@ pub async fn update(
         replace_if_given(&mut w.scopes, patch.scopes);
         replace_if_given(&mut w.headers, patch.headers);
         replace_if_given(&mut w.rate_limit, patch.rate_limit);
+        replace_if_given(&mut w.filters, patch.filters);
     });
     state.store.update_webhook(&previous, &next).await?;
     tracing::info!(webhook_id = %id, "webhook updated");
@@ -391,6 +393,7 @@ mod tests {
                 scopes: vec![],
                 headers: Default::default(),
                 rate_limit: None,
+                filters: Vec::new(),
                 status: WebhookStatus::Active,
                 disabled_reason: None,
                 created_at: at.into(),

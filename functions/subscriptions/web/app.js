@@ -13,6 +13,25 @@
   const TRIP_THRESHOLD = 5;
   /** Most custom headers a webhook may have (SPEC §7). */
   const MAX_HEADERS = 10;
+  /** Most conditions on the body a webhook may have (SPEC §10). */
+  const MAX_FILTERS = 10;
+  /** Most values of one "is one of" condition (SPEC §10). */
+  const MAX_FILTER_VALUES = 100;
+  /** The conditions' operators, in plain words. */
+  const FILTER_OPS = [
+    ["eq", "is"],
+    ["in", "is one of"],
+    ["prefix", "starts with"],
+    ["exists", "is present"],
+  ];
+  /** What a value of each operator is typed as. */
+  const FILTER_VALUE_HELP = {
+    eq: "Text, a number, true, false or null.",
+    in: "Separate several with commas.",
+    prefix: "The beginning of the text, exactly.",
+  };
+  /** A JSON number, which a typed value is compared as unless it is in double quotes. */
+  const NUMBER = /^-?(0|[1-9]\d*)(\.\d+)?([eE][+-]?\d+)?$/;
   /** Default grace of the previous secret after a rotation (SPEC §7), in hours. */
   const ROTATION_GRACE_HOURS = 24;
   const PAGE_SIZE = 50;
@@ -432,6 +451,32 @@
     );
   }
 
+  /** A value as a person reads it: text in quotes, numbers and true/false as they are. */
+  function describeValue(value) {
+    if (typeof value === "string") return `“${value}”`;
+    return value === null ? "empty (null)" : String(value);
+  }
+
+  /** One condition in plain words: “data.status is one of “open”, “done””. */
+  function describeFilter(filter) {
+    const field = h("code", {}, filter.path);
+    switch (filter.op) {
+      case "eq":
+        return [field, " is ", describeValue(filter.value)];
+      case "in":
+        return [field, " is one of ", filter.value.map((v, i) => [i ? ", " : "", describeValue(v)])];
+      case "prefix":
+        return [field, " starts with ", describeValue(filter.value)];
+      default:
+        return [field, " is present"];
+    }
+  }
+
+  function describeFilters(filters) {
+    if (filters.length === 1) return describeFilter(filters[0]);
+    return h("ul", { class: "plain" }, filters.map((f, i) => h("li", {}, i ? "and " : "", describeFilter(f))));
+  }
+
   function describeDropped(dropped) {
     const entries = Object.entries(dropped ?? {}).filter(([, n]) => n > 0);
     if (!entries.length) return "None";
@@ -492,6 +537,7 @@
         fact("Events", describeEvents(webhook.events)),
         fact("Sends for", describeScopes(webhook.scopes)),
         fact("Pace", webhook.rate_limit ? `At most ${plural(webhook.rate_limit, "request", "requests")} per second; more wait their turn` : "No limit"),
+        webhook.filters?.length ? fact("Only when", describeFilters(webhook.filters)) : null,
         fact("Last success", when(health.last_success_at) ?? "Never"),
         fact("Last error", lastError),
         fact("Held back", webhook.parked ? `${plural(webhook.parked, "delivery", "deliveries")}, sent when it is enabled again` : "None"),
@@ -851,6 +897,9 @@
     $("header-rows").replaceChildren();
     for (const [name, value] of Object.entries(webhook?.headers ?? {})) addHeaderRow(name, value);
     updateHeaderButton();
+    $("filter-rows").replaceChildren();
+    for (const filter of webhook?.filters ?? []) addFilterRow(filter);
+    updateFilterButton();
     form.hidden = false;
     flash("");
     focusHeading("editor");
@@ -1038,6 +1087,122 @@
     $("add-header").disabled = $("header-rows").children.length >= MAX_HEADERS;
   }
 
+  /** A typed value: as text, or as the number, true, false or null it spells (quotes keep text). */
+  function formatScalar(value, inList) {
+    if (typeof value !== "string") return JSON.stringify(value);
+    const ambiguous = NUMBER.test(value.trim()) || /^(true|false|null)$/.test(value.trim()) || value.startsWith('"') || value !== value.trim();
+    return ambiguous || (inList && value.includes(",")) ? JSON.stringify(value) : value;
+  }
+
+  function formatFilterValue(filter) {
+    if (filter.op === "prefix") return filter.value;
+    if (filter.op === "in") return filter.value.map((v) => formatScalar(v, true)).join(", ");
+    if (filter.op === "eq") return formatScalar(filter.value, false);
+    return "";
+  }
+
+  /** What a person typed as one value: `"3"` is text, 3 a number, true/false/null themselves. */
+  function parseScalar(text) {
+    const t = text.trim();
+    if (t.startsWith('"')) {
+      const value = JSON.parse(t);
+      if (typeof value !== "string") throw new Error("not text");
+      return value;
+    }
+    if (/^(true|false|null)$/.test(t) || NUMBER.test(t)) return JSON.parse(t);
+    return t;
+  }
+
+  /** Splits “a, "b, c", d” at the commas outside double quotes. */
+  function splitValues(text) {
+    const items = [];
+    let current = "";
+    let quoted = false;
+    let escaped = false;
+    for (const c of text) {
+      if (quoted) {
+        if (escaped) escaped = false;
+        else if (c === "\\") escaped = true;
+        else if (c === '"') quoted = false;
+      } else if (c === '"') {
+        quoted = true;
+      } else if (c === ",") {
+        items.push(current);
+        current = "";
+        continue;
+      }
+      current += c;
+    }
+    items.push(current);
+    return items.map((item) => item.trim()).filter(Boolean);
+  }
+
+  /** The API value of a condition typed in a row, or the reason it cannot be one. */
+  function filterValue(op, text) {
+    try {
+      if (op === "exists") return {};
+      if (op === "prefix") return { value: text };
+      if (op === "eq") {
+        if (!text.trim()) return { error: "Type the value to compare with, or choose “is present”." };
+        return { value: parseScalar(text) };
+      }
+      const items = splitValues(text);
+      if (!items.length) return { error: "Type one or more values, separated by commas." };
+      if (items.length > MAX_FILTER_VALUES) return { error: `At most ${MAX_FILTER_VALUES} values.` };
+      return { value: items.map(parseScalar) };
+    } catch {
+      return { error: "Check the double quotes: a quoted value is text, like \"42\"." };
+    }
+  }
+
+  function syncFilterRow(row) {
+    const op = row.querySelector("[data-filter-op]").value;
+    row.querySelector("[data-filter-value-field]").hidden = op === "exists";
+    setText(row.querySelector("[data-filter-value-help]"), FILTER_VALUE_HELP[op] ?? "");
+  }
+
+  function addFilterRow(filter = null) {
+    const base = nextId("filter");
+    const pathInput = h("input", { id: `${base}-path`, type: "text", spellcheck: "false", autocomplete: "off", placeholder: "data.currentValue.status", value: filter?.path ?? "", "aria-describedby": `${base}-error`, "data-filter-path": "" });
+    const op = filter?.op ?? "eq";
+    const opSelect = h(
+      "select",
+      { id: `${base}-op`, "aria-describedby": `${base}-error`, "data-filter-op": "", onchange: () => syncFilterRow(row) },
+      FILTER_OPS.map(([value, words]) => h("option", { value, selected: value === op }, words)),
+    );
+    const valueInput = h("input", { id: `${base}-value`, type: "text", spellcheck: "false", autocomplete: "off", value: filter ? formatFilterValue(filter) : "", "aria-describedby": `${base}-value-help ${base}-error`, "data-filter-value": "" });
+    const row = h(
+      "div",
+      { class: "filter-row" },
+      h("div", { class: "field" }, h("label", { for: pathInput.id }, "Field"), pathInput),
+      h("div", { class: "field" }, h("label", { for: opSelect.id }, "Condition"), opSelect),
+      h("div", { class: "field", "data-filter-value-field": "" }, h("label", { for: valueInput.id }, "Compared with"), valueInput, h("p", { id: `${base}-value-help`, class: "help", "data-filter-value-help": "" })),
+      h(
+        "button",
+        {
+          type: "button",
+          class: "button-quiet",
+          "aria-label": "Remove this condition",
+          onclick: () => {
+            row.remove();
+            updateFilterButton();
+            $("add-filter").focus();
+          },
+        },
+        "Remove",
+      ),
+      h("p", { id: `${base}-error`, class: "field-error", hidden: true }),
+    );
+    $("filter-rows").append(row);
+    syncFilterRow(row);
+    updateFilterButton();
+    return pathInput;
+  }
+
+  function updateFilterButton() {
+    $("add-filter").disabled = $("filter-rows").children.length >= MAX_FILTERS;
+  }
+
   function clearErrors() {
     fieldTargets = new Map();
     for (const error of document.querySelectorAll("#editor-form .field-error")) {
@@ -1188,7 +1353,38 @@
       }
     }
 
-    const body = { url: url.value.trim(), events, scopes, headers };
+    // Conditions: empty rows are ignored; the API checks the fields' paths.
+    const filters = [];
+    target("filters", $("add-filter"), $("filters-error"));
+    for (const row of $("filter-rows").children) {
+      const pathInput = row.querySelector("[data-filter-path]");
+      const opSelect = row.querySelector("[data-filter-op]");
+      const valueInput = row.querySelector("[data-filter-value]");
+      const error = row.querySelector(".field-error");
+      const path = pathInput.value.trim();
+      const op = opSelect.value;
+      if (!path && (op === "exists" || !valueInput.value.trim())) continue;
+      const i = filters.length;
+      target(`filters[${i}]`, pathInput, error);
+      target(`filters[${i}].path`, pathInput, error);
+      target(`filters[${i}].op`, opSelect, error);
+      target(`filters[${i}].value`, valueInput, error);
+      const local = `local-filter-${pathInput.id}`;
+      if (!path) {
+        target(local, pathInput, error);
+        errors.push({ field: local, message: "Say which field to test, or remove this condition." });
+        continue;
+      }
+      const typed = filterValue(op, valueInput.value);
+      if (typed.error) {
+        target(local, valueInput, error);
+        errors.push({ field: local, message: typed.error });
+        continue;
+      }
+      filters.push(op === "exists" ? { path, op } : { path, op, value: typed.value });
+    }
+
+    const body = { url: url.value.trim(), events, scopes, headers, filters };
     if (state.editing || rateLimit !== null) body.rate_limit = rateLimit;
     const name = $("wh-name").value.trim();
     const description = $("wh-description").value.trim();
@@ -1389,6 +1585,7 @@
     $("scopes-everything").addEventListener("change", syncScopes);
     $("scopes-chosen").addEventListener("change", syncScopes);
     $("add-header").addEventListener("click", () => addHeaderRow().focus());
+    $("add-filter").addEventListener("click", () => addFilterRow().focus());
     $("refresh-deliveries").addEventListener("click", () => busy($("refresh-deliveries"), () => loadDeliveries(false)));
     $("deliveries-more").addEventListener("click", () => busy($("deliveries-more"), () => loadDeliveries(true)));
     $("deliveries-status").addEventListener("change", () => loadDeliveries(false));

@@ -6,6 +6,7 @@
 
 mod api;
 mod event_types;
+mod filters;
 mod idempotency;
 mod ledger;
 mod local_stack;
