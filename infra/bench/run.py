@@ -556,7 +556,7 @@ def table(report: dict) -> str:
         model = report.get("critical_model")
         if model:
             for i, (label, (ops, took)) in enumerate(zip(model["median_sample"]["described"], model["median_sample"]["groups"])):
-                add(f"7   round trip {i + 1}: {label}", took, "", "", 1)
+                add(f"7   round trip {i + 1} (ms on the emulator): {label}", took, "", "", 1)
         cold = [s for s in cp["samples"] if s["cold_secret_cache"]]
         if cold:
             add("7   the same with the secrets not cached yet (the first event)", cold[0]["round_trips"], "", "", 0)
