@@ -14,8 +14,8 @@ cargo clippy --workspace --all-targets --quiet -- -D warnings
 
 # The local stack's own tests (the proxy's AWS strictness, the pollers), on an emulator of
 # their own: the integration tests below rely on both.
-echo "--- Python tests: local stack strictness and pollers, make receiver (pytest) ---"
-(cd infra && ../.venv/bin/python -m pytest local_stack test_receiver.py -q -p no:cacheprovider)
+echo "--- Python tests: local stack strictness and pollers, make receiver, the bench's pricing (pytest) ---"
+(cd infra && ../.venv/bin/python -m pytest local_stack test_receiver.py bench -q -p no:cacheprovider)
 
 state=.dev/test-stack
 rm -rf "$state"

@@ -6,6 +6,8 @@
 //! depends on it.
 
 pub mod coldstart;
+pub mod cpu;
+pub mod critical;
 pub mod matching;
 pub mod pipeline;
 pub mod receiver;

@@ -5,7 +5,11 @@
 //! - `coldstart --stack stack.json --bin-dir DIR --runs N --out F`
 //! - `throughput --stack stack.json --receiver URL --rounds N --seconds S --work-dir DIR --out F`
 //! - `deliver-worker ...`: the child `throughput` starts with the delivery function's environment.
-//! - `pipeline --stack stack.json --events N --rate R --work-dir DIR --out F`
+//! - `pipeline --stack stack.json --events N --rate R --work-dir DIR --out F` and optionally
+//!   `--events-fanout1 N` (0), `--events-isolation N` (0), `--publish api|queue` (api), `--payload-bytes B` (1024),
+//!   `--snapshot-command "CMD ARGS"` (run with an output path appended before each window)
+//! - `critical-path --stack stack.json --samples N --work-dir DIR --out F` (and its child,
+//!   `critical-path-worker`)
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -13,7 +17,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
 use webhooks_bench::stack::Stack;
-use webhooks_bench::{coldstart, pipeline, receiver, throughput};
+use webhooks_bench::{coldstart, critical, pipeline, receiver, throughput};
 
 /// The functions, by binary name.
 const FUNCTIONS: [&str; 3] = ["subscriptions", "matcher", "delivery"];
@@ -73,15 +77,33 @@ async fn main() -> Result<()> {
             let stack_file = PathBuf::from(option(&options, "stack")?);
             let stack = open(&options)?;
             let work_dir = work_dir(&options)?;
-            let result = pipeline::measure(
-                &stack,
-                &stack_file,
-                number(&options, "events")?,
-                option(&options, "rate")?.parse()?,
-                &work_dir,
-            )
-            .await?;
+            let settings = pipeline::Settings {
+                events: number(&options, "events")?,
+                rate: option(&options, "rate")?.parse()?,
+                events_fan_out_1: options.get("events-fanout1").map(|v| v.parse()).transpose()?.unwrap_or(0),
+                events_isolation: options.get("events-isolation").map(|v| v.parse()).transpose()?.unwrap_or(0),
+                publish: pipeline::Publish::parse(options.get("publish").map(String::as_str).unwrap_or("api"))?,
+                payload_bytes: options.get("payload-bytes").map(|v| v.parse()).transpose()?.unwrap_or(1024),
+                snapshot_command: options.get("snapshot-command").cloned(),
+            };
+            let result = pipeline::measure(&stack, &stack_file, &settings, &work_dir).await?;
             write(&options, &result)
+        }
+        "critical-path" => {
+            let stack_file = PathBuf::from(option(&options, "stack")?);
+            let stack = open(&options)?;
+            let work_dir = work_dir(&options)?;
+            let result = critical::measure(&stack, &stack_file, number(&options, "samples")?, &work_dir).await?;
+            write(&options, &result)
+        }
+        "critical-path-worker" => {
+            critical::worker(
+                Path::new(option(&options, "stack")?),
+                number(&options, "samples")?,
+                option(&options, "queue")?,
+                Path::new(option(&options, "out")?),
+            )
+            .await
         }
         other => bail!("unknown command {other}"),
     }

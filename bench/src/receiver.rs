@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
@@ -75,6 +75,13 @@ pub fn serve_fast(listener: TcpListener) {
     serve(listener, |_, _| 200);
 }
 
+/// How long `/hang/{n}` takes to answer: longer than any delivery timeout (at most 20 s).
+pub const HANG: Duration = Duration::from_secs(600);
+/// How long `/slow/{n}` takes to answer 200.
+pub const SLOW: Duration = Duration::from_secs(2);
+/// `/slow/{n}`'s arrivals are recorded as webhook `SLOW_WEBHOOKS + n`.
+pub const SLOW_WEBHOOKS: u32 = 1000;
+
 /// When one (event, webhook) pair reached the receiver.
 #[derive(Debug, Clone, Copy)]
 pub struct Arrival {
@@ -83,22 +90,24 @@ pub struct Arrival {
     pub succeeded: bool,
 }
 
-/// Records arrivals at `/e2e/{webhook index}`, keyed by the body's `event_id`.
+/// Records arrivals at `/e2e/{webhook index}`, keyed by the body's `event_id`; `/slow/{n}`
+/// answers after [`SLOW`] (recorded as webhook `SLOW_WEBHOOKS + n`), `/hang/{n}` never in time.
 #[derive(Debug, Clone, Default)]
 pub struct RecordingReceiver {
     arrivals: Arc<Mutex<HashMap<(String, u32), Arrival>>>,
-    /// One in this many (event, webhook) pairs of the events whose id starts with
-    /// `fail_prefix` answers 500 to its first attempt.
+    /// One in this many (event, webhook) pairs of the events whose id starts with one of
+    /// `fail_prefixes` answers 500 to its first attempt.
     fail_one_in: Option<u64>,
-    fail_prefix: &'static str,
+    /// (prefix of the event ids, webhooks each of those events fans out to).
+    fail_prefixes: &'static [(&'static str, u64)],
 }
 
 impl RecordingReceiver {
     /// A receiver that fails the first attempt of one (event, webhook) pair in `fail_one_in`
-    /// among the events whose id starts with `fail_prefix` (chosen by the event's sequence
-    /// number, the suffix of its id after the last `-`).
-    pub fn new(fail_one_in: Option<u64>, fail_prefix: &'static str) -> Self {
-        Self { arrivals: Arc::default(), fail_one_in, fail_prefix }
+    /// among the events whose id starts with one of `fail_prefixes` (chosen by the event's
+    /// sequence number, the suffix of its id after the last `-`, and the prefix's fan-out).
+    pub fn new(fail_one_in: Option<u64>, fail_prefixes: &'static [(&'static str, u64)]) -> Self {
+        Self { arrivals: Arc::default(), fail_one_in, fail_prefixes }
     }
 
     /// Starts serving on a thread of its own; returns the base URL (`http://127.0.0.1:<port>`).
@@ -120,8 +129,19 @@ impl RecordingReceiver {
     }
 
     fn record(&self, path: &str, body: &[u8]) -> u16 {
+        if path.starts_with("/hang/") {
+            // Never answers within any delivery timeout; the connection's thread just waits.
+            std::thread::sleep(HANG);
+            return 200;
+        }
+        let webhook = if let Some(slow) = path.strip_prefix("/slow/") {
+            std::thread::sleep(SLOW);
+            slow.parse::<u32>().ok().map(|w| SLOW_WEBHOOKS + w)
+        } else {
+            path.strip_prefix("/e2e/").and_then(|w| w.parse::<u32>().ok())
+        };
         let now = Instant::now();
-        let Some(webhook) = path.strip_prefix("/e2e/").and_then(|w| w.parse::<u32>().ok()) else { return 404 };
+        let Some(webhook) = webhook else { return 404 };
         let event_id = serde_json::from_slice::<serde_json::Value>(body)
             .ok()
             .and_then(|v| v["event_id"].as_str().map(str::to_owned))
@@ -139,10 +159,11 @@ impl RecordingReceiver {
     }
 
     fn fails_first_attempt(&self, event_id: &str, webhook: u32) -> bool {
-        let Some(n) = self.fail_one_in.filter(|_| event_id.starts_with(self.fail_prefix)) else { return false };
+        let Some(n) = self.fail_one_in else { return false };
+        let Some((_, fan_out)) = self.fail_prefixes.iter().find(|(p, _)| event_id.starts_with(p)) else { return false };
         let sequence: u64 = event_id.rsplit('-').next().and_then(|s| s.parse().ok()).unwrap_or(1);
-        // Pair k = sequence * 10 + webhook of the run fails when k = 7 mod n.
-        (sequence * 10 + u64::from(webhook)) % n == 7 % n
+        // Pair k = sequence * fan-out + webhook of the run fails when k = 7 mod n.
+        (sequence * fan_out + u64::from(webhook)) % n == 7 % n
     }
 }
 
@@ -153,7 +174,7 @@ mod tests {
     #[test]
     fn fails_exactly_the_given_share_of_first_attempts() {
         // GIVEN a receiver failing one pair in 50
-        let r = RecordingReceiver::new(Some(50), "run-");
+        let r = RecordingReceiver::new(Some(50), &[("run-", 10), ("one-", 1)]);
         // WHEN 1000 events with 10 webhooks each arrive
         let failing = (0..1000u64)
             .flat_map(|i| (0..10u32).map(move |j| (format!("run-{i}"), j)))
@@ -162,13 +183,15 @@ mod tests {
         // THEN 2 % of the pairs fail their first attempt, and only pairs of the run
         assert_eq!(failing, 200);
         assert!(!r.fails_first_attempt("warm-7", 0));
-        assert!(!RecordingReceiver::new(None, "run-").fails_first_attempt("run-7", 0));
+        assert!(!RecordingReceiver::new(None, &[("run-", 10)]).fails_first_attempt("run-7", 0));
+        // AND 2 % of the pairs of events fanning out to one webhook
+        assert_eq!((0..1000u64).filter(|i| r.fails_first_attempt(&format!("one-{i}"), 0)).count(), 20);
     }
 
     #[test]
     fn answers_over_kept_alive_connections_and_records_first_arrivals() {
         // GIVEN a recording receiver
-        let r = RecordingReceiver::new(None, "run-");
+        let r = RecordingReceiver::new(None, &[]);
         let url = r.start().unwrap_or_default();
         let address = url.trim_start_matches("http://");
         let Ok(mut stream) = TcpStream::connect(address) else { panic!("connect to {address}") };

@@ -139,6 +139,17 @@ impl Stack {
         let created = self.api.create_webhook(key, json!({"url": url, "events": events, "scopes": scopes})).await?;
         created["id"].as_str().map(str::to_owned).context("no id in the answer")
     }
+
+    /// Publishes one event through `POST /v1/events` (`application/cloudevents+json`); returns
+    /// the status.
+    pub async fn publish_one(&self, key: &str, event: &Value) -> Result<u16> {
+        let body = serde_json::to_vec(event)?;
+        Ok(self
+            .api
+            .raw("POST", "/v1/events", Some(key), Some("application/cloudevents+json"), Some(body))
+            .await?
+            .status)
+    }
 }
 
 /// A CloudEvent as producers send it to the ingest queue.
@@ -150,6 +161,22 @@ pub fn cloud_event(id: &str, company: &str, project: &str, event_type: &str) -> 
         "data": {"previousValue": null, "currentValue": {"id": id, "title": "Benchmark record", "done": false,
                  "assignees": ["u1", "u2"], "tags": ["bench"], "description": "x".repeat(400)}}
     })
+}
+
+/// The filler that pads an event's `data` to a given size: `[pad` + `y`s + `]`. The pricing
+/// finds it in the recorded requests and grows it to re-price the run at a larger payload.
+pub const PAD_OPEN: &str = "[pad";
+
+/// A CloudEvent whose `data`, serialised compactly, is `data_bytes` long (at least its fields').
+pub fn cloud_event_sized(id: &str, company: &str, project: &str, event_type: &str, data_bytes: usize) -> Value {
+    let data = |pad: usize| {
+        json!({"previousValue": null, "currentValue": {"id": id, "title": "Benchmark record", "done": false,
+               "assignees": ["u1", "u2"], "tags": ["bench"], "description": format!("{PAD_OPEN}{}]", "y".repeat(pad))}})
+    };
+    let bare = data(0).to_string().len();
+    let mut event = cloud_event(id, company, project, event_type);
+    event["data"] = data(data_bytes.saturating_sub(bare));
+    event
 }
 
 /// An SQS event (as Lambda's event source mapping builds it) carrying `bodies`.
