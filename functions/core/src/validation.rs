@@ -16,7 +16,7 @@ use url::Url;
 
 use crate::catalog;
 use crate::event::is_identifier;
-use crate::model::{Permission, Scope};
+use crate::model::{Permission, Scope, SignatureScheme};
 
 /// Longest accepted webhook URL, before and after normalisation.
 pub const MAX_URL_CHARS: usize = 2048;
@@ -47,7 +47,7 @@ const FORBIDDEN_HEADER_NAMES: [&str; 9] =
 /// Header name prefixes reserved for the body's framing, the signature and proxies.
 const FORBIDDEN_HEADER_PREFIXES: [&str; 3] = ["content-", "webhook-", "proxy-"];
 
-pub const WEBHOOK_FIELDS: [&str; 6] = ["url", "name", "description", "events", "scopes", "headers"];
+pub const WEBHOOK_FIELDS: [&str; 7] = ["url", "name", "description", "events", "scopes", "headers", "signature_scheme"];
 pub const SCOPE_FIELDS: [&str; 2] = ["company_id", "project_id"];
 pub const KEY_FIELDS: [&str; 3] = ["name", "companies", "permissions"];
 pub const ROTATE_FIELDS: [&str; 1] = ["grace_seconds"];
@@ -86,6 +86,8 @@ pub struct WebhookCreate {
     pub scopes: Vec<Scope>,
     /// Names as given; unique case-insensitively.
     pub headers: BTreeMap<String, String>,
+    /// Left out: `v1`.
+    pub signature_scheme: SignatureScheme,
 }
 
 /// A valid `PATCH /v1/webhooks/{id}` body: `None` leaves a field unchanged; lists and `headers`
@@ -98,6 +100,7 @@ pub struct WebhookPatch {
     pub events: Option<Vec<String>>,
     pub scopes: Option<Vec<Scope>>,
     pub headers: Option<BTreeMap<String, String>>,
+    pub signature_scheme: Option<SignatureScheme>,
 }
 
 impl WebhookPatch {
@@ -161,7 +164,8 @@ pub fn validate_url(s: &str, p: UrlPolicy) -> Result<Url, FieldError> {
     Ok(url)
 }
 
-/// Parses a `POST /v1/webhooks` body: `{url, name?, description?, events?, scopes?, headers?}`.
+/// Parses a `POST /v1/webhooks` body: `{url, name?, description?, events?, scopes?, headers?,
+/// signature_scheme?}`.
 ///
 /// `name` and `description` may be `null` (= none); the lists and `headers` may be omitted but
 /// not `null`.
@@ -182,6 +186,7 @@ pub fn parse_webhook_create(v: &Value, p: UrlPolicy) -> Result<WebhookCreate, Fi
         events: body.get("events").map(events).transpose()?.unwrap_or_default(),
         scopes: body.get("scopes").map(scopes).transpose()?.unwrap_or_default(),
         headers: body.get("headers").map(headers).transpose()?.unwrap_or_default(),
+        signature_scheme: body.get("signature_scheme").map(signature_scheme).transpose()?.unwrap_or_default(),
     })
 }
 
@@ -199,6 +204,7 @@ pub fn parse_webhook_patch(v: &Value, p: UrlPolicy) -> Result<WebhookPatch, Fiel
         events: body.get("events").map(|v| not_null(v, "events").and_then(events)).transpose()?,
         scopes: body.get("scopes").map(|v| not_null(v, "scopes").and_then(scopes)).transpose()?,
         headers: body.get("headers").map(|v| not_null(v, "headers").and_then(headers)).transpose()?,
+        signature_scheme: body.get("signature_scheme").map(signature_scheme).transpose()?,
     })
 }
 
@@ -275,6 +281,13 @@ fn not_null<'a>(v: &'a Value, field: &str) -> Result<&'a Value, FieldError> {
     } else {
         Ok(v)
     }
+}
+
+/// `signature_scheme`: `v1` or `v1a` (never `null`: omit it for the default or to keep it).
+fn signature_scheme(v: &Value) -> Result<SignatureScheme, FieldError> {
+    v.as_str()
+        .and_then(SignatureScheme::from_name)
+        .ok_or_else(|| FieldError::new("signature_scheme", "`signature_scheme` must be `v1` or `v1a`"))
 }
 
 /// `None` for `null`, else what `parse` makes of `v`.
@@ -579,6 +592,10 @@ mod tests {
             HTTPS_ONLY,
         )?;
         assert_eq!((nulls.name, nulls.description), (None, None));
+        // AND a left-out scheme is `v1`, a given one is kept
+        assert_eq!(nulls.signature_scheme, SignatureScheme::V1);
+        let v1a = parse_webhook_create(&create_with("signature_scheme", json!("v1a")), HTTPS_ONLY)?;
+        assert_eq!(v1a.signature_scheme, SignatureScheme::V1a);
         Ok(())
     }
 
@@ -626,6 +643,14 @@ mod tests {
             ("description 1001", create_with("description", json!("d".repeat(1001))), err("description")),
             ("description bool", create_with("description", json!(true)), err("description")),
             ("description NUL", create_with("description", json!("a\u{0}b")), err("description")),
+            // signature_scheme.
+            ("scheme v1", create_with("signature_scheme", json!("v1")), Ok(())),
+            ("scheme v1a", create_with("signature_scheme", json!("v1a")), Ok(())),
+            ("scheme v2", create_with("signature_scheme", json!("v2")), err("signature_scheme")),
+            ("scheme uppercase", create_with("signature_scheme", json!("V1A")), err("signature_scheme")),
+            ("scheme ed25519", create_with("signature_scheme", json!("ed25519")), err("signature_scheme")),
+            ("scheme null", create_with("signature_scheme", Value::Null), err("signature_scheme")),
+            ("scheme number", create_with("signature_scheme", json!(1)), err("signature_scheme")),
             // events.
             ("events empty", create_with("events", json!([])), Ok(())),
             ("events all 37", create_with("events", json!(catalog::SUBSCRIBABLE.map(|t| t.name).to_vec())), Ok(())),
@@ -749,6 +774,9 @@ mod tests {
                 json!({"events": ["TAG_CREATED", "TAG_CREATED"]}),
                 Ok(WebhookPatch { events: Some(vec!["TAG_CREATED".to_owned()]), ..WebhookPatch::default() }),
             ),
+            ("scheme switched", json!({"signature_scheme": "v1a"}), Ok(WebhookPatch { signature_scheme: Some(SignatureScheme::V1a), ..WebhookPatch::default() })),
+            ("scheme null", json!({"signature_scheme": null}), Err("signature_scheme")),
+            ("scheme unknown", json!({"signature_scheme": "v2"}), Err("signature_scheme")),
             ("url null", json!({"url": null}), Err("url")),
             ("events null", json!({"events": null}), Err("events")),
             ("scopes null", json!({"scopes": null}), Err("scopes")),
