@@ -12,5 +12,6 @@ mod local_stack;
 mod pipeline;
 mod reliability;
 mod security;
+mod signatures_v1a;
 mod ssrf;
 mod template;
