@@ -51,7 +51,7 @@ dev: venv build ## Run the whole product locally on the embedded AWS emulator (f
 # A receiver for the quickstart: verifies each delivery with the webhook's secret (WEBHOOK_SECRET)
 # using the official Standard Webhooks library and prints it. Port: RECEIVER_PORT (4000); the
 # answer to a verified delivery: RECEIVER_STATUS (204).
-receiver: venv ## Local receiver on 127.0.0.1:4000 (RECEIVER_PORT): verifies deliveries with WEBHOOK_SECRET, prints them
+receiver: venv ## Local receiver on 127.0.0.1:4000 (RECEIVER_PORT): verifies deliveries with WEBHOOK_SECRET (v1a: WEBHOOK_PUBLIC_KEY), prints them
 	@exec $(PYTHON) infra/receiver.py
 
 test: venv venv-sam build ## Every test: template lint, unit, template, integration on the local stack

@@ -11,19 +11,28 @@ library, exactly as a customer's receiver would, and prints what it got:
 A verified delivery is answered 204 (or --status / RECEIVER_STATUS, to see what other answers
 cause); a missing, stale or wrong signature 401, a verified body that is not a JSON object 400,
 anything but POST 405. Every refusal is printed with its reason. It listens on loopback only and
-needs no network beyond it. It verifies `v1` (HMAC-SHA256) signatures, not `v1a` (Ed25519).
+needs no network beyond it.
+
+For a `v1a` webhook (Ed25519), give its public key instead (WEBHOOK_PUBLIC_KEY, or --public-key:
+the `whpk_...` the webhook shows): the `v1a` entries of `webhook-signature` are checked with it
+(the `cryptography` package's Ed25519), with the same 5-minute timestamp tolerance.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
+import binascii
 import json
 import os
 import signal
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 DEFAULT_PORT = 4000
@@ -32,13 +41,50 @@ DEFAULT_PORT = 4000
 MAX_BODY = 1024 * 1024
 # A webhook-id seen again is a redelivery (at least once): remembered to say so, within bounds.
 SEEN_LIMIT = 100_000
+# How far `webhook-timestamp` may be from the clock: the Standard Webhooks libraries' tolerance,
+# which refuses replays of a captured request.
+TIMESTAMP_TOLERANCE_SECONDS = 5 * 60
+PUBLIC_KEY_PREFIX = "whpk_"
+
+
+class PublicKeyVerifier:
+    """Standard Webhooks `v1a`: an Ed25519 signature of "{webhook-id}.{webhook-timestamp}.{body}"
+    under the webhook's public key, among the space-separated entries of `webhook-signature`."""
+
+    def __init__(self, public_key: str):
+        if not public_key.startswith(PUBLIC_KEY_PREFIX):
+            raise ValueError("a public key starts with whpk_")
+        self.key = Ed25519PublicKey.from_public_bytes(base64.b64decode(public_key[len(PUBLIC_KEY_PREFIX) :], validate=True))
+
+    def verify(self, raw: bytes, headers: dict, json_parse: bool = False) -> bytes:
+        try:
+            msg_id, stamp, signatures = headers["webhook-id"], headers["webhook-timestamp"], headers["webhook-signature"]
+        except KeyError:
+            raise WebhookVerificationError("Missing required headers") from None
+        if not stamp.isdigit():
+            raise WebhookVerificationError("Invalid Signature Headers")
+        if abs(int(stamp) - time.time()) > TIMESTAMP_TOLERANCE_SECONDS:
+            raise WebhookVerificationError("Message timestamp too old" if int(stamp) < time.time() else "Message timestamp too new")
+        signed = f"{msg_id}.{stamp}.".encode() + raw
+        for entry in signatures.split():
+            version, _, signature = entry.partition(",")
+            if version != "v1a":
+                continue
+            try:
+                self.key.verify(base64.b64decode(signature, validate=True), signed)
+                return raw
+            except (InvalidSignature, binascii.Error):
+                continue
+        raise WebhookVerificationError("No matching signature found")
 
 
 class Receiver:
     """What the handler needs: the verifier, the answer to give, and the ids already seen."""
 
     def __init__(self, secret: str, status: int, out=sys.stdout):
-        self.webhook = Webhook(secret)
+        # A `whpk_` public key verifies `v1a` signatures; a `whsec_` secret, `v1` ones.
+        self.version = "v1a" if secret.startswith(PUBLIC_KEY_PREFIX) else "v1"
+        self.webhook = PublicKeyVerifier(secret) if self.version == "v1a" else Webhook(secret)
         self.status = status
         self.out = out
         self._seen: set[str] = set()
@@ -80,13 +126,14 @@ def describe(body: dict, headers, first_time: bool) -> str:
     return "  ".join(fields) + f"\n          data={data}"
 
 
-def refusal_reason(error: WebhookVerificationError, signature_header: str) -> str:
+def refusal_reason(error: WebhookVerificationError, signature_header: str, version: str = "v1") -> str:
     reason = str(error) or "signature does not verify"
     versions = {entry.split(",", 1)[0] for entry in signature_header.split() if "," in entry}
-    if versions and "v1" not in versions:
-        reason += f" (signature versions {', '.join(sorted(versions))}: this receiver verifies v1, HMAC)"
+    if versions and version not in versions:
+        scheme = "v1a, Ed25519 with WEBHOOK_PUBLIC_KEY" if version == "v1a" else "v1, HMAC with WEBHOOK_SECRET"
+        reason += f" (signature versions {', '.join(sorted(versions))}: this receiver verifies {scheme})"
     elif reason == "No matching signature found":
-        reason += " (wrong secret, or the body was changed)"
+        reason += " (wrong public key, or the body was changed)" if version == "v1a" else " (wrong secret, or the body was changed)"
     return reason
 
 
@@ -110,7 +157,7 @@ def make_handler(receiver: Receiver):
                 # The raw bytes, exactly as received: the signature covers them, not a re-encoding.
                 body = receiver.webhook.verify(raw, headers, json_parse=False)
             except WebhookVerificationError as e:
-                return self.refuse(401, refusal_reason(e, headers.get("webhook-signature", "")), headers)
+                return self.refuse(401, refusal_reason(e, headers.get("webhook-signature", ""), receiver.version), headers)
             try:
                 body = json.loads(raw)
             except ValueError:
@@ -147,12 +194,15 @@ def make_handler(receiver: Receiver):
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Verify webhook deliveries with the webhook's secret and print them.")
     parser.add_argument("--secret", default=os.environ.get("WEBHOOK_SECRET"), help="the webhook's secret, whsec_... (default: $WEBHOOK_SECRET)")
+    parser.add_argument("--public-key", default=os.environ.get("WEBHOOK_PUBLIC_KEY"), help="a v1a webhook's public key, whpk_... (default: $WEBHOOK_PUBLIC_KEY); used instead of the secret")
     parser.add_argument("--port", type=int, default=int(os.environ.get("RECEIVER_PORT") or DEFAULT_PORT), help=f"port on 127.0.0.1 (default: $RECEIVER_PORT or {DEFAULT_PORT}; 0 = any free port)")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     parser.add_argument("--status", type=int, default=int(os.environ.get("RECEIVER_STATUS") or 204), help="answer to a verified delivery (default: $RECEIVER_STATUS or 204)")
     args = parser.parse_args(argv)
+    if args.public_key:
+        args.secret = args.public_key
     if not args.secret:
-        parser.error("no secret: export WEBHOOK_SECRET=whsec_... (shown once when the webhook was created) or pass --secret")
+        parser.error("no secret: export WEBHOOK_SECRET=whsec_... (shown once when the webhook was created) or pass --secret; for a v1a webhook, WEBHOOK_PUBLIC_KEY=whpk_...")
     if not 200 <= args.status <= 599:
         parser.error("--status must be an HTTP status code, 200 to 599")
     return args
@@ -163,7 +213,7 @@ def main(argv=None) -> int:
     try:
         receiver = Receiver(args.secret, args.status)
     except Exception as e:  # an empty or non-base64 secret
-        print(f"receiver: the secret is not a whsec_ secret: {e}", file=sys.stderr)
+        print(f"receiver: the secret is not a whsec_ secret (or the public key not a whpk_ key): {e}", file=sys.stderr)
         return 2
     server = ThreadingHTTPServer((args.host, args.port), make_handler(receiver))
     server.daemon_threads = True

@@ -173,3 +173,40 @@ def test_without_a_secret_it_refuses_to_start():
     out = subprocess.run([sys.executable, str(RECEIVER), "--port", "0"], capture_output=True, text=True, env=env, timeout=30)
     assert out.returncode == 2
     assert "WEBHOOK_SECRET" in out.stderr
+
+
+def test_a_v1a_receiver_verifies_ed25519_signatures_with_the_public_key():
+    # GIVEN a receiver given a v1a webhook's public key
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    private, other = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
+    public = "whpk_" + base64.b64encode(private.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)).decode()
+
+    def headers(key, webhook_id: str, ts: int, body: bytes = BODY, extra: str = "") -> dict[str, str]:
+        signature = "v1a," + base64.b64encode(key.sign(f"{webhook_id}.{ts}.".encode() + body)).decode()
+        return {"webhook-id": webhook_id, "webhook-timestamp": str(ts), "webhook-signature": f"{signature}{extra}"}
+
+    r = RunningReceiver(env={"WEBHOOK_PUBLIC_KEY": public, "WEBHOOK_SECRET": ""})
+    try:
+        now = int(time.time())
+        # WHEN a delivery signed with the private key arrives (after a v1 entry of an overlap) THEN it verifies
+        both = headers(private, "msg_v1a", now)
+        both["webhook-signature"] = f"{sign(SECRET, 'msg_v1a', now, BODY)} {both['webhook-signature']}"
+        assert r.post(BODY, both) == 204
+        assert r.next_line().startswith("verified  msg_v1a  TODO_CREATED")
+        r.next_line()  # data
+        # AND another key, a changed body, an old timestamp or only a v1 signature are refused
+        cases = {
+            "another key": (BODY, headers(other, "msg_a", now)),
+            "a changed body": (BODY.replace(b"Ship it", b"Ship"), headers(private, "msg_b", now)),
+            "an old timestamp": (BODY, headers(private, "msg_c", now - 3600)),
+            "v1 only": (BODY, signed_headers(BODY)),
+        }
+        for case, (body, sent) in cases.items():
+            assert r.post(body, sent) == 401, case
+            line = r.next_line()
+            assert line.startswith("refused   401 "), (case, line)
+        assert "this receiver verifies v1a" in line
+    finally:
+        assert r.stop() == 0

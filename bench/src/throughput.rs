@@ -25,7 +25,7 @@ use serde_json::json;
 use webhooks_core::message::{Delivery, DeliveryQueueMessage};
 use webhooks_core::payload::delivery_body;
 use webhooks_core::ports::SignedRequest;
-use webhooks_core::signing::{SigningSecret, delivery_id, webhook_message_id};
+use webhooks_core::signing::{SigningKey, SigningSecret, delivery_id, webhook_message_id};
 
 use crate::stack::{Stack, cloud_event, sqs_event, unique};
 use crate::stats::Summary;
@@ -234,7 +234,7 @@ pub async fn worker(mode: Mode, receiver: &str, webhooks: &[String], seconds: f6
     let deliverer = delivery::wiring::from_env().await.map_err(|e| anyhow::anyhow!("building the deliverer: {e}"))?;
     let queue_arn = "arn:aws:sqs:us-east-1:123456789012:bench-delivery";
     let run_id = unique();
-    let secret = SigningSecret::generate().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let secret = SigningKey::from(SigningSecret::generate().map_err(|e| anyhow::anyhow!("{e}"))?);
     let sender = &deliverer.sender;
     let mut batch_number = 0usize;
     let mut next_batch = || {

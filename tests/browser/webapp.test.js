@@ -7,7 +7,7 @@
 
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { createHmac, randomBytes } from "node:crypto";
+import { createHmac, createPublicKey, randomBytes, verify } from "node:crypto";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { createServer } from "node:http";
 import { tmpdir } from "node:os";
@@ -81,6 +81,20 @@ function verifySignature(secret, request) {
   const signed = `${request.headers["webhook-id"]}.${request.headers["webhook-timestamp"]}.${request.body}`;
   const expected = `v1,${createHmac("sha256", key).update(signed).digest("base64")}`;
   return request.headers["webhook-signature"].split(" ").includes(expected);
+}
+
+/** Standard Webhooks v1a: v1a,base64(Ed25519 signature of "{id}.{timestamp}.{body}") among the
+ * signatures, checked with Node's own Ed25519 (OpenSSL), not the service's implementation. */
+function verifyPublicKeySignature(publicKey, request) {
+  const raw = Buffer.from(publicKey.replace(/^whpk_/, ""), "base64");
+  // SubjectPublicKeyInfo of an Ed25519 key (RFC 8410): a fixed 12-byte prefix, then the 32 bytes.
+  const der = Buffer.concat([Buffer.from("302a300506032b6570032100", "hex"), raw]);
+  const key = createPublicKey({ key: der, format: "der", type: "spki" });
+  const signed = Buffer.from(`${request.headers["webhook-id"]}.${request.headers["webhook-timestamp"]}.${request.body}`);
+  return request.headers["webhook-signature"]
+    .split(" ")
+    .filter((entry) => entry.startsWith("v1a,"))
+    .some((entry) => verify(null, signed, key, Buffer.from(entry.slice(4), "base64")));
 }
 
 async function eventually(what, check, timeoutMs = DELIVERY_WAIT_MS) {
@@ -519,6 +533,56 @@ test("a person sets a webhook up and watches it deliver", async (t) => {
     const replayed = await replay.json();
     assert.equal(replayed.id, doubles[0].id);
     assert.equal(replayed.secret, secret);
+  });
+
+  await t.test("chooses public-key signatures, copies the public key, and switches back to a secret", async () => {
+    await context.grantPermissions(["clipboard-read", "clipboard-write"], { origin: new URL(API).origin });
+    await page.getByRole("link", { name: "New webhook" }).click();
+    await page.locator('input[type="checkbox"][value="TODO_CREATED"]').waitFor();
+    await page.getByLabel("Address (URL) that receives the events").fill(receiver.url);
+    await page.getByLabel(/^Name/).fill("Key pair");
+    await page.getByRole("checkbox", { name: /A tag was created\. TAG_CREATED/ }).check();
+    // The scheme selector: a shared secret unless chosen otherwise.
+    assert.equal(await page.getByRole("radio", { name: /^Shared secret/ }).isChecked(), true);
+    await page.getByRole("radio", { name: /^Public key/ }).check();
+    await page.getByRole("button", { name: "Create webhook" }).click();
+    // No secret to show: the card carries the public key, with a copy button.
+    const item = card("Key pair");
+    await item.waitFor();
+    assert.equal(await page.getByRole("dialog", { name: "Signing secret" }).isVisible(), false);
+    const listed = await call("GET", "/v1/webhooks?limit=100", key);
+    const webhook = listed.json.data.find((w) => w.name === "Key pair");
+    assert.equal(webhook.signature_scheme, "v1a");
+    assert.match(webhook.public_key, /^whpk_[A-Za-z0-9+/]{43}=$/);
+    assert.equal(await item.locator("code.public-key").textContent(), webhook.public_key);
+    await shot("desktop-5-public-key");
+    await item.getByRole("button", { name: "Copy public key" }).click();
+    await item.getByText("Public key copied.").waitFor();
+    assert.equal(await page.evaluate(() => navigator.clipboard.readText()), webhook.public_key);
+    // The copied key verifies what the webhook receives (a test send), with another Ed25519.
+    const before = receiver.requests.length;
+    const tested = await call("POST", `/v1/webhooks/${webhook.id}/test`, key);
+    assert.equal(tested.status, 200, tested.text);
+    const request = await eventually("the test request", () => receiver.requests.slice(before).find((r) => r.body.includes(webhook.id)));
+    assert.match(request.headers["webhook-signature"], /^v1a,[A-Za-z0-9+/]{86}==$/);
+    assert.ok(verifyPublicKeySignature(webhook.public_key, request), request.headers["webhook-signature"]);
+
+    // Switching to a shared secret through the form shows the new secret once.
+    await item.getByRole("link", { name: "Edit" }).click();
+    const v1a = page.getByRole("radio", { name: /^Public key/ });
+    await v1a.waitFor();
+    assert.equal(await v1a.isChecked(), true);
+    await page.getByRole("radio", { name: /^Shared secret/ }).check();
+    await page.getByRole("button", { name: "Save changes" }).click();
+    const dialog = page.getByRole("dialog", { name: "Signing secret" });
+    await dialog.waitFor();
+    const secret = await dialog.getByLabel("Secret").inputValue();
+    assert.match(secret, /^whsec_/);
+    await dialog.getByRole("button", { name: "I have saved it" }).click();
+    await card("Key pair").getByText("Shared secret (v1, HMAC-SHA256)").waitFor();
+    const switched = await call("GET", `/v1/webhooks/${webhook.id}`, key);
+    assert.equal(switched.json.signature_scheme, "v1");
+    assert.equal(switched.json.public_key, null);
   });
 
   await t.test("signing out forgets the key", async () => {

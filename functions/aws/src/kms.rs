@@ -1,8 +1,9 @@
-//! Signing secrets at rest: encrypted with KMS, the webhook id as encryption context (a
+//! Signing keys at rest (`v1` HMAC secrets and `v1a` Ed25519 private keys, in their text
+//! forms `whsec_…` and `whsk_…`): encrypted with KMS, the webhook id as encryption context (a
 //! ciphertext copied to another webhook does not decrypt). Plaintext is cached per execution
 //! environment for at most 5 minutes, keyed by ciphertext: a batch costs at most one Decrypt
 //! per webhook, and a rotation (a new ciphertext on the webhook, read on every batch) applies
-//! to the next send. Plaintext is never logged; `SigningSecret`'s Debug redacts it.
+//! to the next send. Plaintext is never logged; `SigningKey`'s Debug redacts it.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -12,7 +13,7 @@ use aws_sdk_kms::Client;
 use aws_sdk_kms::primitives::Blob;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use webhooks_core::signing::SigningSecret;
+use webhooks_core::signing::SigningKey;
 
 /// How long decrypted plaintext may stay in memory (SPEC §8).
 pub const PLAINTEXT_CACHE_TTL: Duration = Duration::from_secs(300);
@@ -36,7 +37,7 @@ pub enum SecretBoxError {
 pub struct KmsSecretBox {
     client: Client,
     key_id: String,
-    cache: Arc<Mutex<HashMap<String, (SigningSecret, Instant)>>>,
+    cache: Arc<Mutex<HashMap<String, (SigningKey, Instant)>>>,
 }
 
 impl KmsSecretBox {
@@ -45,7 +46,7 @@ impl KmsSecretBox {
     }
 
     /// The ciphertext (base64) of `secret` for `webhook_id`.
-    pub async fn encrypt(&self, webhook_id: &str, secret: &SigningSecret) -> Result<String, SecretBoxError> {
+    pub async fn encrypt(&self, webhook_id: &str, secret: &SigningKey) -> Result<String, SecretBoxError> {
         let out = self
             .client
             .encrypt()
@@ -60,7 +61,7 @@ impl KmsSecretBox {
     }
 
     /// The secret behind `ciphertext`, from the cache when decrypted less than 5 min ago.
-    pub async fn decrypt(&self, webhook_id: &str, ciphertext: &str) -> Result<SigningSecret, SecretBoxError> {
+    pub async fn decrypt(&self, webhook_id: &str, ciphertext: &str) -> Result<SigningKey, SecretBoxError> {
         let cache_key = format!("{webhook_id}\u{0}{ciphertext}");
         if let Ok(mut cache) = self.cache.lock() {
             match cache.get(&cache_key) {
@@ -83,7 +84,7 @@ impl KmsSecretBox {
             .map_err(|e| SecretBoxError::Kms { operation: "Decrypt", source: e.into() })?;
         let plaintext = out.plaintext.ok_or(SecretBoxError::Corrupt)?;
         let text = std::str::from_utf8(plaintext.as_ref()).map_err(|_| SecretBoxError::Corrupt)?;
-        let secret = SigningSecret::parse(text).map_err(|_| SecretBoxError::Corrupt)?;
+        let secret = SigningKey::parse(text).map_err(|_| SecretBoxError::Corrupt)?;
         if let Ok(mut cache) = self.cache.lock() {
             cache.retain(|_, (_, at)| at.elapsed() < PLAINTEXT_CACHE_TTL);
             cache.insert(cache_key, (secret.clone(), Instant::now()));
@@ -97,7 +98,7 @@ impl KmsSecretBox {
         webhook_id: &str,
         stored: &[crate::dynamodb::StoredSecret],
         now: i64,
-    ) -> Result<Vec<SigningSecret>, SecretBoxError> {
+    ) -> Result<Vec<SigningKey>, SecretBoxError> {
         let mut secrets = Vec::new();
         for s in stored.iter().filter(|s| s.expires_at.is_none_or(|t| t > now)) {
             secrets.push(self.decrypt(webhook_id, &s.ciphertext).await?);

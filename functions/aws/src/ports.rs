@@ -15,7 +15,7 @@ use webhooks_core::ports::{
 };
 use webhooks_core::reliability::AttemptRecord;
 use webhooks_core::resources::LogEntry;
-use webhooks_core::signing::SigningSecret;
+use webhooks_core::signing::SigningKey;
 
 use crate::attempts::DynamoDbAttempts;
 use crate::claims::DynamoDbEventClaims;
@@ -273,7 +273,7 @@ impl SecretStore for KmsSecretBox {
         webhook_id: &str,
         stored: &[StoredSecret],
         now: i64,
-    ) -> Result<Vec<SigningSecret>, PortError> {
+    ) -> Result<Vec<SigningKey>, PortError> {
         Ok(KmsSecretBox::signing_secrets(self, webhook_id, stored, now).await?)
     }
 }

@@ -20,6 +20,7 @@ pub mod reliability;
 pub mod resources;
 pub mod retry;
 pub mod signing;
+pub mod signing_keys;
 pub mod ssrf;
 pub mod validation;
 pub mod wire;

@@ -89,6 +89,35 @@ impl WebhookStatus {
     }
 }
 
+/// How a webhook's deliveries are signed (SPEC §5, §10): `v1`, HMAC-SHA256 with a shared
+/// secret, or `v1a`, Ed25519 with a key pair whose public key the webhook object shows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub enum SignatureScheme {
+    #[default]
+    #[serde(rename = "v1")]
+    V1,
+    #[serde(rename = "v1a")]
+    V1a,
+}
+
+impl SignatureScheme {
+    pub const ALL: [Self; 2] = [Self::V1, Self::V1a];
+
+    /// The wire name, also the tag of its entries in `webhook-signature`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::V1 => "v1",
+            Self::V1a => "v1a",
+        }
+    }
+
+    /// The scheme with wire name `s`, if any (exact, lowercase).
+    pub fn from_name(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|p| p.as_str() == s)
+    }
+}
+
 /// Why a webhook is disabled; decides whether new matches are parked or dropped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

@@ -53,7 +53,7 @@ pub fn request_headers(
     webhook_message_id: &str,
     timestamp: i64,
     body: &str,
-    secrets: &[crate::signing::SigningSecret],
+    keys: &[crate::signing::SigningKey],
 ) -> Vec<(String, String)> {
     let mut headers: Vec<(String, String)> = custom.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     headers.push(("content-type".into(), "application/json".into()));
@@ -61,7 +61,7 @@ pub fn request_headers(
     headers.push(("webhook-timestamp".into(), timestamp.to_string()));
     headers.push((
         "webhook-signature".into(),
-        crate::signing::signature_header(secrets, webhook_message_id, timestamp, body.as_bytes()),
+        crate::signing::signature_header(keys, webhook_message_id, timestamp, body.as_bytes()),
     ));
     headers
 }

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::filters::Filter;
-use crate::model::{DisabledReason, Permission, Scope, Selection, WebhookStatus};
+use crate::model::{DisabledReason, Permission, Scope, Selection, SignatureScheme, WebhookStatus};
 
 /// The admin key's id: it is configured, not stored.
 pub const ADMIN_KEY_ID: &str = "key_admin";
@@ -57,6 +57,16 @@ pub struct Webhook {
     pub filters: Vec<Filter>,
     pub status: WebhookStatus,
     pub disabled_reason: Option<DisabledReason>,
+    /// How deliveries are signed: `v1` (HMAC-SHA256, the default) or `v1a` (Ed25519). Stored
+    /// webhooks from before `v1a` read as `v1`.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required = true))]
+    pub signature_scheme: SignatureScheme,
+    /// `v1a` only: `whpk_` + base64 of the 32-byte Ed25519 public key that verifies the
+    /// signatures; `null` for `v1`.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required = true, pattern = "^whpk_[A-Za-z0-9+/]{43}=$"))]
+    pub public_key: Option<String>,
     pub created_at: String,
     pub updated_at: String,
 }

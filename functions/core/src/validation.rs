@@ -17,7 +17,7 @@ use url::Url;
 use crate::catalog;
 use crate::event::is_identifier;
 use crate::filters::{Filter, parse_filters};
-use crate::model::{Permission, Scope};
+use crate::model::{Permission, Scope, SignatureScheme};
 use crate::rate_limit::MAX_RATE_LIMIT;
 
 /// Longest accepted webhook URL, before and after normalisation.
@@ -49,8 +49,8 @@ const FORBIDDEN_HEADER_NAMES: [&str; 9] =
 /// Header name prefixes reserved for the body's framing, the signature and proxies.
 const FORBIDDEN_HEADER_PREFIXES: [&str; 3] = ["content-", "webhook-", "proxy-"];
 
-pub const WEBHOOK_FIELDS: [&str; 8] =
-    ["url", "name", "description", "events", "scopes", "headers", "rate_limit", "filters"];
+pub const WEBHOOK_FIELDS: [&str; 9] =
+    ["url", "name", "description", "events", "scopes", "headers", "rate_limit", "filters", "signature_scheme"];
 pub const SCOPE_FIELDS: [&str; 2] = ["company_id", "project_id"];
 pub const KEY_FIELDS: [&str; 3] = ["name", "companies", "permissions"];
 pub const ROTATE_FIELDS: [&str; 1] = ["grace_seconds"];
@@ -93,6 +93,8 @@ pub struct WebhookCreate {
     pub rate_limit: Option<u32>,
     /// Empty = every event the selection picks (`filters`).
     pub filters: Vec<Filter>,
+    /// Left out: `v1`.
+    pub signature_scheme: SignatureScheme,
 }
 
 /// A valid `PATCH /v1/webhooks/{id}` body: `None` leaves a field unchanged; lists and `headers`
@@ -108,6 +110,7 @@ pub struct WebhookPatch {
     /// `Some(None)` removes the limit.
     pub rate_limit: Option<Option<u32>>,
     pub filters: Option<Vec<Filter>>,
+    pub signature_scheme: Option<SignatureScheme>,
 }
 
 impl WebhookPatch {
@@ -172,7 +175,7 @@ pub fn validate_url(s: &str, p: UrlPolicy) -> Result<Url, FieldError> {
 }
 
 /// Parses a `POST /v1/webhooks` body: `{url, name?, description?, events?, scopes?, headers?,
-/// rate_limit?, filters?}` (`filters`: `filters::parse_filters`).
+/// rate_limit?, filters?, signature_scheme?}` (`filters`: `filters::parse_filters`).
 ///
 /// `name` and `description` may be `null` (= none); the lists and `headers` may be omitted but
 /// not `null`.
@@ -195,6 +198,7 @@ pub fn parse_webhook_create(v: &Value, p: UrlPolicy) -> Result<WebhookCreate, Fi
         headers: body.get("headers").map(headers).transpose()?.unwrap_or_default(),
         rate_limit: body.get("rate_limit").map(|v| nullable(v, rate_limit)).transpose()?.flatten(),
         filters: body.get("filters").map(parse_filters).transpose()?.unwrap_or_default(),
+        signature_scheme: body.get("signature_scheme").map(signature_scheme).transpose()?.unwrap_or_default(),
     })
 }
 
@@ -215,6 +219,7 @@ pub fn parse_webhook_patch(v: &Value, p: UrlPolicy) -> Result<WebhookPatch, Fiel
         headers: body.get("headers").map(|v| not_null(v, "headers").and_then(headers)).transpose()?,
         rate_limit: body.get("rate_limit").map(|v| nullable(v, rate_limit)).transpose()?,
         filters: body.get("filters").map(|v| not_null(v, "filters").and_then(parse_filters)).transpose()?,
+        signature_scheme: body.get("signature_scheme").map(signature_scheme).transpose()?,
     })
 }
 
@@ -291,6 +296,13 @@ fn not_null<'a>(v: &'a Value, field: &str) -> Result<&'a Value, FieldError> {
     } else {
         Ok(v)
     }
+}
+
+/// `signature_scheme`: `v1` or `v1a` (never `null`: omit it for the default or to keep it).
+fn signature_scheme(v: &Value) -> Result<SignatureScheme, FieldError> {
+    v.as_str()
+        .and_then(SignatureScheme::from_name)
+        .ok_or_else(|| FieldError::new("signature_scheme", "`signature_scheme` must be `v1` or `v1a`"))
 }
 
 /// `None` for `null`, else what `parse` makes of `v`.
@@ -609,6 +621,10 @@ mod tests {
             HTTPS_ONLY,
         )?;
         assert_eq!((nulls.name, nulls.description), (None, None));
+        // AND a left-out scheme is `v1`, a given one is kept
+        assert_eq!(nulls.signature_scheme, SignatureScheme::V1);
+        let v1a = parse_webhook_create(&create_with("signature_scheme", json!("v1a")), HTTPS_ONLY)?;
+        assert_eq!(v1a.signature_scheme, SignatureScheme::V1a);
         Ok(())
     }
 
@@ -662,6 +678,14 @@ mod tests {
             ("description 1001", create_with("description", json!("d".repeat(1001))), err("description")),
             ("description bool", create_with("description", json!(true)), err("description")),
             ("description NUL", create_with("description", json!("a\u{0}b")), err("description")),
+            // signature_scheme.
+            ("scheme v1", create_with("signature_scheme", json!("v1")), Ok(())),
+            ("scheme v1a", create_with("signature_scheme", json!("v1a")), Ok(())),
+            ("scheme v2", create_with("signature_scheme", json!("v2")), err("signature_scheme")),
+            ("scheme uppercase", create_with("signature_scheme", json!("V1A")), err("signature_scheme")),
+            ("scheme ed25519", create_with("signature_scheme", json!("ed25519")), err("signature_scheme")),
+            ("scheme null", create_with("signature_scheme", Value::Null), err("signature_scheme")),
+            ("scheme number", create_with("signature_scheme", json!(1)), err("signature_scheme")),
             // events.
             ("events empty", create_with("events", json!([])), Ok(())),
             ("events all 37", create_with("events", json!(catalog::SUBSCRIBABLE.map(|t| t.name).to_vec())), Ok(())),
@@ -797,6 +821,9 @@ mod tests {
             ("rate limit set", json!({"rate_limit": 5}), Ok(WebhookPatch { rate_limit: Some(Some(5)), ..WebhookPatch::default() })),
             ("rate limit removed", json!({"rate_limit": null}), Ok(WebhookPatch { rate_limit: Some(None), ..WebhookPatch::default() })),
             ("rate limit 0", json!({"rate_limit": 0}), Err("rate_limit")),
+            ("scheme switched", json!({"signature_scheme": "v1a"}), Ok(WebhookPatch { signature_scheme: Some(SignatureScheme::V1a), ..WebhookPatch::default() })),
+            ("scheme null", json!({"signature_scheme": null}), Err("signature_scheme")),
+            ("scheme unknown", json!({"signature_scheme": "v2"}), Err("signature_scheme")),
             ("url null", json!({"url": null}), Err("url")),
             ("events null", json!({"events": null}), Err("events")),
             ("filters null", json!({"filters": null}), Err("filters")),

@@ -16,7 +16,7 @@ use webhooks_aws::memory::{
 use webhooks_core::attempt::{SendFailure, SendOutcome};
 use webhooks_core::event::{format_utc, parse_ingest_body};
 use webhooks_core::message::{Delivery, DeliveryQueueMessage, ParkSlot, Purge, Replay, Replayed};
-use webhooks_core::model::{DisabledReason, DropReason, Scope, WebhookStatus};
+use webhooks_core::model::{DisabledReason, DropReason, Scope, SignatureScheme, WebhookStatus};
 use webhooks_core::ports::{HealthRecord, StoredSecret, StoredWebhook};
 use webhooks_core::resources::{Webhook, log_status};
 use webhooks_core::retry::RetrySchedule;
@@ -116,10 +116,16 @@ impl World {
                 filters: Vec::new(),
                 status,
                 disabled_reason: disabled.map(|(reason, _)| reason),
+                signature_scheme: SignatureScheme::V1,
+                public_key: None,
                 created_at: "2026-11-01T00:00:00Z".to_owned(),
                 updated_at: "2026-11-01T00:00:00Z".to_owned(),
             },
-            secrets: vec![StoredSecret { ciphertext: self.secret.to_string(), expires_at: None }],
+            secrets: vec![StoredSecret {
+                ciphertext: self.secret.to_string(),
+                expires_at: None,
+                scheme: SignatureScheme::V1,
+            }],
             version: 1,
             partitions: Default::default(),
             alert_pending: None,
@@ -241,8 +247,7 @@ async fn a_first_attempt_success_is_sent_signed_once_logged_and_writes_no_health
     assert_eq!(sent.header("x-tenant"), Some("acme"));
     let timestamp = NOW.unix_timestamp();
     assert_eq!(sent.header("webhook-timestamp"), Some(timestamp.to_string().as_str()));
-    let expected =
-        signature_header(std::slice::from_ref(&w.secret), &d.webhook_message_id, timestamp, sent.body.as_bytes());
+    let expected = signature_header(&[w.secret.clone().into()], &d.webhook_message_id, timestamp, sent.body.as_bytes());
     assert_eq!(sent.header("webhook-signature"), Some(expected.as_str()));
     let body: serde_json::Value = serde_json::from_str(&sent.body)?;
     assert_eq!((body["type"].as_str(), body["webhook_id"].as_str()), (Some("TODO_CREATED"), Some("wh_1")));

@@ -11,7 +11,7 @@ use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
 use utoipa::openapi::{Ref, RefOr};
 use utoipa::{PartialSchema, ToSchema};
 use webhooks_core::filters::Filter;
-use webhooks_core::model::{Permission, Scope};
+use webhooks_core::model::{Permission, Scope, SignatureScheme};
 use webhooks_core::{catalog, event, validation};
 
 /// Most events in one batch of `POST /v1/events` (SPEC §7).
@@ -101,6 +101,10 @@ pub struct WebhookCreate {
     #[serde(default)]
     #[schema(max_items = 10)]
     pub filters: Vec<Filter>,
+    /// Left out: `v1` (HMAC, the answer shows the `secret`); `v1a`: Ed25519, the webhook shows
+    /// its `public_key`.
+    #[serde(default)]
+    pub signature_scheme: SignatureScheme,
 }
 
 /// `PATCH /v1/webhooks/{id}`: only what is given changes; lists and `headers` are replaced
@@ -128,6 +132,11 @@ pub struct WebhookPatch {
     #[serde(default)]
     #[schema(max_items = 10)]
     pub filters: Vec<Filter>,
+    /// A switch makes a new key pair (`v1a`), or brings back the secret of a switch less than a
+    /// day ago, else makes a new one shown in the answer (`v1`); the previous scheme's keys keep
+    /// signing for a day.
+    #[serde(default)]
+    pub signature_scheme: SignatureScheme,
 }
 
 /// A PATCH changes only what it gives: `field` takes `given` when there is one.

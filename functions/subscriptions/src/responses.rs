@@ -112,16 +112,38 @@ pub struct WebhookList {
 pub struct WebhookWithSecret {
     #[serde(flatten)]
     pub webhook: WebhookView,
-    /// `whsec_` and the base64 of 32 random bytes. Not retrievable later.
-    #[schema(pattern = "^whsec_[A-Za-z0-9+/]{43}=$")]
-    pub secret: String,
+    /// `v1` only: `whsec_` and the base64 of 32 random bytes. Not retrievable later. A `v1a`
+    /// webhook has no secret: receivers verify with its `public_key`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String, required = false, pattern = "^whsec_[A-Za-z0-9+/]{43}=$")]
+    pub secret: Option<String>,
 }
 
-/// The new signing secret after `rotate-secret`.
+/// A changed webhook. A switch of `signature_scheme` to `v1` that needed a new signing secret
+/// adds it here, shown once as at create.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UpdatedWebhook {
+    #[serde(flatten)]
+    pub webhook: WebhookView,
+    /// Only when this change made a new `v1` secret: `whsec_` and the base64 of 32 random
+    /// bytes. Not retrievable later.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String, required = false, pattern = "^whsec_[A-Za-z0-9+/]{43}=$")]
+    pub secret: Option<String>,
+}
+
+/// The new signing key after `rotate-secret`: a `v1` webhook's new secret, or a `v1a`
+/// webhook's new public key (also on the webhook from now on).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct RotatedSecret {
-    #[schema(pattern = "^whsec_[A-Za-z0-9+/]{43}=$")]
-    pub secret: String,
+    /// `v1` only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String, required = false, pattern = "^whsec_[A-Za-z0-9+/]{43}=$")]
+    pub secret: Option<String>,
+    /// `v1a` only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String, required = false, pattern = "^whpk_[A-Za-z0-9+/]{43}=$")]
+    pub public_key: Option<String>,
 }
 
 /// What the receiver answered a signed `WEBHOOK_HEALTH_CHECK` (or test event).

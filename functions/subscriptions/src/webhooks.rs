@@ -19,7 +19,8 @@ use webhooks_core::message::{DeliveryQueueMessage, Purge};
 use webhooks_core::model::DropReason;
 use webhooks_core::model::{Permission, Scope, WebhookStatus};
 use webhooks_core::resources::{ApiKey, Health, Webhook, WebhookView};
-use webhooks_core::signing::SigningSecret;
+use webhooks_core::signing::SigningKey;
+use webhooks_core::signing_keys::{self, SWITCH_GRACE_SECONDS, SchemeSwitch};
 use webhooks_core::validation::{parse_rotate_secret, parse_webhook_create, parse_webhook_patch};
 
 use crate::AppState;
@@ -29,7 +30,7 @@ use crate::error::{ApiError, unavailable};
 use crate::idempotency::{Idempotency, IdempotencyKeyHeader};
 use crate::lists::list_limit;
 use crate::requests::{RotateSecret, WebhookCreate, WebhookPatch, replace_if_given};
-use crate::responses::{RotatedSecret, WebhookList, WebhookWithSecret};
+use crate::responses::{RotatedSecret, UpdatedWebhook, WebhookList, WebhookWithSecret};
 
 /// The webhook as the API shows it, with its health and parked count.
 pub async fn view(state: &AppState, stored: &StoredWebhook) -> Result<WebhookView, ApiError> {
@@ -144,8 +145,9 @@ async fn check_reachable(state: &AppState, url: &url::Url) -> Result<(), ApiErro
         .map_err(|refusal| ApiError::Validation(refusal.to_field_error()))
 }
 
-/// A new signing secret: it signs from now on; the previous one
-/// keeps signing too until the grace period ends (default 1 day, at most 7).
+/// A new signing key of the webhook's scheme (`v1`: a secret, answered once; `v1a`: a key
+/// pair, whose public key is answered and on the webhook): it signs from now on; the previous
+/// one keeps signing too until the grace period ends (default 1 day, at most 7).
 #[utoipa::path(post, path = "/v1/webhooks/{id}/rotate-secret", tag = "webhooks", security(("bearer" = [])),
     params(("id" = String, Path)), request_body(content = Option<RotateSecret>, description = "May be left out"),
     responses((status = 200, body = RotatedSecret)))]
@@ -158,30 +160,33 @@ pub async fn rotate_secret(
 ) -> Result<Json<RotatedSecret>, ApiError> {
     let previous = visible(&state, &caller, &id).await?;
     let grace = parse_rotate_secret(body::optional_json(&headers, &body)?.as_ref())?;
-    let secret = SigningSecret::generate().map_err(unavailable)?;
-    let ciphertext = state.secrets.encrypt(&id, &secret).await.map_err(unavailable)?;
+    let (key, current) = new_key(&state, &id, previous.webhook.signature_scheme).await?;
     let now = OffsetDateTime::now_utc();
-    // The current secret gets its grace; earlier ones keep theirs (already shorter) or go.
-    let mut secrets = vec![StoredSecret { ciphertext, expires_at: None }];
-    if grace > 0 {
-        for old in &previous.secrets {
-            let until = match old.expires_at {
-                None => now.unix_timestamp() + i64::from(grace),
-                Some(t) => t.min(now.unix_timestamp() + i64::from(grace)),
-            };
-            if until > now.unix_timestamp() {
-                secrets.push(StoredSecret { ciphertext: old.ciphertext.clone(), expires_at: Some(until) });
-            }
-        }
-    }
-    let next = next_revision(&previous, Revision::Changed(now), |next| next.secrets = secrets);
+    // The current key gets its grace; earlier ones keep theirs (already shorter) or go.
+    let secrets = signing_keys::rotated(&previous.secrets, current, now.unix_timestamp(), grace);
+    let next = next_revision(&previous, Revision::Changed(now), |next| {
+        next.secrets = secrets;
+        next.webhook.public_key = key.public_key();
+    });
     state.store.update_webhook(&previous, &next).await?;
-    tracing::info!(webhook_id = %id, grace_seconds = grace, "signing secret rotated");
-    Ok(Json(RotatedSecret { secret: secret.to_string() }))
+    tracing::info!(webhook_id = %id, grace_seconds = grace, scheme = key.scheme().as_str(), "signing key rotated");
+    Ok(Json(RotatedSecret { secret: key.shown_secret(), public_key: key.public_key() }))
 }
 
-/// Creates a webhook owned by the calling key. Its signing secret is in the answer, and only
-/// there (and in the answer replayed to a repeat with the same `Idempotency-Key`).
+/// A new signing key of `scheme` for webhook `id`, and its encrypted form to store.
+async fn new_key(
+    state: &AppState,
+    id: &str,
+    scheme: webhooks_core::model::SignatureScheme,
+) -> Result<(SigningKey, StoredSecret), ApiError> {
+    let key = SigningKey::generate(scheme).map_err(unavailable)?;
+    let ciphertext = state.secrets.encrypt(id, &key).await.map_err(unavailable)?;
+    Ok((key, StoredSecret { ciphertext, expires_at: None, scheme }))
+}
+
+/// Creates a webhook owned by the calling key. A `v1` webhook's signing secret is in the
+/// answer, and only there (and in the answer replayed to a repeat with the same
+/// `Idempotency-Key`); a `v1a` webhook shows its public key instead, here and on every read.
 #[utoipa::path(post, path = "/v1/webhooks", tag = "webhooks", security(("bearer" = [])), request_body = WebhookCreate,
     params(IdempotencyKeyHeader), responses((status = 201, body = WebhookWithSecret)))]
 pub async fn create(
@@ -198,7 +203,7 @@ pub async fn create(
 
 /// The part of a created webhook's answer shown once.
 fn shown_secret(created: &WebhookWithSecret) -> Option<&str> {
-    Some(created.secret.as_str())
+    created.secret.as_deref()
 }
 
 /// Creates a webhook from valid input, once its URL and scopes pass the checks that need the
@@ -210,10 +215,9 @@ async fn create_checked(
 ) -> Result<(StatusCode, Json<WebhookWithSecret>), ApiError> {
     check_reachable(state, &input.url).await?;
     check_scope_companies(&input.scopes, &owner)?;
-    let secret = SigningSecret::generate().map_err(unavailable)?;
     let now = format_utc(OffsetDateTime::now_utc());
     let id = random_base62("wh_", 24).map_err(unavailable)?;
-    let ciphertext = state.secrets.encrypt(&id, &secret).await.map_err(unavailable)?;
+    let (key, current) = new_key(state, &id, input.signature_scheme).await?;
     let webhook = Webhook {
         id,
         owner_key_id: owner.id.clone(),
@@ -227,13 +231,15 @@ async fn create_checked(
         filters: input.filters,
         status: WebhookStatus::Active,
         disabled_reason: None,
+        signature_scheme: input.signature_scheme,
+        public_key: key.public_key(),
         created_at: now.clone(),
         updated_at: now,
     };
     let partitions = partitions_for_webhook(&webhook.selection(), &owner.companies);
     let stored = StoredWebhook {
         webhook,
-        secrets: vec![StoredSecret { ciphertext, expires_at: None }],
+        secrets: vec![current],
         version: 1,
         partitions,
         alert_pending: None,
@@ -243,7 +249,7 @@ async fn create_checked(
     tracing::info!(webhook_id = %stored.webhook.id, owner_key_id = %owner.id, "webhook created");
     // A new webhook has no counters and nothing parked: nothing to read back.
     let webhook = WebhookView { webhook: stored.webhook, health: Health::default(), parked: 0 };
-    Ok((StatusCode::CREATED, Json(WebhookWithSecret { webhook, secret: secret.to_string() })))
+    Ok((StatusCode::CREATED, Json(WebhookWithSecret { webhook, secret: key.shown_secret() })))
 }
 
 /// Filters of `GET /v1/webhooks` (kept as text here: the handler gives the 400s).
@@ -317,16 +323,18 @@ pub async fn get(
     Ok(Json(view(&state, &stored).await?))
 }
 
-/// Changes a webhook; the next event already follows the new settings.
+/// Changes a webhook; the next event already follows the new settings. A switch of
+/// `signature_scheme` signs with the new scheme at once, while the previous scheme's keys keep
+/// signing for a day; a new `v1` secret is in the answer, once.
 #[utoipa::path(patch, path = "/v1/webhooks/{id}", tag = "webhooks", security(("bearer" = [])), params(("id" = String, Path)),
-    request_body = WebhookPatch, responses((status = 200, body = WebhookView)))]
+    request_body = WebhookPatch, responses((status = 200, body = UpdatedWebhook)))]
 pub async fn update(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<Json<WebhookView>, ApiError> {
+) -> Result<Json<UpdatedWebhook>, ApiError> {
     let previous = visible(&state, &caller, &id).await?;
     let patch = parse_webhook_patch(&body::json(&headers, &body)?, state.config.url_policy)?;
     if let Some(url) = &patch.url {
@@ -339,7 +347,27 @@ pub async fn update(
     if let Some(scopes) = &patch.scopes {
         check_scope_companies(scopes, &owner)?;
     }
-    let next = next_revision(&previous, Revision::Reselected(OffsetDateTime::now_utc(), &owner.companies), |next| {
+    let now = OffsetDateTime::now_utc();
+    let (mut keys, mut shown) = (None, None);
+    if let Some(to) = patch.signature_scheme {
+        match signing_keys::switch_scheme(
+            &previous.secrets,
+            previous.webhook.signature_scheme,
+            to,
+            now.unix_timestamp(),
+        ) {
+            SchemeSwitch::Unchanged => {}
+            SchemeSwitch::Restore(restored) => keys = Some((restored, None)),
+            SchemeSwitch::NewKey => {
+                let (key, current) = new_key(&state, &id, to).await?;
+                let rotated =
+                    signing_keys::rotated(&previous.secrets, current, now.unix_timestamp(), SWITCH_GRACE_SECONDS);
+                shown = key.shown_secret();
+                keys = Some((rotated, key.public_key()));
+            }
+        }
+    }
+    let next = next_revision(&previous, Revision::Reselected(now, &owner.companies), |next| {
         let w = &mut next.webhook;
         replace_if_given(&mut w.url, patch.url.map(|url| url.to_string()));
         replace_if_given(&mut w.name, patch.name);
@@ -349,10 +377,15 @@ pub async fn update(
         replace_if_given(&mut w.headers, patch.headers);
         replace_if_given(&mut w.rate_limit, patch.rate_limit);
         replace_if_given(&mut w.filters, patch.filters);
+        if let Some((secrets, public_key)) = keys {
+            replace_if_given(&mut w.signature_scheme, patch.signature_scheme);
+            w.public_key = public_key;
+            next.secrets = secrets;
+        }
     });
     state.store.update_webhook(&previous, &next).await?;
-    tracing::info!(webhook_id = %id, "webhook updated");
-    Ok(Json(view(&state, &next).await?))
+    tracing::info!(webhook_id = %id, scheme = next.webhook.signature_scheme.as_str(), "webhook updated");
+    Ok(Json(UpdatedWebhook { webhook: view(&state, &next).await?, secret: shown }))
 }
 
 /// Deletes a webhook; its queued and parked deliveries are dropped.
@@ -396,6 +429,8 @@ mod tests {
                 filters: Vec::new(),
                 status: WebhookStatus::Active,
                 disabled_reason: None,
+                signature_scheme: Default::default(),
+                public_key: None,
                 created_at: at.into(),
                 updated_at: at.into(),
             },

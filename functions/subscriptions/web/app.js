@@ -484,6 +484,30 @@
     return `${total} (${entries.map(([reason, n]) => `${n} ${DROP_REASONS[reason] ?? reason}`).join(", ")})`;
   }
 
+  /** How requests are signed (SPEC §10): a shared secret, or a key pair whose public key is shown to copy. */
+  function describeSignature(webhook, item) {
+    if (webhook.signature_scheme !== "v1a") return "Shared secret (v1, HMAC-SHA256)";
+    const keyId = nextId("public-key");
+    return [
+      "Public key (v1a, Ed25519): ",
+      h("code", { id: keyId, class: "public-key" }, webhook.public_key ?? ""),
+      " ",
+      h("button", { type: "button", class: "button-quiet", "data-action": "copy-public-key", "aria-describedby": keyId, onclick: () => copyPublicKey(webhook, item) }, "Copy public key"),
+    ];
+  }
+
+  async function copyPublicKey(webhook, item) {
+    item = liveCard(webhook.id, item);
+    try {
+      await navigator.clipboard.writeText(webhook.public_key);
+      setResult(item, "ok", "Public key copied.");
+    } catch {
+      const code = item.querySelector("code.public-key");
+      if (code) window.getSelection()?.selectAllChildren(code);
+      setResult(item, "warn", "Copying is not allowed here: the public key is selected, press Ctrl+C (or ⌘+C) to copy it.");
+    }
+  }
+
   function fact(term, ...value) {
     return h("div", {}, h("dt", {}, term), h("dd", {}, ...value));
   }
@@ -515,7 +539,7 @@
       webhook.status === "active"
         ? h("button", { type: "button", "data-action": "toggle-off", "aria-describedby": titleId, onclick: () => disable(webhook.id, item) }, "Disable")
         : null,
-      h("button", { type: "button", "data-action": "rotate", "aria-describedby": titleId, onclick: () => rotateSecret(webhook.id, item) }, "New secret"),
+      h("button", { type: "button", "data-action": "rotate", "aria-describedby": titleId, onclick: () => rotateSecret(webhook.id, item) }, webhook.signature_scheme === "v1a" ? "New key pair" : "New secret"),
       h("button", { type: "button", class: "button-danger-quiet", "data-action": "delete", "aria-describedby": titleId, onclick: () => remove(webhook.id, item) }, "Delete"),
     );
 
@@ -538,6 +562,7 @@
         fact("Sends for", describeScopes(webhook.scopes)),
         fact("Pace", webhook.rate_limit ? `At most ${plural(webhook.rate_limit, "request", "requests")} per second; more wait their turn` : "No limit"),
         webhook.filters?.length ? fact("Only when", describeFilters(webhook.filters)) : null,
+        fact("Signature", describeSignature(webhook, item)),
         fact("Last success", when(health.last_success_at) ?? "Never"),
         fact("Last error", lastError),
         fact("Held back", webhook.parked ? `${plural(webhook.parked, "delivery", "deliveries")}, sent when it is enabled again` : "None"),
@@ -696,6 +721,7 @@
 
   async function rotateSecret(id, item) {
     const webhook = state.webhooks.get(id);
+    if (webhook?.signature_scheme === "v1a") return rotateKeyPair(webhook, item);
     const yes = await confirmDialog({
       title: "Create a new signing secret?",
       text: `A new secret for “${webhook?.name || webhook?.url || id}” is shown once. The current one keeps working for ${ROTATION_GRACE_HOURS} hours, so you can update your system without missing events.`,
@@ -712,6 +738,28 @@
       } catch (error) {
         const message = error.status === 404 ? "this service does not offer it yet, or the webhook no longer exists." : error.message;
         setResult(liveCard(id, item), "error", "Could not create a new secret: ", message);
+      }
+    });
+  }
+
+  /** A `v1a` webhook gets a new key pair: its public key replaces the one on the card; nothing secret is shown. */
+  async function rotateKeyPair(webhook, item) {
+    const id = webhook.id;
+    const yes = await confirmDialog({
+      title: "Create a new key pair?",
+      text: `Requests to “${webhook.name || webhook.url}” are signed with a new key from now on. The current key also signs them for ${ROTATION_GRACE_HOURS} hours, so you can give your system the new public key without missing events.`,
+      confirm: "Create new key pair",
+      danger: false,
+    });
+    if (!yes) return;
+    await busy(buttonOf(item, "rotate"), async () => {
+      try {
+        await api("POST", webhookPath(id, "/rotate-secret"), {});
+        item = liveCard(id, item);
+        updateCard(item, await api("GET", webhookPath(id)));
+        setResult(item, "ok", `A new key pair was created: check requests with the public key shown here. The previous one keeps signing for ${ROTATION_GRACE_HOURS} hours.`);
+      } catch (error) {
+        setResult(liveCard(id, item), "error", "Could not create a new key pair: ", error.message);
       }
     });
   }
@@ -900,6 +948,7 @@
     $("filter-rows").replaceChildren();
     for (const filter of webhook?.filters ?? []) addFilterRow(filter);
     updateFilterButton();
+    $(webhook?.signature_scheme === "v1a" ? "scheme-v1a" : "scheme-v1").checked = true;
     form.hidden = false;
     flash("");
     focusHeading("editor");
@@ -1384,7 +1433,9 @@
       filters.push(op === "exists" ? { path, op } : { path, op, value: typed.value });
     }
 
-    const body = { url: url.value.trim(), events, scopes, headers, filters };
+    target("signature_scheme", $("scheme-v1"), $("signature-scheme-error"));
+    const scheme = document.querySelector('input[name="signature-scheme"]:checked')?.value ?? "v1";
+    const body = { url: url.value.trim(), events, scopes, headers, filters, signature_scheme: scheme };
     if (state.editing || rateLimit !== null) body.rate_limit = rateLimit;
     const name = $("wh-name").value.trim();
     const description = $("wh-description").value.trim();
@@ -1419,9 +1470,17 @@
       try {
         if (editing) {
           const saved = await api("PATCH", webhookPath(editing.id), body);
+          // A switch to a shared secret that made a new one: shown once, as at create.
+          const secret = saved.secret;
+          delete saved.secret;
           state.webhooks.set(saved.id, saved);
           flash(`Saved “${saved.name || saved.url}”.`);
           await navigate("#/");
+          if (secret) {
+            const heading = $(`webhook-${saved.id}`)?.querySelector("h2") ?? null;
+            heading?.setAttribute("tabindex", "-1");
+            showSecret(secret, `Requests are signed with this secret from now on. The previous key also signs them for ${ROTATION_GRACE_HOURS} hours.`, heading);
+          }
         } else {
           const create = pendingCreate(body);
           const created = await api("POST", "/v1/webhooks", body, { "idempotency-key": create.key });
@@ -1432,11 +1491,16 @@
           state.webhooks.set(created.id, created);
           const secret = created.secret;
           delete created.secret;
-          flash(`Created “${created.name || created.url}”. Events are sent to it from now on.`);
+          flash(
+            created.signature_scheme === "v1a"
+              ? `Created “${created.name || created.url}”. Events are sent to it from now on; check them with the public key shown on it.`
+              : `Created “${created.name || created.url}”. Events are sent to it from now on.`,
+          );
           await navigate("#/");
           const heading = $(`webhook-${created.id}`)?.querySelector("h2") ?? null;
           heading?.setAttribute("tabindex", "-1");
-          showSecret(secret, null, heading);
+          // A key pair has no secret to show: its public key is on the card.
+          if (secret) showSecret(secret, null, heading);
         }
       } catch (error) {
         if (error.status === 401) return;

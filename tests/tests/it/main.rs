@@ -14,5 +14,6 @@ mod pipeline;
 mod rate_limits;
 mod reliability;
 mod security;
+mod signatures_v1a;
 mod ssrf;
 mod template;

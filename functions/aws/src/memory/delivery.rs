@@ -19,7 +19,7 @@ use webhooks_core::ports::{
 };
 use webhooks_core::reliability::{AttemptRecord, expired};
 use webhooks_core::resources::LogEntry;
-use webhooks_core::signing::SigningSecret;
+use webhooks_core::signing::SigningKey;
 
 use super::{DYNAMODB_MAX_BATCH_GET_KEYS, Failures, ManualClock, MemoryError, lock};
 use crate::keys::park_sort_key;
@@ -716,7 +716,8 @@ impl Alerts for MemoryAlerts {
     }
 }
 
-/// Signing secrets "encrypted" as themselves: a stored ciphertext is the secret's text.
+/// Signing keys "encrypted" as themselves: a stored ciphertext is the key's text (`whsec_…`
+/// or `whsk_…`).
 #[derive(Debug, Clone, Default)]
 pub struct MemorySecrets {
     failures: Arc<Failures>,
@@ -735,12 +736,12 @@ impl SecretStore for MemorySecrets {
         _webhook_id: &str,
         stored: &[StoredSecret],
         now: i64,
-    ) -> Result<Vec<SigningSecret>, PortError> {
+    ) -> Result<Vec<SigningKey>, PortError> {
         self.failures.check("Decrypt")?;
         stored
             .iter()
             .filter(|s| s.expires_at.is_none_or(|t| t > now))
-            .map(|s| SigningSecret::parse(&s.ciphertext).map_err(|e| PortError::unavailable("Decrypt", e)))
+            .map(|s| SigningKey::parse(&s.ciphertext).map_err(|e| PortError::unavailable("Decrypt", e)))
             .collect()
     }
 }

@@ -12,19 +12,24 @@ use super::PortError;
 use crate::attempt::SendOutcome;
 use crate::event::Event;
 use crate::message::{Delivery, ParkSlot};
-use crate::model::{DisabledReason, DropReason};
+use crate::model::{DisabledReason, DropReason, SignatureScheme};
 use crate::reliability::AttemptRecord;
 pub use crate::reliability::ParkGuard;
 use crate::resources::{Health, LogEntry, Webhook};
-use crate::signing::SigningSecret;
+use crate::signing::SigningKey;
 
-/// One signing secret of a webhook as stored: KMS ciphertext (base64, encryption context the
-/// webhook id); `expires_at` (Unix seconds) is set on the previous secret during a rotation's
-/// grace period.
+/// One signing key of a webhook as stored: KMS ciphertext (base64, encryption context the
+/// webhook id) of an HMAC secret (`v1`) or an Ed25519 private key (`v1a`); `expires_at` (Unix
+/// seconds) is set on a previous key during the grace period of a rotation or a switch of
+/// scheme.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoredSecret {
     pub ciphertext: String,
     pub expires_at: Option<i64>,
+    /// Which kind of key the ciphertext holds, known without decrypting it (items written
+    /// before `v1a` existed hold HMAC secrets).
+    #[serde(default)]
+    pub scheme: SignatureScheme,
 }
 
 /// A webhook as stored: the resource, its secrets, a version for optimistic concurrency and
@@ -307,16 +312,16 @@ pub trait Alerts {
     ) -> impl Future<Output = Result<(), PortError>> + Send;
 }
 
-/// Signing secrets, decrypted.
+/// Signing keys (HMAC secrets and Ed25519 private keys), decrypted.
 pub trait SecretStore {
-    /// The secrets of a webhook that sign at `now` (current, and previous ones within their
-    /// grace).
+    /// The keys of a webhook that sign at `now` (current, and previous ones within their
+    /// grace), in the stored order.
     fn signing_secrets(
         &self,
         webhook_id: &str,
         stored: &[StoredSecret],
         now: i64,
-    ) -> impl Future<Output = Result<Vec<SigningSecret>, PortError>> + Send;
+    ) -> impl Future<Output = Result<Vec<SigningKey>, PortError>> + Send;
 }
 
 /// One signed POST (Standard Webhooks, SPEC §5) to a receiver.
@@ -329,7 +334,8 @@ pub struct SignedRequest<'a> {
     /// `webhook-timestamp` (Unix seconds).
     pub timestamp: i64,
     pub body: String,
-    pub secrets: &'a [SigningSecret],
+    /// The keys that sign it, each adding its entry to `webhook-signature`.
+    pub secrets: &'a [SigningKey],
 }
 
 /// The only way the service reaches URLs customers control.
