@@ -9,6 +9,7 @@ pub mod attempt;
 pub mod catalog;
 pub mod event;
 pub mod ids;
+pub mod log_query;
 pub mod matching;
 pub mod message;
 pub mod model;

@@ -11,6 +11,7 @@ mod ledger;
 mod local_stack;
 mod pipeline;
 mod reliability;
+mod replay_range;
 mod security;
 mod ssrf;
 mod template;
