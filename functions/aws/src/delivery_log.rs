@@ -134,12 +134,15 @@ impl DynamoDbDeliveryLog {
                 .key_condition_expression(key_condition)
                 .filter_expression(filters.join(" AND "))
                 .expression_attribute_names("#pk", pk_name)
-                .expression_attribute_names("#sk", sk_name)
                 .expression_attribute_values(":pk", s(partition.clone()))
                 .expression_attribute_values(":now", n(now))
                 .scan_index_forward(false)
                 .limit(i32::try_from(limit - entries.len()).unwrap_or(100))
                 .set_exclusive_start_key(start.take());
+            // DynamoDB refuses a name the expressions do not use.
+            if low.is_some() || high.is_some() {
+                query = query.expression_attribute_names("#sk", sk_name);
+            }
             if let Some(low) = &low {
                 query = query.expression_attribute_values(":low", s(low.clone()));
             }
