@@ -679,6 +679,87 @@ test("a person sends a webhook only the events that meet conditions on the body"
   });
 });
 
+test("the delivery log filters by type and time, and sends events again since a time", async () => {
+  // GIVEN a webhook for two types whose receiver got one event of each
+  const second = await startReceiver();
+  try {
+    const created = await call("POST", "/v1/webhooks", key, {
+      url: second.url, name: "Replays", events: ["TODO_CREATED", "TAG_CREATED"],
+    });
+    assert.equal(created.status, 201, created.text);
+    const id = created.json.id;
+    const ids = { TODO_CREATED: `evt-todo-${suffix}`, TAG_CREATED: `evt-tag-${suffix}` };
+    for (const [type, eventId] of Object.entries(ids)) {
+      const event = { specversion: "1.0", id: eventId, source: `app/companies/${acme}/projects/p9`, type, companyid: acme, projectid: "p9", data: {} };
+      const published = await call("POST", "/v1/events", key, event, "application/cloudevents+json");
+      assert.equal(published.status, 202, published.text);
+    }
+    await eventually("both deliveries", () => Object.values(ids).every((e) => second.requests.some((r) => r.body.includes(e))));
+
+    await page.goto(`${API}/#/webhooks/${encodeURIComponent(id)}/deliveries`);
+    const keyInput = page.getByLabel("API key", { exact: true });
+    if (await keyInput.isVisible()) {
+      await keyInput.fill(key);
+      await keyInput.press("Enter");
+    }
+    await page.getByRole("heading", { name: "Deliveries of “Replays”" }).waitFor();
+    const rows = page.locator("#deliveries-rows tr");
+    await eventually("both in the log", async () => {
+      if ((await rows.count()) >= 2) return true;
+      await page.getByRole("button", { name: "Refresh" }).click();
+      await page.waitForTimeout(300);
+      return false;
+    });
+
+    // WHEN a type is chosen THEN only its entries show
+    await page.getByLabel("Event type", { exact: true }).selectOption("TAG_CREATED");
+    await page.locator("#deliveries-rows tr", { hasText: ids.TODO_CREATED }).waitFor({ state: "detached" });
+    await page.locator("#deliveries-rows tr", { hasText: ids.TAG_CREATED }).waitFor();
+    assert.equal(await rows.count(), 1);
+    await shot("desktop-7-log-by-type");
+    // AND a time range after them shows none, with a message that says why
+    await page.getByLabel("From", { exact: true }).fill(localInput(new Date(Date.now() + 3_600_000)));
+    await page.getByLabel("From", { exact: true }).dispatchEvent("change");
+    await page.getByText("No deliveries match these filters.").waitFor();
+    await page.getByLabel("From", { exact: true }).fill("");
+    await page.getByLabel("From", { exact: true }).dispatchEvent("change");
+    await page.getByLabel("Event type", { exact: true }).selectOption("");
+    await eventually("both again", async () => (await rows.count()) >= 2);
+
+    // WHEN "what failed" is sent again THEN nothing is, since both were delivered
+    await page.getByLabel("Since", { exact: true }).fill(localInput(new Date(Date.now() - 600_000)));
+    const result = page.locator("#replay-result");
+    await page.getByRole("button", { name: "Send again everything that failed since then", exact: true }).click();
+    await result.getByText("Nothing failed since then.").waitFor();
+    // AND "everything" sends each event once more, with its webhook-id
+    const before = second.requests.length;
+    const first = Object.fromEntries(Object.values(ids).map((e) => [e, second.requests.find((r) => r.body.includes(e)).headers["webhook-id"]]));
+    await page.getByRole("button", { name: "Send again everything since then", exact: true }).click();
+    await result.getByText("2 events are being sent again").waitFor();
+    await shot("desktop-8-replayed");
+    await eventually("the events again", () => second.requests.length >= before + 2);
+    for (const [eventId, webhookId] of Object.entries(first)) {
+      const again = second.requests.slice(before).filter((r) => r.body.includes(eventId));
+      assert.equal(again.length, 1, eventId);
+      assert.equal(again[0].headers["webhook-id"], webhookId);
+    }
+
+    // AND a disabled webhook is not sent anything, and the page says why
+    assert.equal((await call("POST", `/v1/webhooks/${id}/disable`, key)).status, 200);
+    await page.getByRole("button", { name: "Send again everything since then", exact: true }).click();
+    await result.getByText("This webhook is disabled: enable it first.").waitFor();
+    await call("DELETE", `/v1/webhooks/${id}`, key);
+  } finally {
+    await second.close();
+  }
+});
+
+/** A `datetime-local` value in the browser's time zone (the page's and this process's agree). */
+function localInput(date) {
+  const pad = (n) => String(n).padStart(2, "0");
+  return `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())}T${pad(date.getHours())}:${pad(date.getMinutes())}`;
+}
+
 test("no script ran from data and nothing broke the policy", () => {
   assert.deepEqual(dialogs, [], "no alert, confirm or prompt fired");
   assert.deepEqual(problems, []);

@@ -2,12 +2,14 @@
 //! claimed, by which receive, how many were counted, and whether it was delivered. Why the
 //! writes are conditional: `webhooks_core::reliability`'s module docs.
 
+use std::collections::BTreeSet;
+
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::AttributeValue;
 use webhooks_core::reliability::AttemptRecord;
 
 use crate::dynamodb::StoreError;
-use crate::item::{conditional, get_n, n, s, unavailable};
+use crate::item::{conditional, get_n, get_s, n, s, unavailable};
 use crate::keys::attempt_key;
 
 /// Attempt records outlive any retry window (at most 10 attempts of at most 12 h each).
@@ -39,6 +41,19 @@ impl DynamoDbAttempts {
             .await
             .map_err(unavailable("GetItem"))?;
         Ok(out.item)
+    }
+
+    /// Which of `delivery_ids` are recorded delivered (a 2xx was received), read in batches.
+    pub async fn delivered_among(&self, delivery_ids: &BTreeSet<String>) -> Result<BTreeSet<String>, StoreError> {
+        let keys = delivery_ids.iter().map(|id| attempt_key(id)).collect();
+        let items = crate::batch_get::batch_get_all(&self.client, &self.table, keys, false)
+            .await
+            .map_err(unavailable("BatchGetItem"))?;
+        Ok(items
+            .iter()
+            .filter(|i| i.get("delivered").and_then(|v| v.as_bool().ok()).copied().unwrap_or(false))
+            .filter_map(|i| get_s(i, "pk").and_then(|pk| pk.strip_prefix("ATT#").map(str::to_owned)))
+            .collect())
     }
 
     /// Attempts recorded for a delivery, and when its first attempt was made (Unix seconds).

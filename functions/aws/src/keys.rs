@@ -15,7 +15,8 @@
 //! | | parked delivery | `PARK#<webhook>` | `<parked at>#<delivery id>` |
 //!
 //! The log's index `gsi1` finds the entries of one message: `MSG#<webhook>#<webhook-id>` /
-//! `<attempted at>`.
+//! `<attempted at>`; its index `gsi2` those of one event type: `TYPE#<webhook>#<type>` / the
+//! entry's sort key (so a time range is a key condition there too).
 
 use std::collections::HashMap;
 
@@ -105,6 +106,16 @@ pub(crate) fn log_sk(attempted_at: &str, delivery_id: &str, attempt: Option<u32>
 /// The log index's partition: the entries of one message to one webhook.
 pub(crate) fn message_pk(webhook_id: &str, webhook_message_id: &str) -> String {
     format!("MSG#{webhook_id}#{webhook_message_id}")
+}
+
+/// The log's type index partition: the entries of one event type for one webhook.
+pub(crate) fn log_type_pk(webhook_id: &str, event_type: &str) -> String {
+    format!("TYPE#{webhook_id}#{event_type}")
+}
+
+/// The delivery id in a log entry's sort key.
+pub(crate) fn log_sk_delivery(sk: &str) -> Option<&str> {
+    sk.split('#').nth(1)
 }
 
 pub(crate) fn park_pk(webhook_id: &str) -> String {

@@ -253,6 +253,15 @@ impl DeliveryLog for DynamoDbDeliveryLog {
     ) -> Result<(), PortError> {
         Ok(DynamoDbDeliveryLog::log(self, webhook_id, delivery_id, entry, event, expires_at).await?)
     }
+
+    async fn kept_event(
+        &self,
+        webhook_id: &str,
+        webhook_message_id: &str,
+        now: i64,
+    ) -> Result<Option<Event>, PortError> {
+        Ok(DynamoDbDeliveryLog::kept_payload(self, webhook_id, webhook_message_id, now).await?.map(|(event, _)| event))
+    }
 }
 
 impl RetryScheduler for SqsRetryScheduler {

@@ -10,6 +10,7 @@ pub mod catalog;
 pub mod event;
 pub mod filters;
 pub mod ids;
+pub mod log_query;
 pub mod matching;
 pub mod message;
 pub mod model;

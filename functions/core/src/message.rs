@@ -25,6 +25,24 @@ pub enum DeliveryQueueMessage {
     /// as dropped (`webhook_deleted`).
     #[serde(rename = "purge.v1")]
     Purge(Purge),
+    /// Re-send logged events to a webhook (a replay by time range, SPEC §10), one page of
+    /// them per message: each is loaded from the log and queued as a new delivery.
+    #[serde(rename = "resend.v1")]
+    Resend(Resend),
+}
+
+/// One page of a replay by time range: events of the log, by `webhook-id`, to re-send.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resend {
+    pub webhook_id: String,
+    /// The generation of every re-sent copy, drawn once per replay: a page handled twice makes
+    /// the same deliveries, whose attempt claims let each be sent once.
+    pub generation: u32,
+    /// When the replay was asked for (Unix milliseconds): the copies' match time, so a manual
+    /// disable after it parks them like any delivery queued before it.
+    pub queued_at: i64,
+    /// The events' `webhook-id`s, oldest first.
+    pub messages: Vec<String>,
 }
 
 /// One page of a replay.

@@ -34,7 +34,7 @@ use futures_util::future::{join, join_all};
 use lambda_runtime::LambdaEvent;
 use time::OffsetDateTime;
 use tracing::{Instrument, error, info_span, warn};
-use webhooks_core::message::{Delivery, DeliveryQueueMessage, ParkSlot, Purge, Replay};
+use webhooks_core::message::{Delivery, DeliveryQueueMessage, ParkSlot, Purge, Replay, Resend};
 use webhooks_core::ports::{
     Alerts, AttemptStore, Clock, DeliveryLog, DeliveryQueue, HealthRecord, HealthStore, OwnerKeys, ParkingStore,
     PortError, RetryScheduler, SecretStore, StoredKey, StoredWebhook, WebhookSender, WebhookStore,
@@ -52,7 +52,8 @@ pub mod wiring;
 pub use config::DeliveryConfig;
 pub use parking::ParkTurns;
 
-/// Replay pages handled per invocation, before the batch's deliveries: bounded work.
+/// Replay pages (of parked deliveries or of a time range) handled per invocation, before the
+/// batch's deliveries: bounded work.
 const REPLAY_PAGES_PER_INVOCATION: usize = 1;
 
 /// The implementations delivery runs on: DynamoDB, SQS, SNS, KMS and HTTP in production
@@ -150,6 +151,28 @@ struct Received<'a> {
     slot: Option<ParkSlot>,
 }
 
+/// A page of a replay: of parked deliveries, or of logged events (by time range).
+enum ReplayPage {
+    Parked(Replay),
+    Range(Resend),
+}
+
+impl ReplayPage {
+    fn webhook_id(&self) -> &str {
+        match self {
+            Self::Parked(r) => &r.webhook_id,
+            Self::Range(r) => &r.webhook_id,
+        }
+    }
+
+    fn message(&self) -> DeliveryQueueMessage {
+        match self {
+            Self::Parked(r) => DeliveryQueueMessage::Replay(r.clone()),
+            Self::Range(r) => DeliveryQueueMessage::Resend(r.clone()),
+        }
+    }
+}
+
 fn message_id(record: &SqsMessage) -> String {
     record.message_id.clone().unwrap_or_default()
 }
@@ -174,7 +197,8 @@ impl<P: DeliveryPorts> Deliverer<P> {
                 Ok(DeliveryQueueMessage::Replayed(r)) => {
                     deliveries.push(Received { record, delivery: r.delivery, slot: Some(r.slot) });
                 }
-                Ok(DeliveryQueueMessage::Replay(r)) => replays.push((record, r)),
+                Ok(DeliveryQueueMessage::Replay(r)) => replays.push((record, ReplayPage::Parked(r))),
+                Ok(DeliveryQueueMessage::Resend(r)) => replays.push((record, ReplayPage::Range(r))),
                 Ok(DeliveryQueueMessage::Purge(p)) => purges.push((record, p)),
                 Err(e) => {
                     error!(message_id = %message_id(record), error = %e, "undecodable delivery message; left for the DLQ");
@@ -246,20 +270,24 @@ impl<P: DeliveryPorts> Deliverer<P> {
 
     /// Replay pages, bounded: one page per invocation; the others go back on the queue as new
     /// messages (no receive is used up). Returns the records to retry.
-    async fn replays(&self, replays: Vec<(&SqsMessage, Replay)>) -> Vec<String> {
+    async fn replays(&self, replays: Vec<(&SqsMessage, ReplayPage)>) -> Vec<String> {
         let mut failed = Vec::new();
         let (now_pages, later): (Vec<_>, Vec<_>) =
             replays.into_iter().enumerate().partition(|(i, _)| *i < REPLAY_PAGES_PER_INVOCATION);
         if !later.is_empty() {
-            let bodies: Vec<String> =
-                later.iter().map(|(_, (_, r))| DeliveryQueueMessage::Replay(r.clone()).to_json()).collect();
+            let bodies: Vec<String> = later.iter().map(|(_, (_, r))| r.message().to_json()).collect();
             let unsent = self.queue.send_all(&bodies).await;
             failed.extend(unsent.into_iter().filter_map(|i| later.get(i)).map(|(_, (record, _))| message_id(record)));
         }
-        for (_, (record, replay)) in &now_pages {
-            let span = info_span!("replay", webhook_id = %replay.webhook_id);
-            if let Err(e) = self.replay(replay).instrument(span).await {
-                warn!(webhook_id = %replay.webhook_id, error = %webhooks_aws::error_chain(&e), "replay page failed; retried");
+        for (_, (record, page)) in &now_pages {
+            let webhook_id = page.webhook_id();
+            let span = info_span!("replay", webhook_id = %webhook_id);
+            let done = match page {
+                ReplayPage::Parked(replay) => self.replay(replay).instrument(span).await,
+                ReplayPage::Range(resend) => self.resend(resend).instrument(span).await,
+            };
+            if let Err(e) = done {
+                warn!(webhook_id = %webhook_id, error = %webhooks_aws::error_chain(&e), "replay page failed; retried");
                 failed.push(message_id(record));
             }
         }

@@ -1,5 +1,5 @@
 //! Replay (SPEC §6): re-sending a webhook's parked deliveries a page at a time, oldest first;
-//! removing a deleted webhook's (purge); and the work a batch's webhooks owe (a replay asked
+//! re-sending logged events (a replay by time range, SPEC §10) a page at a time; removing a deleted webhook's (purge); and the work a batch's webhooks owe (a replay asked
 //! for and not yet queued, a sweep of expired parked deliveries).
 
 use std::collections::BTreeSet;
@@ -8,9 +8,12 @@ use futures_util::future::join;
 use tracing::{info, warn};
 use webhooks_aws::keys::replay_bound;
 use webhooks_aws::parking::SWEEP_PAGE;
-use webhooks_core::message::{DeliveryQueueMessage, ParkSlot, Purge, Replay, Replayed};
+use webhooks_core::event::Event;
+use webhooks_core::message::{Delivery, DeliveryQueueMessage, ParkSlot, Purge, Replay, Replayed, Resend};
 use webhooks_core::model::DropReason;
-use webhooks_core::ports::{Clock, DeliveryQueue, HealthStore, ParkedDelivery, ParkingStore, WebhookStore};
+use webhooks_core::ports::{
+    Clock, DeliveryLog, DeliveryQueue, HealthStore, ParkedDelivery, ParkingStore, WebhookStore,
+};
 use webhooks_core::reliability::{expired, replay_continues};
 
 use crate::health::parse_time;
@@ -37,7 +40,42 @@ pub fn resent(parked: &ParkedDelivery) -> DeliveryQueueMessage {
     })
 }
 
+/// The copy of a logged event a range replay re-sends: a new delivery (the replay's generation,
+/// so fresh attempts) with the event's `webhook-id`, matched when the replay was asked for.
+pub fn resent_event(page: &Resend, webhook_message_id: &str, event: Event) -> DeliveryQueueMessage {
+    let logged = Delivery {
+        delivery_id: String::new(),
+        webhook_id: page.webhook_id.clone(),
+        webhook_message_id: webhook_message_id.to_owned(),
+        event,
+        generation: 0,
+        queued_at: 0,
+        send_at_ms: None,
+    };
+    DeliveryQueueMessage::Delivery(logged.next_generation(page.generation, page.queued_at))
+}
+
 impl<P: DeliveryPorts> Deliverer<P> {
+    /// One page of a replay by time range: each event's payload, as the log keeps it, queued as
+    /// a normal delivery (retries, parking, the webhook's state checked before each attempt).
+    /// An event whose payload the log no longer keeps is skipped. A page handled twice queues
+    /// the same deliveries (same ids): each is sent once.
+    pub(crate) async fn resend(&self, page: &Resend) -> Result<(), DeliveryError> {
+        let now_s = self.clock.now().unix_timestamp();
+        let mut bodies = Vec::with_capacity(page.messages.len());
+        for message in &page.messages {
+            match self.log.kept_event(&page.webhook_id, message, now_s).await? {
+                Some(event) => bodies.push(resent_event(page, message, event).to_json()),
+                None => info!(webhook_message_id = %message, "payload no longer kept; not re-sent"),
+            }
+        }
+        if !self.queue.send_all(&bodies).await.is_empty() {
+            return Err(DeliveryError::Queue("the re-sent events"));
+        }
+        info!(resent = bodies.len(), asked = page.messages.len(), "range replay page done");
+        Ok(())
+    }
+
     /// One page of a replay: re-sends parked deliveries oldest first as new generations (fresh
     /// attempts, same `webhook-id`, original match time), each carrying its park slot; drops
     /// expired ones (counted); queues the next page. A replay covers what was parked before it

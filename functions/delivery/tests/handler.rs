@@ -15,7 +15,7 @@ use webhooks_aws::memory::{
 };
 use webhooks_core::attempt::{SendFailure, SendOutcome};
 use webhooks_core::event::{format_utc, parse_ingest_body};
-use webhooks_core::message::{Delivery, DeliveryQueueMessage, ParkSlot, Purge, Replay, Replayed};
+use webhooks_core::message::{Delivery, DeliveryQueueMessage, ParkSlot, Purge, Replay, Replayed, Resend};
 use webhooks_core::model::{DisabledReason, DropReason, Scope, SignatureScheme, WebhookStatus};
 use webhooks_core::ports::{HealthRecord, StoredSecret, StoredWebhook};
 use webhooks_core::resources::{Webhook, log_status};
@@ -900,6 +900,41 @@ async fn a_replay_page_handled_twice_sends_each_parked_delivery_once() -> Result
     // THEN the receiver gets it once
     assert_eq!(w.receiver.requests().len(), 1);
     assert!(w.db.parked("wh_1").is_empty());
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_range_replay_page_queues_each_kept_event_as_a_new_delivery_with_its_webhook_id() -> Result {
+    // GIVEN an event delivered and logged (with its payload), and a range replay page naming it
+    // and an event the log does not keep
+    let w = World::new()?;
+    let d = delivery("wh_1", "evt-1", NOW)?;
+    w.handle(vec![first(&d)]).await?;
+    let page = DeliveryQueueMessage::Resend(Resend {
+        webhook_id: "wh_1".into(),
+        generation: 7,
+        queued_at: ms(NOW),
+        messages: vec![d.webhook_message_id.clone(), "msg_notkeptanymore0000000000".into()],
+    });
+    // WHEN the page is handled, twice (SQS may hand it out again)
+    w.handle(vec![record(&page, 1)]).await?;
+    w.handle(vec![record(&page, 2)]).await?;
+    // THEN the kept event is queued as a new delivery (fresh attempts, same webhook-id, the
+    // replay's match time), the same one both times; the other is skipped
+    let queued = w.queue.messages();
+    assert_eq!(queued.len(), 2);
+    assert_eq!(queued[0], queued[1]);
+    let DeliveryQueueMessage::Delivery(copy) = DeliveryQueueMessage::from_json(&queued[0])? else {
+        return Err("a delivery".into());
+    };
+    assert_eq!(copy.webhook_message_id, d.webhook_message_id);
+    assert_eq!(copy.event, d.event);
+    assert_eq!((copy.generation, copy.queued_at), (7, ms(NOW)));
+    assert_eq!(copy.delivery_id, delivery_id(&d.webhook_message_id, "wh_1", 7));
+    // AND once the log no longer keeps it, a page re-sends nothing
+    w.clock.advance(time::Duration::days(30));
+    w.handle(vec![record(&page, 3)]).await?;
+    assert_eq!(w.queue.messages().len(), 2);
     Ok(())
 }
 

@@ -1,12 +1,15 @@
 //! A webhook's operations (SPEC §6, §7, §10): disable, enable (signed health check, then replay
-//! of what was parked), test (a health check or an event type's example), the delivery log, and
-//! redelivery of one event.
+//! of what was parked), test (a health check or an event type's example), the delivery log (with
+//! its filters), redelivery of one event, and replay by time range.
 
 use crate::extract::{Path, Query};
+use std::collections::BTreeSet;
+
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
+use futures_util::stream::{self, StreamExt, TryStreamExt};
 use serde::Deserialize;
 use time::OffsetDateTime;
 use webhooks_aws::delivery_log::LOGGED_RESPONSE_BYTES;
@@ -17,7 +20,10 @@ use webhooks_core::catalog::HEALTH_CHECK;
 use webhooks_core::catalog::schemas::{EventSchema, parse_test_request};
 use webhooks_core::event::format_utc;
 use webhooks_core::ids::{random_base62, random_unit};
-use webhooks_core::message::{Delivery, DeliveryQueueMessage, Replay};
+use webhooks_core::log_query::{
+    LogQuery, RESEND_PAGE, ReplayCandidate, ReplayStatus, parse_log_filter, parse_replay_request, replay_candidates,
+};
+use webhooks_core::message::{Delivery, DeliveryQueueMessage, Replay, Resend};
 use webhooks_core::model::{DisabledReason, WebhookStatus};
 use webhooks_core::payload::health_check_body;
 use webhooks_core::ports::SignedRequest;
@@ -28,8 +34,8 @@ use crate::auth::Caller;
 use crate::body;
 use crate::error::{ApiError, unavailable};
 use crate::lists::list_limit;
-use crate::requests::{LogStatus, WebhookTest};
-use crate::responses::{DeliveryLog, Enabled, HealthCheckOutcome, Redelivery};
+use crate::requests::{LogEventType, LogStatus, ReplayRequest, WebhookTest};
+use crate::responses::{DeliveryLog, Enabled, HealthCheckOutcome, Redelivery, Scheduled};
 use crate::webhooks::{Revision, next_revision, view, visible};
 
 /// What a check sends: a `WEBHOOK_HEALTH_CHECK`, or an event type's example (`test`).
@@ -212,6 +218,15 @@ pub struct LogParams {
     status: Option<String>,
     /// Only entries of this event.
     event_id: Option<String>,
+    /// Only entries of this event type (or `WEBHOOK_HEALTH_CHECK`).
+    #[param(value_type = Option<LogEventType>)]
+    event_type: Option<String>,
+    /// Only entries attempted at or after this time (RFC 3339).
+    #[param(value_type = Option<String>, format = DateTime)]
+    since: Option<String>,
+    /// Only entries attempted before this time (RFC 3339).
+    #[param(value_type = Option<String>, format = DateTime)]
+    until: Option<String>,
     /// Items per page, 1 to 100 (default 50).
     #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
     limit: Option<String>,
@@ -220,7 +235,8 @@ pub struct LogParams {
     cursor: Option<String>,
 }
 
-/// The delivery log: one entry per attempt and per parking, newest first.
+/// The delivery log: one entry per attempt and per parking, newest first. Filters combine; a
+/// time range and an event type are served by the log's keys, never by reading all of it.
 #[utoipa::path(get, path = "/v1/webhooks/{id}/deliveries", tag = "webhooks", security(("bearer" = [])),
     params(("id" = String, Path), LogParams), responses((status = 200, body = DeliveryLog)))]
 pub async fn log(
@@ -230,23 +246,17 @@ pub async fn log(
     Query(params): Query<LogParams>,
 ) -> Result<Json<DeliveryLog>, ApiError> {
     visible(&state, &caller, &id).await?;
-    let status = params.status.as_deref();
-    if let Some(s) = status
-        && !log_status::ALL.contains(&s)
-    {
-        return Err(ApiError::validation("status", "status must be succeeded, pending, failed or parked"));
-    }
+    let filter = parse_log_filter(LogQuery {
+        status: params.status.as_deref(),
+        event_id: params.event_id.as_deref(),
+        event_type: params.event_type.as_deref(),
+        since: params.since.as_deref(),
+        until: params.until.as_deref(),
+    })?;
     let limit = list_limit(params.limit.as_deref())?;
     let page = state
         .log
-        .log_page(
-            &id,
-            status,
-            params.event_id.as_deref().filter(|s| !s.is_empty()),
-            limit,
-            params.cursor.as_deref(),
-            OffsetDateTime::now_utc().unix_timestamp(),
-        )
+        .log_page(&id, &filter, limit, params.cursor.as_deref(), OffsetDateTime::now_utc().unix_timestamp())
         .await?;
     Ok(Json(DeliveryLog { data: page.items, next_cursor: page.next_cursor }))
 }
@@ -280,4 +290,83 @@ pub async fn redeliver(
     }
     tracing::info!(webhook_id = %id, webhook_message_id = %message_id, "redelivery queued");
     Ok((StatusCode::ACCEPTED, Json(Redelivery { status: "queued", webhook_message_id: message_id })))
+}
+
+/// Candidates whose success the window cannot show are checked this many at a time (one small
+/// Query each): quick, without a burst on the table.
+const SUCCESS_CHECKS_AT_ONCE: usize = 8;
+
+/// Re-sends the events logged for the webhook with an attempt in [`since`, `until`): with
+/// `status: failed` (the default) only those not delivered to it, with `all` every one; each
+/// once, as a new delivery (same `webhook-id`, fresh attempts), asynchronously. 409 on a
+/// disabled webhook (nothing is re-sent to it).
+#[utoipa::path(post, path = "/v1/webhooks/{id}/replay", tag = "webhooks", security(("bearer" = [])),
+    params(("id" = String, Path)), request_body = ReplayRequest,
+    responses((status = 202, body = Scheduled)))]
+pub async fn replay(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Scheduled>), ApiError> {
+    let stored = visible(&state, &caller, &id).await?;
+    let value = body::json(&headers, &body)?;
+    let now = OffsetDateTime::now_utc();
+    let request = parse_replay_request(Some(&value), now, state.config.log_ttl_seconds)?;
+    if stored.webhook.status == WebhookStatus::Disabled {
+        return Err(ApiError::Conflict("the webhook is disabled: enable it before replaying".into()));
+    }
+    let now_s = now.unix_timestamp();
+    let window = state.log.replay_window(&id, request.since, now_s).await?;
+    let candidates = replay_candidates(&window, request.until, request.status, now);
+    let chosen = match request.status {
+        ReplayStatus::All => candidates,
+        ReplayStatus::Failed => undelivered(&state, &id, candidates, request.since, now_s).await?,
+    };
+    let messages: Vec<String> = chosen.into_iter().map(|c| c.webhook_message_id).collect();
+    let generation = (random_unit().map_err(unavailable)? * f64::from(u32::MAX)) as u32 | 1;
+    let queued_at = now_ms();
+    let pages: Vec<String> = messages
+        .chunks(RESEND_PAGE)
+        .map(|chunk| {
+            DeliveryQueueMessage::Resend(Resend {
+                webhook_id: id.clone(),
+                generation,
+                queued_at,
+                messages: chunk.to_vec(),
+            })
+            .to_json()
+        })
+        .collect();
+    if !state.deliveries.send_all(&pages).await.is_empty() {
+        return Err(ApiError::Unavailable("could not queue the replay".into()));
+    }
+    tracing::info!(webhook_id = %id, scheduled = messages.len(), status = ?request.status, "range replay queued");
+    Ok((StatusCode::ACCEPTED, Json(Scheduled { scheduled: messages.len() })))
+}
+
+/// The candidates not delivered to the webhook: none of their logged deliveries is recorded
+/// delivered (this holds when the log keeps no successes too), and the log has no success of
+/// them before `since` either (the window read only from `since` on).
+async fn undelivered(
+    state: &AppState,
+    id: &str,
+    candidates: Vec<ReplayCandidate>,
+    since: OffsetDateTime,
+    now_s: i64,
+) -> Result<Vec<ReplayCandidate>, ApiError> {
+    let deliveries: BTreeSet<String> = candidates.iter().flat_map(|c| c.delivery_ids.iter().cloned()).collect();
+    let delivered = state.log.attempts().delivered_among(&deliveries).await?;
+    let open: Vec<ReplayCandidate> = candidates.into_iter().filter(|c| !c.delivered(&delivered)).collect();
+    // Each check owns what it reads, so the stream holds no borrow across its awaits.
+    let checks: Vec<_> = open
+        .iter()
+        .map(|c| {
+            let (log, id, message) = (state.log.clone(), id.to_owned(), c.webhook_message_id.clone());
+            async move { log.succeeded_before(&id, &message, since, now_s).await }
+        })
+        .collect();
+    let succeeded: Vec<bool> = stream::iter(checks).buffered(SUCCESS_CHECKS_AT_ONCE).try_collect().await?;
+    Ok(open.into_iter().zip(succeeded).filter(|(_, done)| !done).map(|(c, _)| c).collect())
 }

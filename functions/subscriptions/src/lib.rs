@@ -132,6 +132,7 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(webhooks::rotate_secret))
         .routes(routes!(deliveries::log))
         .routes(routes!(deliveries::redeliver))
+        .routes(routes!(deliveries::replay))
         .routes(routes!(events::publish))
 }
 

@@ -14,7 +14,7 @@ use utoipa::openapi::path::Operation;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, OpenApi, Ref, RefOr, ResponseBuilder};
 
-use crate::requests::LogStatus;
+use crate::requests::{LogEventType, LogStatus};
 use crate::responses::{ErrorBody, ErrorDetail};
 
 /// The name of the bearer security scheme every authenticated operation requires.
@@ -28,7 +28,7 @@ pub const BEARER: &str = "bearer";
         description = "Configure webhooks, publish events and follow deliveries. Authenticate with `Authorization: Bearer <key>`.",
         license(name = "Apache-2.0", identifier = "Apache-2.0"),
     ),
-    components(schemas(ErrorBody, ErrorDetail, LogStatus))
+    components(schemas(ErrorBody, ErrorDetail, LogStatus, LogEventType))
 )]
 pub struct ApiDoc;
 
@@ -193,6 +193,7 @@ mod tests {
             "POST /v1/webhooks/{id}/test",
             "GET /v1/webhooks/{id}/deliveries",
             "POST /v1/webhooks/{id}/deliveries/{message_id}/redeliver",
+            "POST /v1/webhooks/{id}/replay",
             "POST /v1/events",
         ];
         assert_eq!(documented, set(&spec));
@@ -236,6 +237,7 @@ mod tests {
             ("ApiKeyCreate", &KEY_FIELDS[..]),
             ("ApiKeyPatch", &KEY_FIELDS[..]),
             ("RotateSecret", &ROTATE_FIELDS[..]),
+            ("ReplayRequest", &webhooks_core::log_query::REPLAY_FIELDS[..]),
         ] {
             let s = schema(&doc, name);
             assert_eq!(property_names(s), set(fields), "{name}");
@@ -334,6 +336,30 @@ mod tests {
         assert_eq!(property_names(body), set(&webhooks_core::catalog::schemas::TEST_FIELDS));
         assert_eq!(body["additionalProperties"], false);
         assert!(body.get("required").is_none());
+    }
+
+    #[test]
+    fn the_log_filters_and_the_range_replay_are_documented() {
+        let doc = doc();
+        // GIVEN the delivery log THEN it takes a type and a time range besides status and event
+        let get = &doc["paths"]["/v1/webhooks/{id}/deliveries"]["get"];
+        let params: BTreeSet<String> = get["parameters"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|p| p["name"].as_str().map(str::to_owned))
+            .collect();
+        assert_eq!(params, set(&["id", "status", "event_id", "event_type", "since", "until", "limit", "cursor"]));
+        let types = &schema(&doc, "LogEventType")["enum"];
+        assert_eq!(types.as_array().map(Vec::len), Some(38), "the 37 types and health checks");
+        // AND the replay answers 202 with the count, and requires `since`
+        let replay = &doc["paths"]["/v1/webhooks/{id}/replay"]["post"];
+        assert_eq!(
+            replay["responses"]["202"]["content"]["application/json"]["schema"]["$ref"],
+            "#/components/schemas/Scheduled"
+        );
+        assert!(replay["responses"].get("409").is_some());
+        assert_eq!(schema(&doc, "ReplayRequest")["required"], serde_json::json!(["since"]));
     }
 
     #[test]

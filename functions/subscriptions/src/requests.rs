@@ -32,6 +32,22 @@ impl PartialSchema for EventTypeName {
 
 impl ToSchema for EventTypeName {}
 
+/// An event type as the delivery log names it: a subscribable type, or `WEBHOOK_HEALTH_CHECK`
+/// (health checks and tests).
+#[derive(Debug)]
+pub struct LogEventType;
+
+impl PartialSchema for LogEventType {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .enum_values(Some(catalog::SUBSCRIBABLE.iter().map(|t| t.name).chain([catalog::HEALTH_CHECK])))
+            .into()
+    }
+}
+
+impl ToSchema for LogEventType {}
+
 /// A custom header value: at most 1024 visible ASCII characters and inner spaces.
 #[derive(Debug, Deserialize)]
 pub struct HeaderValue(pub String);
@@ -191,6 +207,32 @@ pub struct WebhookTest {
     /// Send this type's example (`GET /v1/event-types/{type}`, `webhook_id` set to this webhook)
     /// instead of a `WEBHOOK_HEALTH_CHECK`; left out or `null`: the health check.
     pub event_type: Option<EventTypeName>,
+}
+
+/// `POST /v1/webhooks/{id}/replay`: re-send the events logged for the webhook with an attempt
+/// in [`since`, `until`).
+// Parsed by `webhooks_core::log_query::parse_replay_request`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReplayRequest {
+    /// RFC 3339; not older than the log keeps entries (`WEBHOOKS_LOG_TTL`, 3 days by default),
+    /// not after `until`.
+    #[schema(format = DateTime, example = "2026-11-28T10:00:00Z")]
+    pub since: String,
+    /// RFC 3339; left out or `null`: now.
+    #[schema(format = DateTime)]
+    pub until: Option<String>,
+    /// `failed` (default): only events not delivered to the webhook (no `succeeded` entry in
+    /// the log, and no delivery of them recorded delivered); `all`: every one.
+    pub status: Option<ReplayStatusName>,
+}
+
+/// Which events a replay re-sends.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ReplayStatusName {
+    Failed,
+    All,
 }
 
 /// A CloudEvents 1.0 event in structured JSON (SPEC §2). Other attributes and extensions are

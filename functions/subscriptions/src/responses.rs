@@ -178,6 +178,12 @@ pub struct Redelivery {
     pub webhook_message_id: String,
 }
 
+/// A replay by time range was accepted: this many events will be re-sent.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Scheduled {
+    pub scheduled: usize,
+}
+
 /// `POST /v1/events`: every event was enqueued (duplicates included).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Accepted {

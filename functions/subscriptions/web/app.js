@@ -1532,9 +1532,67 @@
     }
     setText($("deliveries-title"), "Deliveries of ", webhook.name ? `“${webhook.name}”` : "an unnamed webhook");
     setText($("deliveries-target"), h("span", { class: "visually-hidden" }, "Address: "), h("code", { class: "url" }, webhook.url));
+    for (const filter of ["deliveries-type", "deliveries-since", "deliveries-until"]) $(filter).value = "";
+    $("replay-since").value = localInputValue(new Date(Date.now() - REPLAY_DEFAULT_MS));
+    setText($("replay-result"));
     flash("");
     focusHeading("deliveries");
+    await fillTypeFilter();
     await loadDeliveries(false);
+  }
+
+  /** How far back "Send again" reaches unless told: an hour covers most outages noticed. */
+  const REPLAY_DEFAULT_MS = 60 * 60 * 1000;
+
+  /** A `datetime-local` value (the browser's time zone) for a date. */
+  function localInputValue(date) {
+    const pad = (n) => String(n).padStart(2, "0");
+    return `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())}T${pad(date.getHours())}:${pad(date.getMinutes())}`;
+  }
+
+  /** RFC 3339 (UTC) of a `datetime-local` value; "" when empty, null when not a time. */
+  function isoOfLocal(value) {
+    if (!value) return "";
+    const date = new Date(value);
+    return Number.isNaN(date.getTime()) ? null : date.toISOString();
+  }
+
+  /** The event type filter's options: the catalog's types, and health checks. */
+  async function fillTypeFilter() {
+    const select = $("deliveries-type");
+    if (select.options.length > 1) return;
+    let types = [];
+    try {
+      types = await loadEventTypes();
+    } catch {
+      return; // the filter stays at "All event types"
+    }
+    for (const t of types) select.append(h("option", { value: t.type, title: t.description }, t.type));
+    select.append(h("option", { value: "WEBHOOK_HEALTH_CHECK" }, "Health checks and tests"));
+  }
+
+  async function replayRange(status, button) {
+    const { id } = state.deliveries;
+    const result = $("replay-result");
+    const since = isoOfLocal($("replay-since").value);
+    if (!since) {
+      setText(result, "Choose the time to send again from.");
+      $("replay-since").focus();
+      return;
+    }
+    await busy(button, async () => {
+      try {
+        const answer = await api("POST", webhookPath(id, "/replay"), { since, status });
+        const n = answer.scheduled ?? 0;
+        setText(
+          result,
+          n ? `${plural(n, "event is", "events are")} being sent again; they show up here once sent.` : status === "failed" ? "Nothing failed since then." : "Nothing was sent since then.",
+        );
+      } catch (error) {
+        if (error.status === 401) return;
+        setText(result, error.status === 409 ? "This webhook is disabled: enable it first." : `Could not send again: ${error.message}`);
+      }
+    });
   }
 
   async function loadDeliveries(more) {
@@ -1543,6 +1601,13 @@
     const params = new URLSearchParams({ limit: String(PAGE_SIZE) });
     const status = $("deliveries-status").value;
     if (status) params.set("status", status);
+    const type = $("deliveries-type").value;
+    if (type) params.set("event_type", type);
+    for (const [name, input] of [["since", "deliveries-since"], ["until", "deliveries-until"]]) {
+      const iso = isoOfLocal($(input).value);
+      if (iso) params.set(name, iso);
+    }
+    const filtered = [...params.keys()].some((k) => k !== "limit" && k !== "cursor");
     if (more && cursor) params.set("cursor", cursor);
     const rows = $("deliveries-rows");
     const table = $("deliveries-table");
@@ -1563,6 +1628,7 @@
     $("deliveries-more").hidden = !state.deliveries.cursor;
     table.hidden = rows.children.length === 0;
     $("deliveries-empty").hidden = rows.children.length > 0;
+    setText($("deliveries-empty"), filtered ? "No deliveries match these filters." : "No deliveries yet.");
   }
 
   function deliveryRow(id, entry) {
@@ -1652,7 +1718,14 @@
     $("add-filter").addEventListener("click", () => addFilterRow().focus());
     $("refresh-deliveries").addEventListener("click", () => busy($("refresh-deliveries"), () => loadDeliveries(false)));
     $("deliveries-more").addEventListener("click", () => busy($("deliveries-more"), () => loadDeliveries(true)));
-    $("deliveries-status").addEventListener("change", () => loadDeliveries(false));
+    for (const filter of ["deliveries-status", "deliveries-type", "deliveries-since", "deliveries-until"]) {
+      $(filter).addEventListener("change", () => loadDeliveries(false));
+    }
+    $("replay-form").addEventListener("submit", (event) => {
+      event.preventDefault();
+      const button = event.submitter ?? $("replay-failed");
+      replayRange(button.value === "all" ? "all" : "failed", button);
+    });
     $("secret-copy").addEventListener("click", copySecret);
     for (const dialog of document.querySelectorAll("dialog")) {
       dialog.querySelector("form").addEventListener("submit", (event) => {

@@ -13,6 +13,7 @@ mod local_stack;
 mod pipeline;
 mod rate_limits;
 mod reliability;
+mod replay_range;
 mod security;
 mod signatures_v1a;
 mod ssrf;

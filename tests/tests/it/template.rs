@@ -162,7 +162,8 @@ const PERMISSIONS: &[(&str, &[Rule])] = &[
             (&["sqs:SendMessage", "sqs:ChangeMessageVisibility"], &["DeliveryQueue"], None),
             (DYNAMODB_READ_AND_CHECK, &["SubscriptionsTable"], None),
             (&["dynamodb:UpdateItem"], &["SubscriptionsTable"], Some(WEBHOOK_ITEMS_ONLY)),
-            (DYNAMODB_READ_WRITE, &["HealthTable", "DeliveriesTable"], None),
+            // The index: a range replay's page loads kept payloads through gsi1.
+            (DYNAMODB_READ_WRITE, &["HealthTable", "DeliveriesTable", "DeliveriesTable/index/*"], None),
             (&["sns:Publish"], &["AlertsTopic"], None),
             (&["kms:Decrypt"], &["SigningKey"], Some(WEBHOOK_CONTEXT_ONLY)),
         ],
@@ -748,9 +749,18 @@ fn tables_are_on_demand_encrypted_and_recoverable() -> Result<()> {
     );
     assert_eq!(gsi1["Projection"], json!({"ProjectionType": "ALL"}));
     let attributes = deliveries["AttributeDefinitions"].as_array().context("AttributeDefinitions")?;
-    for key in ["gsi1pk", "gsi1sk"] {
+    for key in ["gsi1pk", "gsi1sk", "gsi2pk", "gsi2sk"] {
         assert!(attributes.contains(&json!({"AttributeName": key, "AttributeType": "S"})), "{key}");
     }
+    // The log by event type goes through gsi2, which keeps no payloads (up to 256 KiB each).
+    let gsi2 = deliveries["GlobalSecondaryIndexes"]
+        .as_array()
+        .and_then(|all| all.iter().find(|i| i["IndexName"] == "gsi2"))
+        .context("DeliveriesTable has no gsi2")?;
+    assert_eq!(gsi2["Projection"]["ProjectionType"], "INCLUDE");
+    let kept = gsi2["Projection"]["NonKeyAttributes"].as_array().context("NonKeyAttributes")?;
+    assert!(!kept.contains(&json!("event")), "gsi2 must not keep payloads");
+    assert!(kept.contains(&json!("expires_at")), "log pages filter on expiry");
     Ok(())
 }
 

@@ -58,8 +58,8 @@ struct Tables {
     attempts: HashMap<String, AttemptItem>,
     /// Parked items by webhook, then sort key (the table's order).
     parked: HashMap<String, BTreeMap<String, ParkedItem>>,
-    /// Log entries by webhook, in the order written, with their payloads.
-    log: HashMap<String, Vec<(LogEntry, Option<Event>)>>,
+    /// Log entries by webhook, in the order written, with their payloads and expiry.
+    log: HashMap<String, Vec<(LogEntry, Option<Event>, i64)>>,
 }
 
 /// SubscriptionsTable, HealthTable and DeliveriesTable in memory, for delivery's unit tests.
@@ -168,7 +168,11 @@ impl MemoryDynamoDb {
 
     /// A webhook's log entries, in the order written.
     pub fn log(&self, webhook_id: &str) -> Vec<LogEntry> {
-        lock(&self.tables).log.get(webhook_id).map(|l| l.iter().map(|(e, _)| e.clone()).collect()).unwrap_or_default()
+        lock(&self.tables)
+            .log
+            .get(webhook_id)
+            .map(|l| l.iter().map(|(e, _, _)| e.clone()).collect())
+            .unwrap_or_default()
     }
 
     /// Makes the next `n` calls fail as `Unavailable`.
@@ -633,12 +637,31 @@ impl DeliveryLog for MemoryDynamoDb {
         _delivery_id: &str,
         entry: &LogEntry,
         event: Option<&Event>,
-        _expires_at: i64,
+        expires_at: i64,
     ) -> Result<(), PortError> {
         self.failures.check("PutItem")?;
         check_item(&(entry, event))?;
-        lock(&self.tables).log.entry(webhook_id.to_owned()).or_default().push((entry.clone(), event.cloned()));
+        lock(&self.tables).log.entry(webhook_id.to_owned()).or_default().push((
+            entry.clone(),
+            event.cloned(),
+            expires_at,
+        ));
         Ok(())
+    }
+
+    async fn kept_event(
+        &self,
+        webhook_id: &str,
+        webhook_message_id: &str,
+        now: i64,
+    ) -> Result<Option<Event>, PortError> {
+        self.failures.check("Query")?;
+        let tables = lock(&self.tables);
+        let entries = tables.log.get(webhook_id).map(Vec::as_slice).unwrap_or_default();
+        Ok(entries
+            .iter()
+            .filter(|(e, _, expires_at)| e.webhook_message_id == webhook_message_id && *expires_at > now)
+            .find_map(|(_, event, _)| event.clone()))
     }
 }
 

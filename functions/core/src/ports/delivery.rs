@@ -292,6 +292,15 @@ pub trait DeliveryLog {
         event: Option<&Event>,
         expires_at: i64,
     ) -> impl Future<Output = Result<(), PortError>> + Send;
+
+    /// The payload of an event logged for a webhook (by its `webhook-id`), if an entry that
+    /// keeps it has not expired at `now` (Unix seconds).
+    fn kept_event(
+        &self,
+        webhook_id: &str,
+        webhook_message_id: &str,
+        now: i64,
+    ) -> impl Future<Output = Result<Option<Event>, PortError>> + Send;
 }
 
 /// Retries by visibility timeout: a received message comes back after a delay.
