@@ -1122,3 +1122,29 @@ async fn a_delivery_that_cannot_be_queued_for_its_slot_is_handed_back_not_lost()
     assert_eq!(w.db.attempt_record(&d.delivery_id).attempts_made, 0);
     Ok(())
 }
+
+#[tokio::test]
+async fn a_slot_missed_while_waiting_for_it_frees_the_claim_and_sends_nothing() -> Result {
+    // GIVEN a limited webhook whose next slot is half a second away, and a process starved
+    // while it waits for that slot (its clock jumps 2 s during the wait)
+    let w = World::new()?;
+    w.limit("wh_1", 5);
+    w.db.put_health("wh_1", HealthRecord { next_send_ms: Some(ms(NOW) + 500), ..HealthRecord::default() });
+    let d = delivery("wh_1", "evt-1", NOW)?;
+    let clock = w.clock.clone();
+    let starve = tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        clock.advance(time::Duration::seconds(2));
+    });
+    // WHEN the delivery is received
+    let response = w.handle(vec![first(&d)]).await?;
+    starve.await?;
+    // THEN nothing is sent late (it would crowd the next slots), its claim is freed, nothing is
+    // counted, and it is queued again at once to take a new slot
+    assert!(failed_ids(&response).is_empty());
+    assert!(w.receiver.requests().is_empty());
+    let record = w.db.attempt_record(&d.delivery_id);
+    assert_eq!((record.claim, record.attempts_made), (None, 0));
+    assert_eq!(w.waiting().iter().map(|(d, delay)| (d.send_at_ms, *delay)).collect::<Vec<_>>(), [(None, 0)]);
+    Ok(())
+}
