@@ -6,7 +6,10 @@
 //! 1. the pace is at or after now and stays within the burst: it moves on by the cost;
 //! 2. otherwise, if the pace is behind now (or the key never published): it restarts at now
 //!    plus the cost;
-//! 3. otherwise the key is over its limit: nothing is written, and its pace is read for
+//! 3. if that restart's condition failed, a concurrent request of the same key restarted the
+//!    pace first (or an SDK retry of this one's restart, after a fault that took effect, finds
+//!    its own write): back to 1, once more;
+//! 4. otherwise the key is over its limit: nothing is written, and its pace is read for
 //!    `Retry-After`.
 
 use aws_sdk_dynamodb::Client;
@@ -18,6 +21,10 @@ use crate::keys::publish_pace_key;
 
 /// A pace record outlives its burst by far, then TTL removes it (it restarts at now anyway).
 const PACE_RECORD_SECONDS: i64 = 3600;
+
+/// Rounds of (steady, restart): a restart lost to a concurrent one leaves a pace at or after
+/// now, which the second round's steady write serves unless the key is truly over its limit.
+const RACES: usize = 2;
 
 /// The publish limit's records in HealthTable.
 #[derive(Debug, Clone)]
@@ -48,36 +55,13 @@ impl DynamoDbPublishPace {
             // More events than any burst holds: never accepted as one request.
             return Ok(Some(pace.retry_after_seconds(now_us, now_us, cost)));
         }
-        let steady = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(publish_pace_key(key_id)))
-            .update_expression("SET tat = tat + :cost, expires_at = :exp")
-            .condition_expression("tat BETWEEN :now AND :ceiling")
-            .expression_attribute_values(":cost", n(cost))
-            .expression_attribute_values(":now", n(now_us))
-            .expression_attribute_values(":ceiling", n(ceiling))
-            .expression_attribute_values(":exp", n(expires_at))
-            .send()
-            .await;
-        if conditional(steady, "UpdateItem")?.is_some() {
-            return Ok(None);
-        }
-        let restart = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(publish_pace_key(key_id)))
-            .update_expression("SET tat = :next, expires_at = :exp")
-            .condition_expression("attribute_not_exists(tat) OR tat < :now")
-            .expression_attribute_values(":next", n(now_us + cost))
-            .expression_attribute_values(":now", n(now_us))
-            .expression_attribute_values(":exp", n(expires_at))
-            .send()
-            .await;
-        if conditional(restart, "UpdateItem")?.is_some() {
-            return Ok(None);
+        for _ in 0..RACES {
+            if self.steady(key_id, cost, now_us, ceiling, expires_at).await? {
+                return Ok(None);
+            }
+            if self.restart(key_id, cost, now_us, expires_at).await? {
+                return Ok(None);
+            }
         }
         let item = self
             .client
@@ -91,5 +75,49 @@ impl DynamoDbPublishPace {
             .item;
         let tat = item.as_ref().and_then(|i| get_n::<i64>(i, "tat")).unwrap_or(now_us);
         Ok(Some(pace.retry_after_seconds(tat, now_us, cost)))
+    }
+
+    /// Rule 1: moves a pace at or after now on by `cost`, within the burst; false when the
+    /// condition fails.
+    async fn steady(
+        &self,
+        key_id: &str,
+        cost: i64,
+        now_us: i64,
+        ceiling: i64,
+        expires_at: i64,
+    ) -> Result<bool, StoreError> {
+        let written = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(publish_pace_key(key_id)))
+            .update_expression("SET tat = tat + :cost, expires_at = :exp")
+            .condition_expression("tat BETWEEN :now AND :ceiling")
+            .expression_attribute_values(":cost", n(cost))
+            .expression_attribute_values(":now", n(now_us))
+            .expression_attribute_values(":ceiling", n(ceiling))
+            .expression_attribute_values(":exp", n(expires_at))
+            .send()
+            .await;
+        Ok(conditional(written, "UpdateItem")?.is_some())
+    }
+
+    /// Rule 2: restarts a pace behind now (or missing) at now plus `cost`; false when the
+    /// condition fails.
+    async fn restart(&self, key_id: &str, cost: i64, now_us: i64, expires_at: i64) -> Result<bool, StoreError> {
+        let written = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(publish_pace_key(key_id)))
+            .update_expression("SET tat = :next, expires_at = :exp")
+            .condition_expression("attribute_not_exists(tat) OR tat < :now")
+            .expression_attribute_values(":next", n(now_us + cost))
+            .expression_attribute_values(":now", n(now_us))
+            .expression_attribute_values(":exp", n(expires_at))
+            .send()
+            .await;
+        Ok(conditional(written, "UpdateItem")?.is_some())
     }
 }

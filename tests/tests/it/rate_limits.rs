@@ -169,3 +169,44 @@ async fn a_key_over_its_publish_limit_gets_429_and_enqueues_nothing_while_anothe
     assert_eq!(h.receiver.received().len(), 5, "each accepted event once, nothing refused");
     Ok(())
 }
+
+/// Sends every batch at once with `key`; returns the statuses of the refused ones.
+async fn publish_at_once(api: &Api, key: &str, batches: &[Vec<Value>]) -> Result<Vec<(u16, String)>> {
+    let mut sends = tokio::task::JoinSet::new();
+    for batch in batches {
+        let (api, key, batch) = (api.clone(), key.to_owned(), batch.clone());
+        sends.spawn(async move { publish_raw(&api, &key, &batch).await });
+    }
+    let mut refused = Vec::new();
+    for answer in sends.join_all().await {
+        let (status, code, _) = answer?;
+        if status != 202 {
+            refused.push((status, code));
+        }
+    }
+    Ok(refused)
+}
+
+#[tokio::test]
+async fn concurrent_publishes_of_an_idle_key_within_its_burst_are_all_accepted() -> Result<()> {
+    // GIVEN a key that has never published (its pace record does not exist yet), with the
+    // default limit of 200 events per second (bursts of 400)
+    let (_stack, api, admin) = setup().await?;
+    let acme = unique("acme");
+    let (_, key) = api.create_key(&admin, &[&acme], &["publish"]).await?;
+
+    // WHEN it sends 16 requests of 5 events at once: 80 events, a fifth of its burst
+    let batches: Vec<Vec<Value>> =
+        (0..16).map(|_| (0..5).map(|_| cloud_event(&unique("burst"), "TODO_CREATED", &acme, "p1")).collect()).collect();
+    let refused = publish_at_once(&api, &key, &batches).await?;
+
+    // THEN every request is accepted: racing requests restart the same idle pace once between
+    // them, and none is refused for losing that race
+    assert!(refused.is_empty(), "refused within the burst: {refused:?}");
+
+    // AND the same holds once the key has been idle past its pace again
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let refused = publish_at_once(&api, &key, &batches).await?;
+    assert!(refused.is_empty(), "refused within the burst after idling: {refused:?}");
+    Ok(())
+}
