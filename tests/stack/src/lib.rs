@@ -135,6 +135,8 @@ pub struct Api {
 pub struct Reply {
     pub status: u16,
     pub body: Value,
+    /// The `Retry-After` header in seconds, when the answer has one.
+    pub retry_after: Option<u64>,
 }
 
 impl Reply {
@@ -182,8 +184,9 @@ impl Api {
         }
         let response = req.send().await?;
         let status = response.status().as_u16();
+        let retry_after = response.headers().get("retry-after").and_then(|v| v.to_str().ok()?.parse().ok());
         let bytes = response.bytes().await?;
-        Ok(Reply { status, body: serde_json::from_slice(&bytes).unwrap_or(Value::Null) })
+        Ok(Reply { status, body: serde_json::from_slice(&bytes).unwrap_or(Value::Null), retry_after })
     }
 
     /// Creates an API key with the admin key; returns (id, secret).

@@ -113,27 +113,42 @@ async fn in_flight(stack: &Stack) -> Result<u64> {
         + queue_depth(stack, &stack.info.delivery_queue_url).await?)
 }
 
-/// Publishes through `POST /v1/events` in batches of 50; a 5xx is re-posted (safe: duplicates
-/// fan out once).
-async fn publish_http(api: &Api, key: &str, events: &[Event]) -> Result<u32> {
-    let mut reposts = 0;
+/// Publishes through `POST /v1/events` in batches of 50, as a well-behaved client does: a 5xx is
+/// re-posted (safe: duplicates fan out once), a 429 `rate_limited` is posted again after its
+/// `Retry-After` (the key's publish limit refuses the whole batch and enqueues nothing).
+async fn publish_http(api: &Api, key: &str, events: &[Event]) -> Result<Published> {
+    let mut published = Published::default();
     for chunk in events.chunks(50) {
         let body: Vec<Value> = chunk.iter().map(|e| cloud_event(&e.id, e.event_type, &e.company, e.project)).collect();
         let mut tries = 0;
         loop {
             match api.publish(key, &body).await {
                 Ok(r) if r.status == 202 => break,
+                Ok(r) if r.status == 429 && r.code() == "rate_limited" => {
+                    let wait = r.retry_after.context("a 429 rate_limited carries Retry-After")?;
+                    published.held_back += 1;
+                    tokio::time::sleep(Duration::from_secs(wait)).await;
+                }
                 Ok(r) if r.status < 500 => bail!("publishing: {} {}", r.status, r.body),
                 _ if tries < 30 => {
                     tries += 1;
-                    reposts += 1;
+                    published.reposts += 1;
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
                 other => bail!("publishing keeps failing: {other:?}"),
             }
         }
     }
-    Ok(reposts)
+    Ok(published)
+}
+
+/// What publishing over HTTP took besides one POST per batch.
+#[derive(Debug, Default, Clone, Copy)]
+struct Published {
+    /// Batches posted again after a 5xx or a transport error.
+    reposts: u32,
+    /// Batches refused for the key's publish limit and posted again after `Retry-After`.
+    held_back: u32,
 }
 
 /// Publishes straight to the ingest queue, as producers inside AWS do; every third event in an
@@ -355,7 +370,7 @@ async fn every_event_reaches_every_matching_webhook_despite_faults_crashes_and_f
     let publishing = async {
         let (http, sqs) = tokio::join!(publish_http(&api, &key, over_http), publish_sqs(&stack, over_sqs));
         sqs?;
-        http.map(|reposts| (reposts, started.elapsed()))
+        http.map(|published| (published, started.elapsed()))
     };
     let killing = async {
         let matcher_killed = kill_busy(&stack, "matcher", Duration::from_secs(20)).await?;
@@ -371,12 +386,14 @@ async fn every_event_reaches_every_matching_webhook_despite_faults_crashes_and_f
         anyhow::Ok((matcher_killed, kills))
     };
     let (published, killed) = tokio::join!(publishing, killing);
-    let ((reposts, published_at), (matcher_killed, delivery_killed)) = (published?, killed?);
+    let ((http_published, published_at), (matcher_killed, delivery_killed)) = (published?, killed?);
     let kills = delivery_killed + u32::from(matcher_killed);
     eprintln!(
-        "ledger: {} events published in {:.1} s ({reposts} HTTP batches re-posted)",
+        "ledger: {} events published in {:.1} s ({} HTTP batches re-posted after an error, {} after a 429)",
         events.len(),
-        published_at.as_secs_f64()
+        published_at.as_secs_f64(),
+        http_published.reposts,
+        http_published.held_back,
     );
     assert!(delivery_killed >= 1, "a delivery process was killed mid-batch at least once");
 
@@ -587,9 +604,10 @@ async fn every_event_reaches_every_matching_webhook_despite_faults_crashes_and_f
     );
     eprintln!(
         "ledger: receiver requests={} under chaos={} answers={answers:?}; alerts={alerts_by_type:?} enables={enables} \
-         replayed={replayed} dropped={dropped:?} reposts={reposts} dlq(ingest={ingest_dlq}, delivery={delivery_dlq})",
+         replayed={replayed} dropped={dropped:?} reposts={} dlq(ingest={ingest_dlq}, delivery={delivery_dlq})",
         answers.values().sum::<usize>(),
         requests_under_chaos,
+        http_published.reposts,
     );
     eprintln!(
         "ledger: aws requests={} faults={} (after taking effect: {}) by operation={}; forwards slower than 1 s: {} (slowest {})",
