@@ -7,7 +7,9 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use webhooks_bench::matching::{candidates, decode_items, event, index_items, scan_loop, shipped_index, shipped_match};
+use webhooks_bench::matching::{
+    candidates, decode_items, event, index_items, scan_loop, shipped_index, shipped_match, shipped_owners,
+};
 use webhooks_core::matching::project_partition;
 use webhooks_core::signing::webhook_message_id;
 
@@ -26,11 +28,12 @@ fn match_one_event(c: &mut Criterion) {
         // (the webhooks it is for), then its delivery messages are built (one SHA-256 and one
         // copy of the event per delivery).
         let index = shipped_index(&c);
+        let owners = shipped_owners(&c);
         group.bench_with_input(BenchmarkId::new("shipped", n), &index, |b, index| {
             b.iter(|| index.matching(black_box(&e)));
         });
         group.bench_with_input(BenchmarkId::new("shipped_with_messages", n), &index, |b, index| {
-            b.iter(|| shipped_match(black_box(index), black_box(&e), &message_id, 0));
+            b.iter(|| shipped_match(black_box(index), &owners, black_box(&e), &message_id, 0));
         });
         // The baseline: every entry of the project visited for every event.
         group.bench_with_input(BenchmarkId::new("scan_loop", n), &c, |b, c| {

@@ -369,6 +369,7 @@ async fn matcher_from_env() -> Result<
         claims: webhooks_aws::claims::DynamoDbEventClaims::new(dynamodb, var("EVENTS_TABLE")?),
         deliveries: webhooks_aws::sqs::SqsBatchSender::new(sqs, var("DELIVERY_QUEUE_URL")?),
         clock: webhooks_core::ports::SystemClock,
+        owner_cache: matcher::OwnerKeyCache::default(),
     })
 }
 

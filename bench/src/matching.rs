@@ -99,16 +99,28 @@ pub fn shipped_index(candidates: &Candidates) -> MatchIndex<'_> {
     matcher::match_index(&candidates.by_partition, &candidates.owners)
 }
 
+/// What the matcher also builds once per batch: each webhook's owner key id, carried in its
+/// delivery messages.
+pub fn shipped_owners(candidates: &Candidates) -> HashMap<&str, &str> {
+    candidates
+        .by_partition
+        .values()
+        .flatten()
+        .map(|entry| (entry.webhook_id.as_str(), entry.owner_key_id.as_str()))
+        .collect()
+}
+
 /// What the matcher does per event (`matcher::first_deliveries`): the delivery messages of
-/// one event, given the batch's index and the event's message id (computed when the record is
-/// parsed).
+/// one event, given the batch's index and owners and the event's message id (computed when
+/// the record is parsed).
 pub fn shipped_match(
     index: &MatchIndex<'_>,
+    owner_of: &HashMap<&str, &str>,
     event: &Event,
     message_id: &str,
     queued_at: i64,
 ) -> Vec<DeliveryQueueMessage> {
-    matcher::first_deliveries(index, event, message_id, queued_at)
+    matcher::first_deliveries(index, owner_of, event, message_id, queued_at)
 }
 
 /// The baseline: the matcher's loop before the match index. For each partition of the event,
@@ -138,6 +150,7 @@ pub fn scan_loop(candidates: &Candidates, event: &Event, queued_at: i64) -> Vec<
                     generation: 0,
                     queued_at,
                     send_at_ms: None,
+                    owner_key_id: Some(entry.owner_key_id.clone()),
                 }));
             }
         }
@@ -187,7 +200,7 @@ mod tests {
             let message_id = webhook_message_id(&e.company_id, &e.source, &e.id);
             // WHEN the matcher's functions and the baseline loop match the event
             let index = shipped_index(&c);
-            let shipped = webhook_ids(shipped_match(&index, &e, &message_id, 0));
+            let shipped = webhook_ids(shipped_match(&index, &shipped_owners(&c), &e, &message_id, 0));
             let baseline = webhook_ids(scan_loop(&c, &e, 0));
             // THEN both find exactly the first min(n, 10)
             let expected: Vec<String> = (0..n.min(MATCHING)).map(|i| format!("wh_{i:026}")).collect();

@@ -254,6 +254,8 @@ pub async fn worker(mode: Mode, receiver: &str, webhooks: &[String], seconds: f6
                     generation: 0,
                     queued_at: 0,
                     send_at_ms: None,
+                    // As from the matcher; the key is read after the webhook otherwise.
+                    owner_key_id: None,
                 })
                 .collect::<Vec<_>>(),
         )

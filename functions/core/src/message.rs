@@ -101,6 +101,11 @@ pub struct Delivery {
     /// when it was queued again to wait for it (`crate::rate_limit`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub send_at_ms: Option<i64>,
+    /// The webhook's owner key as the matcher saw it (a webhook's owner never changes): the
+    /// delivery function reads that key together with the webhook and its health, in one round
+    /// trip. Absent from messages of other origins; the key is then read after the webhook.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner_key_id: Option<String>,
 }
 
 impl Delivery {
@@ -169,6 +174,7 @@ mod tests {
             generation: 0,
             queued_at: 7,
             send_at_ms: None,
+            owner_key_id: None,
         };
         // GIVEN one parked delivery read by two replays THEN both copies are one delivery
         assert_eq!(parked.replayed(), parked.replayed());
@@ -208,6 +214,7 @@ mod tests {
             generation: 0,
             queued_at: 1,
             send_at_ms: None,
+            owner_key_id: None,
         });
         // WHEN it is written for the queue THEN SQS accepts it, and it reads back the same
         let body = message.to_json();

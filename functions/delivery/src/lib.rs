@@ -30,7 +30,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::time::Instant;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
-use futures_util::future::{join, join_all};
+use futures_util::future::{join_all, join3};
 use lambda_runtime::LambdaEvent;
 use time::OffsetDateTime;
 use tracing::{Instrument, error, info_span, warn};
@@ -213,7 +213,8 @@ impl<P: DeliveryPorts> Deliverer<P> {
         }
 
         let ids: BTreeSet<String> = deliveries.iter().map(|r| r.delivery.webhook_id.clone()).collect();
-        let loaded = match self.load(&ids).await {
+        let owners: BTreeSet<String> = deliveries.iter().filter_map(|r| r.delivery.owner_key_id.clone()).collect();
+        let loaded = match self.load(&ids, &owners).await {
             Ok(loaded) => loaded,
             Err(e) => {
                 // No attempt was made: the records come back after their visibility timeout.
@@ -294,13 +295,27 @@ impl<P: DeliveryPorts> Deliverer<P> {
         failed
     }
 
-    /// The batch's webhooks, their owner keys and their health: two round trips (the health
-    /// is read together with the webhooks; the keys need the webhooks' owners).
-    async fn load(&self, ids: &BTreeSet<String>) -> Result<Loaded, PortError> {
-        let (webhooks, health) = join(self.webhooks.webhooks_by_ids(ids), self.health.health_of(ids)).await;
+    /// The batch's webhooks, their owner keys and their health: one round trip when the
+    /// messages carry their webhooks' owner key ids (the matcher's do): the three reads go out
+    /// together. A key no message named (messages of other origins) is read after the
+    /// webhooks, a second round trip.
+    async fn load(&self, ids: &BTreeSet<String>, carried_owners: &BTreeSet<String>) -> Result<Loaded, PortError> {
+        let carried = async {
+            if carried_owners.is_empty() { Ok(HashMap::new()) } else { self.webhooks.keys_by_ids(carried_owners).await }
+        };
+        let (webhooks, health, carried) =
+            join3(self.webhooks.webhooks_by_ids(ids), self.health.health_of(ids), carried).await;
         let webhooks = webhooks?;
-        let owner_ids: BTreeSet<String> = webhooks.values().map(|w| w.webhook.owner_key_id.clone()).collect();
-        let owners = self.webhooks.keys_by_ids(&owner_ids).await?;
+        let mut owners = carried?;
+        // A named key that was not found is deleted: it is not read again.
+        let unnamed: BTreeSet<String> = webhooks
+            .values()
+            .map(|w| w.webhook.owner_key_id.clone())
+            .filter(|owner| !carried_owners.contains(owner))
+            .collect();
+        if !unnamed.is_empty() {
+            owners.extend(self.webhooks.keys_by_ids(&unnamed).await?);
+        }
         Ok(Loaded { webhooks, owners, health: health? })
     }
 

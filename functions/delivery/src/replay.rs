@@ -51,6 +51,7 @@ pub fn resent_event(page: &Resend, webhook_message_id: &str, event: Event) -> De
         generation: 0,
         queued_at: 0,
         send_at_ms: None,
+        owner_key_id: None,
     };
     DeliveryQueueMessage::Delivery(logged.next_generation(page.generation, page.queued_at))
 }
@@ -212,6 +213,7 @@ mod tests {
             generation: 0,
             queued_at,
             send_at_ms: None,
+            owner_key_id: None,
         };
         Ok(ParkedDelivery { sort_key: "k".into(), delivery, expires_at: i64::MAX })
     }

@@ -199,6 +199,7 @@ fn delivery(webhook_id: &str, event_id: &str, queued_at: OffsetDateTime) -> Resu
         generation: 0,
         queued_at: ms(queued_at),
         send_at_ms: None,
+        owner_key_id: None,
     })
 }
 
@@ -747,6 +748,33 @@ async fn deliveries_of_a_deleted_webhook_or_a_revoked_owner_are_dropped_with_the
     assert!(w.db.parked("wh_1").is_empty() && w.db.parked("wh_2").is_empty());
     assert_eq!(w.drops("wh_2").get(DropReason::OwnerRevoked.as_str()), Some(&1));
     assert!(w.drops("wh_1").is_empty());
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_owner_key_a_message_names_is_read_with_the_webhook_and_never_decides_in_its_place() -> Result {
+    // GIVEN wh_1 of key_1 (holding acme), wh_2 of key_1 too, and another key holding acme
+    let w = World::new()?;
+    w.webhook("wh_2", WebhookStatus::Active, None);
+    w.key("key_other", &["acme"]);
+    // WHEN a delivery to wh_1 names its owner (as the matcher's do), and one to wh_2 names a
+    // key that is not its owner
+    let named = Delivery { owner_key_id: Some("key_1".to_owned()), ..delivery("wh_1", "evt-1", NOW)? };
+    let misnamed = Delivery { owner_key_id: Some("key_other".to_owned()), ..delivery("wh_2", "evt-1", NOW)? };
+    w.handle(vec![first(&named), first(&misnamed)]).await?;
+    // THEN both are sent: the misnamed key is read besides, and each webhook's own owner
+    // decides
+    assert_eq!(w.receiver.requests().len(), 2);
+
+    // AND once key_1 no longer holds acme, a delivery naming key_1 is dropped for it, and one
+    // naming the other key (which still holds acme) is dropped too: the webhook's owner decides
+    w.key("key_1", &["globex"]);
+    let named = Delivery { owner_key_id: Some("key_1".to_owned()), ..delivery("wh_1", "evt-2", NOW)? };
+    let misnamed = Delivery { owner_key_id: Some("key_other".to_owned()), ..delivery("wh_2", "evt-2", NOW)? };
+    w.handle(vec![first(&named), first(&misnamed)]).await?;
+    assert_eq!(w.receiver.requests().len(), 2, "nothing more sent");
+    assert_eq!(w.drops("wh_1").get(DropReason::OwnerRevoked.as_str()), Some(&1));
+    assert_eq!(w.drops("wh_2").get(DropReason::OwnerRevoked.as_str()), Some(&1));
     Ok(())
 }
 

@@ -116,6 +116,7 @@ fn delivery() -> Result<Delivery> {
         generation: 0,
         queued_at: 0,
         send_at_ms: None,
+        owner_key_id: None,
     })
 }
 

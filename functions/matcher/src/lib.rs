@@ -4,9 +4,10 @@
 //!
 //! Cost per batch (SPEC §4): one claim per distinct event, one Query (all pages, strongly
 //! consistent) per distinct (company, project) and per distinct company, one BatchGetItem per
-//! 100 distinct owner keys; no Scan, no per-webhook reads. Claims, Queries and completions
-//! each go out concurrently. Subscriptions are never cached, so
-//! a webhook change applies to every event accepted after the API call returned.
+//! 100 distinct owner keys it does not hold in its cache; no Scan, no per-webhook reads.
+//! Claims, Queries and completions each go out concurrently. Subscriptions are never cached,
+//! so a webhook change applies to every event accepted after the API call returned; owner keys
+//! are, for up to 60 s and only to let events through (`owner_cache`).
 //!
 //! A record is reported as failed (left on the queue for SQS to retry) only when the work
 //! could not be done now; a malformed event is never retried, it goes to the DLQ at once.
@@ -26,6 +27,10 @@ use webhooks_core::ports::{
 };
 use webhooks_core::signing::{delivery_id, webhook_message_id};
 
+pub use crate::owner_cache::OwnerKeyCache;
+
+mod owner_cache;
+
 /// What the matcher needs, built once per execution environment: in production DynamoDB and
 /// SQS (`main.rs`), in tests the in-memory ports of `webhooks_aws::memory`.
 #[derive(Debug, Clone)]
@@ -42,6 +47,8 @@ pub struct Matcher<Index, Owners, Claims, Queue, DeadLetters, Time> {
     pub deliveries: Queue,
     /// Receipt time (an event's default `time`), claim leases and `queued_at`.
     pub clock: Time,
+    /// Owner keys read by earlier batches, trusted for a while where they let events through.
+    pub owner_cache: OwnerKeyCache,
 }
 
 /// A valid event of the batch and the records that carried it (duplicates within a batch
@@ -115,8 +122,8 @@ where
     /// Fans the batch's events out; returns the indexes of events to retry.
     ///
     /// The claims and the reads do not depend on each other, so they go out together: an
-    /// event's way to the delivery queue is three round trips (claims and Queries, owner keys,
-    /// the send), whatever the batch holds. The reads for an event that turns out to be a
+    /// event's way to the delivery queue is two round trips (claims and Queries, the send)
+    /// when its owner keys are cached, three when they must be read. The reads for an event that turns out to be a
     /// duplicate are wasted; that is rare.
     async fn fan_out(&self, pending: &[Pending], now: i64) -> Vec<usize> {
         let (claims, reads) =
@@ -150,11 +157,16 @@ where
         };
 
         let index = match_index(&candidates, &owners);
+        let owner_of: HashMap<&str, &str> = candidates
+            .values()
+            .flatten()
+            .map(|entry| (entry.webhook_id.as_str(), entry.owner_key_id.as_str()))
+            .collect();
         let queued_at = (self.clock.now().unix_timestamp_nanos() / 1_000_000) as i64;
         let mut plan = Vec::new();
         for &i in &claimed {
             let p = &pending[i];
-            for message in first_deliveries(&index, &p.event, &p.message_id, queued_at) {
+            for message in first_deliveries(&index, &owner_of, &p.event, &p.message_id, queued_at) {
                 plan.push((i, message));
             }
         }
@@ -192,19 +204,33 @@ where
         // Each partition the batch touches, with the event types its events there have: the
         // Query returns only entries selecting one of them (or every type).
         let mut partitions: BTreeMap<String, BTreeSet<&str>> = BTreeMap::new();
+        let mut company_of: HashMap<String, &str> = HashMap::new();
         for p in pending {
             for partition in partitions_for_event(&p.event) {
-                partitions.entry(partition).or_default().insert(p.event.event_type.as_str());
+                partitions.entry(partition.clone()).or_default().insert(p.event.event_type.as_str());
+                company_of.insert(partition, p.event.company_id.as_str());
             }
         }
         let queried = join_all(partitions.iter().map(|(partition, event_types)| async move {
             self.index.index_entries(partition, event_types).await.map(|entries| (partition.clone(), entries))
         }))
         .await;
-        let candidates = queried.into_iter().collect::<Result<BTreeMap<_, _>, _>>()?;
-        let owner_ids: BTreeSet<String> =
-            candidates.values().flatten().map(|entry| entry.owner_key_id.clone()).collect();
-        let owners = if owner_ids.is_empty() { HashMap::new() } else { self.owners.keys_by_ids(&owner_ids).await? };
+        let candidates: BTreeMap<String, Vec<IndexEntry>> = queried.into_iter().collect::<Result<_, _>>()?;
+        // Each owner key with the companies it must hold to let this batch's events through.
+        let mut needs: BTreeMap<String, BTreeSet<&str>> = BTreeMap::new();
+        for (partition, entries) in &candidates {
+            let company = company_of.get(partition).copied().unwrap_or_default();
+            for entry in entries {
+                needs.entry(entry.owner_key_id.clone()).or_default().insert(company);
+            }
+        }
+        let now = self.clock.now().unix_timestamp();
+        let (mut owners, to_read) = self.owner_cache.serve(&needs, now);
+        if !to_read.is_empty() {
+            let read = self.owners.keys_by_ids(&to_read).await?;
+            self.owner_cache.keep(&to_read, &read, now);
+            owners.extend(read);
+        }
         Ok((candidates, owners))
     }
 }
@@ -240,9 +266,11 @@ pub fn match_index<'a>(
 
 /// The first delivery of `event` (whose Standard Webhooks id is `message_id`) to each webhook
 /// of `index` it matches, payload filters included: an event a webhook's filters exclude is no
-/// delivery at all (nothing queued, logged or counted).
+/// delivery at all (nothing queued, logged or counted). Each carries its webhook's owner key
+/// id from `owner_of`.
 pub fn first_deliveries(
     index: &MatchIndex<'_>,
+    owner_of: &HashMap<&str, &str>,
     event: &Event,
     message_id: &str,
     queued_at: i64,
@@ -259,6 +287,7 @@ pub fn first_deliveries(
                 generation: 0,
                 queued_at,
                 send_at_ms: None,
+                owner_key_id: owner_of.get(webhook_id).map(|id| (*id).to_owned()),
             })
         })
         .collect()

@@ -20,6 +20,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         claims: DynamoDbEventClaims::new(dynamodb, required("EVENTS_TABLE")?),
         deliveries: SqsBatchSender::new(sqs, required("DELIVERY_QUEUE_URL")?),
         clock: SystemClock,
+        owner_cache: matcher::OwnerKeyCache::default(),
     };
     let matcher = &matcher;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<_>| {

@@ -3,7 +3,7 @@
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use lambda_runtime::{Context, LambdaEvent};
-use matcher::Matcher;
+use matcher::{Matcher, OwnerKeyCache};
 use serde_json::json;
 use time::OffsetDateTime;
 use time::macros::datetime;
@@ -45,6 +45,7 @@ impl World {
             claims: claims.clone(),
             deliveries: queue.clone(),
             clock: clock.clone(),
+            owner_cache: OwnerKeyCache::default(),
         };
         Self { subscriptions, claims, queue, dead_letters, clock, matcher }
     }
@@ -427,6 +428,43 @@ async fn a_webhook_whose_owner_no_longer_holds_the_company_gets_nothing() {
     assert_eq!(world.delivered_webhooks(), ["wh_live"]);
 }
 
+#[tokio::test]
+async fn an_owner_key_that_gained_a_company_matches_its_new_webhook_at_once_despite_the_cache() {
+    // GIVEN a key of acme whose state the matcher has cached (an acme event went through)
+    let world = world_with_one_webhook();
+    assert!(world.handle(vec![record("r1", created("acme", "e1"))]).await.is_empty());
+    assert_eq!(world.subscriptions.batch_gets(), [1]);
+    // WHEN the key is given globex, a webhook on globex is created, and a globex event arrives
+    world.key("key_a", &["acme", "globex"]);
+    world.webhook("wh_g", "key_a", &["acme", "globex"], &[], vec![Scope::company("globex")]);
+    assert!(world.handle(vec![record("r2", created("globex", "e2"))]).await.is_empty());
+    // THEN the key was read again (its cached state does not hold globex) and the new webhook
+    // gets the event
+    assert_eq!(world.subscriptions.batch_gets(), [1, 1]);
+    let to_g: Vec<String> =
+        world.deliveries().into_iter().filter(|d| d.webhook_id == "wh_g").map(|d| d.event.id).collect();
+    assert_eq!(to_g, ["e2"]);
+}
+
+#[tokio::test]
+async fn a_deleted_owner_key_stops_matching_once_its_cached_state_expires() {
+    // GIVEN a key whose state the matcher cached, then deleted
+    let world = world_with_one_webhook();
+    assert!(world.handle(vec![record("r1", created("acme", "e1"))]).await.is_empty());
+    world.subscriptions.remove_key("key_a");
+    // WHEN events arrive within the cache's 60 s, and after them
+    world.clock.advance(time::Duration::seconds(59));
+    assert!(world.handle(vec![record("r2", created("acme", "e2"))]).await.is_empty());
+    world.clock.advance(time::Duration::seconds(2));
+    assert!(world.handle(vec![record("r3", created("acme", "e3"))]).await.is_empty());
+    // THEN within the 60 s SPEC §4 allows, the cached key still lets events through (the
+    // delivery function reads the key before every attempt and drops them); after it, the key
+    // is read again and nothing more is queued
+    let ids: Vec<String> = world.deliveries().into_iter().map(|d| d.event.id).collect();
+    assert_eq!(ids, ["e1", "e2"]);
+    assert_eq!(world.subscriptions.batch_gets(), [1, 1]);
+}
+
 // ---------------------------------------------------------------------- cost bound
 
 #[tokio::test]
@@ -468,4 +506,24 @@ async fn a_batch_of_only_rejects_reads_nothing() {
     // THEN no table was read
     assert!(world.subscriptions.queries().is_empty());
     assert!(world.subscriptions.batch_gets().is_empty());
+}
+
+#[tokio::test]
+async fn owner_keys_read_by_one_batch_serve_the_next_batches_without_a_read() {
+    // GIVEN the webhooks of two keys, and a first batch that matched both
+    let world = World::new();
+    world.key("key_a", &["acme"]);
+    world.key("key_g", &["globex"]);
+    world.webhook("wh_a", "key_a", &["acme"], &[], Vec::new());
+    world.webhook("wh_g", "key_g", &["globex"], &[], Vec::new());
+    assert!(
+        world.handle(vec![record("r1", created("acme", "e1")), record("r2", created("globex", "e2"))]).await.is_empty()
+    );
+    // WHEN more batches for both arrive within a minute
+    world.clock.advance(time::Duration::seconds(30));
+    assert!(world.handle(vec![record("r3", created("acme", "e3"))]).await.is_empty());
+    assert!(world.handle(vec![record("r4", created("globex", "e4"))]).await.is_empty());
+    // THEN the keys were read once, by the first batch, and every event was delivered
+    assert_eq!(world.subscriptions.batch_gets(), [2]);
+    assert_eq!(world.delivered_webhooks(), ["wh_a", "wh_a", "wh_g", "wh_g"]);
 }

@@ -283,6 +283,7 @@ pub async fn redeliver(
         generation: 0,
         queued_at: 0,
         send_at_ms: None,
+        owner_key_id: None,
     }
     .next_generation(generation, now_ms());
     if !state.deliveries.send_all(&[DeliveryQueueMessage::Delivery(delivery).to_json()]).await.is_empty() {
