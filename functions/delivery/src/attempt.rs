@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use futures_util::future::join_all;
+
 use aws_lambda_events::event::sqs::SqsMessage;
 use time::OffsetDateTime;
 use tracing::{info, warn};
@@ -11,13 +13,13 @@ use webhooks_core::ids::random_unit;
 use webhooks_core::message::{Delivery, ParkSlot};
 use webhooks_core::payload::delivery_body;
 use webhooks_core::ports::{
-    AttemptStore, Clock, HealthRecord, HealthStore, ParkGuard, RetryScheduler, SecretStore, SignedRequest,
+    AttemptStore, Clock, HealthRecord, HealthStore, ParkGuard, PortError, RetryScheduler, SecretStore, SignedRequest,
     WebhookSender,
 };
 use webhooks_core::rate_limit::{SlotUse, use_slot};
 use webhooks_core::reliability::{
-    Admission, AttemptResult, Attempted, ClaimRefused, MAX_DEFERRALS, NextStep, WebhookState, admit, after_attempt,
-    after_refused_claim, attempt_number, deferral, receive_limit_near, starts_a_streak,
+    Admission, AttemptRecord, AttemptResult, Attempted, ClaimRefused, MAX_DEFERRALS, NextStep, WebhookState, admit,
+    after_attempt, after_refused_claim, attempt_number, deferral, receive_limit_near, starts_a_streak,
 };
 use webhooks_core::resources::log_status;
 use webhooks_core::retry::visibility_within_cap;
@@ -42,14 +44,41 @@ const CLAIM_MARGIN_SECONDS: i64 = 30;
 /// A probe keeps its slot this long past its next retry, in case that receive is late.
 const PROBE_LEASE_MARGIN_SECONDS: i64 = 60;
 
+/// The attempt a first receive makes.
+const FIRST_ATTEMPT: u32 = 1;
+
+/// What claiming an attempt answered: claimed, or refused with the attempt record as it is.
+pub(crate) type ClaimAnswer = Result<Result<(), AttemptRecord>, PortError>;
+
+/// What the batch prepared for one delivery before delivering it.
+pub(crate) struct Prepared {
+    /// Its send slot under its webhook's `rate_limit`.
+    pub pace: Pace,
+    /// For a first receive, the claim of attempt 1, sent together with the batch's reads.
+    pub first_claim: Option<ClaimAnswer>,
+}
+
 /// How many times SQS has handed this message out, this receive included.
 fn receive_count(record: &SqsMessage) -> u32 {
     record.attributes.get("ApproximateReceiveCount").and_then(|v| v.parse().ok()).unwrap_or(1)
 }
 
+/// This receive's name in attempt claims: its receipt handle, so that an SDK retry of a claim
+/// is still its own.
+fn receive_name(record: &SqsMessage, d: &Delivery) -> String {
+    sha256_hex(record.receipt_handle.as_deref().unwrap_or(&d.delivery_id))
+}
+
+/// Whether the attempt of this receive is known before anything is read: the first receive of
+/// a delivery (not one back for its send slot) makes attempt 1.
+pub(crate) fn first_receive(record: &SqsMessage, d: &Delivery) -> bool {
+    receive_count(record) == 1 && d.send_at_ms.is_none()
+}
+
 impl<P: DeliveryPorts> Deliverer<P> {
     /// Delivers one record of a batch that read `loaded`. `unalerted`: its webhook's
-    /// deactivation alert is still pending, so it is parked (it is disabled).
+    /// deactivation alert is still pending, so it is parked (it is disabled). A claim the
+    /// batch `prepared` is freed again when the delivery does not come to be sent.
     pub(crate) async fn deliver(
         &self,
         receive: Receive<'_>,
@@ -57,8 +86,9 @@ impl<P: DeliveryPorts> Deliverer<P> {
         slot: Option<&ParkSlot>,
         loaded: &Loaded,
         unalerted: bool,
-        pace: Pace,
+        prepared: Prepared,
     ) -> Disposition {
+        let Prepared { pace, mut first_claim } = prepared;
         let parked_unalerted = if unalerted {
             self.park(d, ParkGuard::WebhookDisabled, slot).await.map(|p| p == Parked::Kept)
         } else {
@@ -66,9 +96,10 @@ impl<P: DeliveryPorts> Deliverer<P> {
         };
         let result = match parked_unalerted {
             Ok(true) => Ok(Disposition::Done),
-            Ok(false) => self.try_deliver(&receive, d, slot, loaded, pace).await,
+            Ok(false) => self.try_deliver(&receive, d, slot, loaded, pace, &mut first_claim).await,
             Err(e) => Err(e),
         };
+        self.free_unused_claim(receive.record, d, first_claim).await;
         match result {
             Ok(disposition) => disposition,
             Err(e) => {
@@ -81,6 +112,42 @@ impl<P: DeliveryPorts> Deliverer<P> {
         }
     }
 
+    /// Claims attempt 1 of each first receive among `deliveries` at `now_s`, all at once (sent
+    /// together with the batch's reads, they cost no round trip of their own); `None` for the
+    /// others, which claim their attempt once they know its number.
+    pub(crate) async fn first_claims<'a>(
+        &self,
+        deliveries: impl Iterator<Item = (&'a SqsMessage, &'a Delivery)>,
+        now_s: i64,
+    ) -> Vec<Option<ClaimAnswer>> {
+        let until = self.claim_until(now_s);
+        join_all(deliveries.map(|(record, d)| async move {
+            if !first_receive(record, d) {
+                return None;
+            }
+            let name = receive_name(record, d);
+            Some(self.attempts.claim_attempt(&d.delivery_id, FIRST_ATTEMPT, now_s, until, &name).await)
+        }))
+        .await
+    }
+
+    /// Frees a claim of attempt 1 taken with the batch's reads that the delivery did not use
+    /// (it was parked, dropped, held back or handed back unsent), so that its next receive
+    /// can claim it. Best effort: a claim left behind only makes that receive wait for the
+    /// claim's lease.
+    pub(crate) async fn free_unused_claim(&self, record: &SqsMessage, d: &Delivery, claim: Option<ClaimAnswer>) {
+        if let Some(Ok(Ok(()))) = claim
+            && let Err(e) = self.attempts.release_claim(&d.delivery_id, FIRST_ATTEMPT, &receive_name(record, d)).await
+        {
+            warn!(error = %webhooks_aws::error_chain(&e), "could not free an unused attempt claim");
+        }
+    }
+
+    /// Until when a claim made at `now_s` holds: the request's whole timeout and a margin.
+    fn claim_until(&self, now_s: i64) -> i64 {
+        now_s + self.config.timeout.as_secs() as i64 + CLAIM_MARGIN_SECONDS
+    }
+
     async fn try_deliver(
         &self,
         receive: &Receive<'_>,
@@ -88,6 +155,7 @@ impl<P: DeliveryPorts> Deliverer<P> {
         slot: Option<&ParkSlot>,
         loaded: &Loaded,
         pace: Pace,
+        first_claim: &mut Option<ClaimAnswer>,
     ) -> Result<Disposition, DeliveryError> {
         let stored = loaded.webhooks.get(&d.webhook_id);
         let owner_companies: &[String] =
@@ -173,13 +241,18 @@ impl<P: DeliveryPorts> Deliverer<P> {
             self.hand_back(receive, DEADLINE_RETRY).await;
             return Ok(Disposition::HandBack);
         }
-        // Claimed before it is sent: a second receive of the same message sends nothing.
-        let claim_until = now_s + self.config.timeout.as_secs() as i64 + CLAIM_MARGIN_SECONDS;
-        // The receipt handle names this receive: an SDK retry of the claim is still ours.
-        let receive_name = sha256_hex(receive.record.receipt_handle.as_deref().unwrap_or(&d.delivery_id));
-        if let Err(now_record) =
-            self.attempts.claim_attempt(&d.delivery_id, attempt, now_s, claim_until, &receive_name).await?
-        {
+        // Claimed before it is sent: a second receive of the same message sends nothing. A
+        // first receive's claim went out with the batch's reads.
+        let receive_name = receive_name(receive.record, d);
+        let claimed = match first_claim.take() {
+            Some(answer) if attempt == FIRST_ATTEMPT => answer?,
+            other => {
+                self.free_unused_claim(receive.record, d, other).await;
+                let until = self.claim_until(now_s);
+                self.attempts.claim_attempt(&d.delivery_id, attempt, now_s, until, &receive_name).await?
+            }
+        };
+        if let Err(now_record) = claimed {
             return match after_refused_claim(now_record, attempt, self.config.max_attempts, now_s) {
                 ClaimRefused::Duplicate => {
                     info!(attempt, "a second receive of a delivery already done; nothing sent");

@@ -30,7 +30,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::time::Instant;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
-use futures_util::future::{join_all, join3};
+use futures_util::future::{join, join_all, join3};
 use lambda_runtime::LambdaEvent;
 use time::OffsetDateTime;
 use tracing::{Instrument, error, info_span, warn};
@@ -214,11 +214,22 @@ impl<P: DeliveryPorts> Deliverer<P> {
 
         let ids: BTreeSet<String> = deliveries.iter().map(|r| r.delivery.webhook_id.clone()).collect();
         let owners: BTreeSet<String> = deliveries.iter().filter_map(|r| r.delivery.owner_key_id.clone()).collect();
-        let loaded = match self.load(&ids, &owners).await {
+        // First receives claim their attempt together with the reads: one round trip for both.
+        let now_s = self.clock.now().unix_timestamp();
+        let (loaded, first_claims) = join(
+            self.load(&ids, &owners),
+            self.first_claims(deliveries.iter().map(|r| (r.record, &r.delivery)), now_s),
+        )
+        .await;
+        let loaded = match loaded {
             Ok(loaded) => loaded,
             Err(e) => {
                 // No attempt was made: the records come back after their visibility timeout.
                 error!(error = %webhooks_aws::error_chain(&e), "could not read webhooks; batch retried");
+                join_all(
+                    deliveries.iter().zip(first_claims).map(|(r, c)| self.free_unused_claim(r.record, &r.delivery, c)),
+                )
+                .await;
                 failed.extend(deliveries.iter().map(|r| message_id(r.record)));
                 return Ok(webhooks_aws::batch::retry_only(failed));
             }
@@ -227,12 +238,13 @@ impl<P: DeliveryPorts> Deliverer<P> {
         let unalerted = self.alerts_owed(&loaded).await;
         let paces = self.send_slots(deliveries.iter().map(|r| &r.delivery), &loaded).await;
 
-        let dispositions = join_all(deliveries.iter().zip(paces).map(|(r, pace)| {
+        let dispositions = join_all(deliveries.iter().zip(paces).zip(first_claims).map(|((r, pace), claim)| {
             let d = &r.delivery;
             let span = info_span!("delivery", webhook_id = %d.webhook_id, event_id = %d.event.id, delivery_id = %d.delivery_id);
             let unalerted = unalerted.contains(&d.webhook_id);
             let receive = Receive { record: r.record, started, deadline };
-            self.deliver(receive, d, r.slot.as_ref(), &loaded, unalerted, pace).instrument(span)
+            let prepared = attempt::Prepared { pace, first_claim: claim };
+            self.deliver(receive, d, r.slot.as_ref(), &loaded, unalerted, prepared).instrument(span)
         }))
         .await;
         let mut waiting = Vec::new();

@@ -998,6 +998,36 @@ async fn when_the_webhooks_cannot_be_read_every_record_comes_back_unsent() -> Re
     let response = w.handle(vec![first(&a), first(&b)]).await?;
     assert_eq!(failed_ids(&response).len(), 2);
     assert!(w.receiver.requests().is_empty());
+    // AND the attempt claims sent together with the failed read were freed: the next receive
+    // of each sends it at once instead of waiting for a claim's lease
+    for d in [&a, &b] {
+        assert_eq!(w.db.attempt_record(&d.delivery_id).claim, None);
+    }
+    let again = [&a, &b].map(|d| record(&DeliveryQueueMessage::Delivery(d.clone()), 2));
+    let response = w.handle(again.to_vec()).await?;
+    assert!(failed_ids(&response).is_empty());
+    assert_eq!(w.receiver.requests().len(), 2);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_first_receive_that_is_not_sent_leaves_no_claim_behind() -> Result {
+    // GIVEN a webhook deactivated for failing, and one disabled by hand
+    let w = World::new()?;
+    w.webhook("wh_1", WebhookStatus::Disabled, Some((DisabledReason::Failing, NOW)));
+    w.webhook("wh_2", WebhookStatus::Disabled, Some((DisabledReason::Manual, NOW - time::Duration::minutes(1))));
+    // WHEN a first receive of a delivery to each is handled (its attempt claimed together
+    // with the batch's reads)
+    let (parked, dropped) = (delivery("wh_1", "evt-1", NOW)?, delivery("wh_2", "evt-1", NOW)?);
+    let response = w.handle(vec![first(&parked), first(&dropped)]).await?;
+    // THEN one is parked and one dropped, nothing sent, and neither keeps a claim
+    assert!(failed_ids(&response).is_empty());
+    assert_eq!(w.db.parked("wh_1").len(), 1);
+    assert_eq!(w.drops("wh_2").get(DropReason::ManualDisabled.as_str()), Some(&1));
+    assert!(w.receiver.requests().is_empty());
+    for d in [&parked, &dropped] {
+        assert_eq!(w.db.attempt_record(&d.delivery_id).claim, None, "{}", d.webhook_id);
+    }
     Ok(())
 }
 
