@@ -89,6 +89,16 @@ impl<P: DeliveryPorts> Deliverer<P> {
         prepared: Prepared,
     ) -> Disposition {
         let Prepared { pace, mut first_claim } = prepared;
+        // A first receive knows already whether its delivery is done (delivered, or its
+        // attempts used up and parked): a copy of it, as a fan-out repeated after a crash
+        // queues, is then neither sent nor parked again (a parked copy would be sent on replay).
+        if let Some(Ok(Err(record))) = &first_claim {
+            let now_s = self.clock.now().unix_timestamp();
+            if after_refused_claim(*record, FIRST_ATTEMPT, self.config.max_attempts, now_s) == ClaimRefused::Duplicate {
+                info!("a copy of a delivery already done; nothing sent or parked");
+                return Disposition::Done;
+            }
+        }
         let parked_unalerted = if unalerted {
             self.park(d, ParkGuard::WebhookDisabled, slot).await.map(|p| p == Parked::Kept)
         } else {

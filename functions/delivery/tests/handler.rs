@@ -276,6 +276,24 @@ async fn a_second_receive_of_a_delivered_message_sends_nothing() -> Result {
 }
 
 #[tokio::test]
+async fn a_copy_of_a_delivered_delivery_is_not_parked_while_its_webhook_is_down() -> Result {
+    // GIVEN a delivery delivered, then its webhook deactivated for failing
+    let w = World::new()?;
+    let d = delivery("wh_1", "evt-1", NOW)?;
+    w.handle(vec![first(&d)]).await?;
+    assert_eq!(w.receiver.requests().len(), 1);
+    w.webhook("wh_1", WebhookStatus::Disabled, Some((DisabledReason::Failing, NOW)));
+    // WHEN a copy of it arrives as a new message (a fan-out repeated after a crash queues the
+    // same delivery id again)
+    let response = w.handle(vec![first(&d)]).await?;
+    // THEN it is done: not parked (a replay would send it a second time), not sent
+    assert!(failed_ids(&response).is_empty());
+    assert!(w.db.parked("wh_1").is_empty());
+    assert_eq!(w.receiver.requests().len(), 1);
+    Ok(())
+}
+
+#[tokio::test]
 async fn a_success_after_failures_ends_the_streak_and_replays_what_was_parked() -> Result {
     // GIVEN a webhook with two failures in a row and one delivery parked
     let w = World::new()?;
