@@ -8,7 +8,8 @@
 //!    plus the cost;
 //! 3. if that restart's condition failed, a concurrent request of the same key restarted the
 //!    pace first (or an SDK retry of this one's restart, after a fault that took effect, finds
-//!    its own write): back to 1, once more;
+//!    its own write, and the request is then counted twice, erring on the strict side): rule
+//!    1 once more;
 //! 4. otherwise the key is over its limit: nothing is written, and its pace is read for
 //!    `Retry-After`.
 
@@ -21,10 +22,6 @@ use crate::keys::publish_pace_key;
 
 /// A pace record outlives its burst by far, then TTL removes it (it restarts at now anyway).
 const PACE_RECORD_SECONDS: i64 = 3600;
-
-/// Rounds of (steady, restart): a restart lost to a concurrent one leaves a pace at or after
-/// now, which the second round's steady write serves unless the key is truly over its limit.
-const RACES: usize = 2;
 
 /// The publish limit's records in HealthTable.
 #[derive(Debug, Clone)]
@@ -55,13 +52,13 @@ impl DynamoDbPublishPace {
             // More events than any burst holds: never accepted as one request.
             return Ok(Some(pace.retry_after_seconds(now_us, now_us, cost)));
         }
-        for _ in 0..RACES {
-            if self.steady(key_id, cost, now_us, ceiling, expires_at).await? {
-                return Ok(None);
-            }
-            if self.restart(key_id, cost, now_us, expires_at).await? {
-                return Ok(None);
-            }
+        // Steady, else restart, else steady once more: a restart that failed its condition
+        // was beaten by a concurrent one (rule 3), which leaves the pace at or after now.
+        if self.steady(key_id, cost, now_us, ceiling, expires_at).await?
+            || self.restart(key_id, cost, now_us, expires_at).await?
+            || self.steady(key_id, cost, now_us, ceiling, expires_at).await?
+        {
+            return Ok(None);
         }
         let item = self
             .client
